@@ -1,0 +1,726 @@
+// Package lab builds xskgate's network test bed: three named network
+// namespaces wired as client ↔ gate ↔ server with two veth pairs.
+//
+//	<prefix>-client            <prefix>-gate             <prefix>-server
+//	  eth0  <──── veth ────>  outer    inner  <──── veth ────>  eth0
+//	198.18.0.1/24                                         198.18.0.2/24
+//	2001:2::1/64                                          2001:2::2/64
+//
+// The gate's outer and inner have no addresses and IPv6 disabled, so the
+// gate itself sends nothing: it is a wire that xskgate (or, for the
+// baseline, plain kernel forwarding, see SetKernelForwarding) has to
+// bridge. Client and server share one subnet. Addresses come only from the
+// benchmarking ranges (RFC 2544 198.18.0.0/15, RFC 5180 2001:2::/48).
+//
+// Everything is done with netlink and setns; `ip netns exec NAME` works on
+// the namespaces (they are bind-mounted under /run/netns) and Command
+// builds such commands.
+//
+// Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN).
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Interface names.
+const (
+	OuterName  = "outer" // gate side of the client pair, in the gate ns
+	InnerName  = "inner" // gate side of the server pair, in the gate ns
+	HostIfName = "eth0"  // client's and server's interface
+)
+
+// Defaults and limits.
+const (
+	DefaultQueues = 2
+	DefaultMTU    = 1500
+	MaxQueues     = 64
+	MinMTU        = 68
+	MaxMTU        = 65535
+	MaxPrefixLen  = 16
+	DefaultPrefix = "xg" // followed by 6 random hex digits
+)
+
+// Addresses (benchmarking ranges only).
+var (
+	ClientIP4 = netip.MustParseAddr("198.18.0.1")
+	ServerIP4 = netip.MustParseAddr("198.18.0.2")
+	ClientIP6 = netip.MustParseAddr("2001:2::1")
+	ServerIP6 = netip.MustParseAddr("2001:2::2")
+)
+
+const (
+	prefixLen4 = 24
+	prefixLen6 = 64
+)
+
+// Config describes a lab. The zero value is a valid default lab.
+type Config struct {
+	// Prefix names the namespaces <Prefix>-client/-gate/-server. Empty:
+	// "xg" + 6 random hex digits. At most 16 of [a-z0-9-], starting with
+	// a letter or digit and not ending with '-'.
+	Prefix string
+	// Queues is the number of rx and tx queues of every veth end
+	// (default 2, at most 64).
+	Queues int
+	// MTU of every veth end (default 1500, 68..65535).
+	MTU int
+	// StaticNeighbors installs permanent neighbour entries on the client
+	// (server's addresses → server's MAC) and on the server (client's
+	// addresses → client's MAC), so traffic needs no ARP/ND through the
+	// gate.
+	StaticNeighbors bool
+
+	// failAfter, for tests: fail Up right after the named step.
+	failAfter string
+}
+
+// Lab is a running test bed. Its fields are read-only.
+type Lab struct {
+	Prefix                     string
+	ClientNS, GateNS, ServerNS string // namespace names, for Do/Command/`ip netns exec`
+	Queues                     int
+	MTU                        int
+	StaticNeighbors            bool
+
+	ClientIP4, ServerIP4, ClientIP6, ServerIP6 netip.Addr
+	ClientMAC, ServerMAC, OuterMAC, InnerMAC   net.HardwareAddr
+	// ifindex of outer/inner inside the gate ns, and of eth0 in client/server.
+	OuterIndex, InnerIndex   int
+	ClientIndex, ServerIndex int
+
+	mu   sync.Mutex
+	down bool
+}
+
+var prefixRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+
+// ValidatePrefix checks a lab prefix.
+func ValidatePrefix(p string) error {
+	if len(p) == 0 || len(p) > MaxPrefixLen || !prefixRE.MatchString(p) {
+		return invalidf("lab: invalid prefix %q: use 1 to %d characters of [a-z0-9-], starting and ending with a letter or digit", p, MaxPrefixLen)
+	}
+	return nil
+}
+
+// NSNames returns the client, gate and server namespace names of a prefix.
+func NSNames(prefix string) (client, gate, server string) {
+	return prefix + "-client", prefix + "-gate", prefix + "-server"
+}
+
+func randomPrefix() (string, error) {
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("lab: random prefix: %w", err)
+	}
+	return DefaultPrefix + hex.EncodeToString(b[:]), nil
+}
+
+func (cfg *Config) normalize() error {
+	if cfg.Queues == 0 {
+		cfg.Queues = DefaultQueues
+	}
+	if cfg.Queues < 1 || cfg.Queues > MaxQueues {
+		return invalidf("lab: invalid queue count %d: use 1..%d", cfg.Queues, MaxQueues)
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	if cfg.MTU < MinMTU || cfg.MTU > MaxMTU {
+		return invalidf("lab: invalid MTU %d: use %d..%d", cfg.MTU, MinMTU, MaxMTU)
+	}
+	if cfg.Prefix != "" {
+		return ValidatePrefix(cfg.Prefix)
+	}
+	return nil
+}
+
+func existsError(prefix string) error {
+	return &Error{Kind: ErrExists, Msg: fmt.Sprintf("lab: a lab with prefix %q already exists: run `xskgate lab down --prefix %s`", prefix, prefix)}
+}
+
+// Up builds a lab. On any failure it removes what it made before
+// returning the error.
+func Up(cfg Config) (*Lab, error) { return UpContext(context.Background(), cfg) }
+
+// UpContext is Up that stops between steps when ctx is done (the CLI
+// cancels ctx on SIGINT/SIGTERM), removing what it made, and returns
+// ctx's error.
+func UpContext(ctx context.Context, cfg Config) (*Lab, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	if cfg.Prefix == "" {
+		for i := 0; ; i++ {
+			p, err := randomPrefix()
+			if err != nil {
+				return nil, err
+			}
+			c, g, s := NSNames(p)
+			if !nsExists(c) && !nsExists(g) && !nsExists(s) {
+				cfg.Prefix = p
+				break
+			}
+			if i == 10 {
+				return nil, fmt.Errorf("lab: could not find an unused random prefix: pass one")
+			}
+		}
+	}
+	b := &builder{cfg: cfg, ctx: ctx}
+	l, err := b.build()
+	if err != nil {
+		if cerr := b.cleanup(); cerr != nil {
+			return nil, fmt.Errorf("%w; cleanup also failed: %v (run `xskgate lab down --prefix %s`)", err, cerr, cfg.Prefix)
+		}
+		return nil, err
+	}
+	return l, nil
+}
+
+// builder holds the state of one Up so that a failure can undo it.
+type builder struct {
+	cfg     Config
+	ctx     context.Context
+	created []string // namespaces this Up created, to remove on failure
+	handles []netns.NsHandle
+	nl      []*netlink.Handle
+}
+
+func (b *builder) step(name string) error {
+	if err := b.ctx.Err(); err != nil {
+		return fmt.Errorf("lab: up interrupted before %s: %w", name, err)
+	}
+	return nil
+}
+
+func (b *builder) done(name string) error {
+	if b.cfg.failAfter == name {
+		return fmt.Errorf("lab: injected failure after %s", name)
+	}
+	return nil
+}
+
+func (b *builder) close() {
+	for _, h := range b.nl {
+		h.Close()
+	}
+	b.nl = nil
+	for _, h := range b.handles {
+		h.Close()
+	}
+	b.handles = nil
+}
+
+func (b *builder) cleanup() error {
+	b.close()
+	var errs []error
+	// Reverse order; deleting the gate first takes both veth pairs with it.
+	for i := len(b.created) - 1; i >= 0; i-- {
+		if err := deleteNamedNS(b.created[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	b.created = nil
+	return errors.Join(errs...)
+}
+
+func (b *builder) build() (*Lab, error) {
+	defer b.close()
+	cfg := b.cfg
+	l := &Lab{
+		Prefix:          cfg.Prefix,
+		Queues:          cfg.Queues,
+		MTU:             cfg.MTU,
+		StaticNeighbors: cfg.StaticNeighbors,
+		ClientIP4:       ClientIP4, ServerIP4: ServerIP4, ClientIP6: ClientIP6, ServerIP6: ServerIP6,
+	}
+	l.ClientNS, l.GateNS, l.ServerNS = NSNames(cfg.Prefix)
+	names := []string{l.ClientNS, l.GateNS, l.ServerNS}
+
+	// 1. Namespaces.
+	if err := b.step("namespaces"); err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if nsExists(n) {
+			return nil, existsError(cfg.Prefix)
+		}
+	}
+	if err := ensureNetnsDir(); err != nil {
+		return nil, err
+	}
+	var ns [3]netns.NsHandle
+	for i, n := range names {
+		h, err := createNamedNS(n)
+		if err != nil {
+			if errors.Is(err, ErrExists) {
+				return nil, existsError(cfg.Prefix)
+			}
+			return nil, err
+		}
+		b.created = append(b.created, n)
+		b.handles = append(b.handles, h)
+		ns[i] = h
+	}
+	var nlh [3]*netlink.Handle
+	for i, n := range names {
+		h, err := newHandleIn(ns[i], n)
+		if err != nil {
+			return nil, mapPerm("opening netlink in "+n, err)
+		}
+		b.nl = append(b.nl, h)
+		nlh[i] = h
+	}
+	client, gate, server := nlh[0], nlh[1], nlh[2]
+	if err := b.done("namespaces"); err != nil {
+		return nil, err
+	}
+
+	// 2. Veth pairs, made in the gate ns with the peer put straight into
+	// the client/server ns, so names need only be unique per namespace.
+	if err := b.step("veths"); err != nil {
+		return nil, err
+	}
+	q := uint32(cfg.Queues)
+	for _, p := range []struct {
+		local  string
+		peerNS netns.NsHandle
+		peer   string
+	}{{OuterName, ns[0], l.ClientNS}, {InnerName, ns[2], l.ServerNS}} {
+		la := netlink.NewLinkAttrs()
+		la.Name = p.local
+		la.MTU = cfg.MTU
+		la.NumTxQueues = cfg.Queues
+		la.NumRxQueues = cfg.Queues
+		v := &netlink.Veth{
+			LinkAttrs:       la,
+			PeerName:        HostIfName,
+			PeerNamespace:   netlink.NsFd(p.peerNS),
+			PeerNumTxQueues: q,
+			PeerNumRxQueues: q,
+			PeerMTU:         uint32(cfg.MTU),
+		}
+		if err := gate.LinkAdd(v); err != nil {
+			return nil, mapPerm(fmt.Sprintf("creating veth %s (%s) <-> %s (%s)", p.local, l.GateNS, HostIfName, p.peer), err)
+		}
+	}
+	if err := b.done("veths"); err != nil {
+		return nil, err
+	}
+
+	// 3. Real queue counts: creation with explicit num{tx,rx}queues should
+	// give N real queues; fix them with ETHTOOL_SCHANNELS if not.
+	if err := b.step("queues"); err != nil {
+		return nil, err
+	}
+	for _, e := range []struct {
+		h          netns.NsHandle
+		ns, ifname string
+	}{
+		{ns[0], l.ClientNS, HostIfName}, {ns[1], l.GateNS, OuterName}, {ns[1], l.GateNS, InnerName}, {ns[2], l.ServerNS, HostIfName},
+	} {
+		err := doInHandle(e.h, e.ns, func() error {
+			ch, err := getChannels(e.ifname)
+			if err != nil {
+				return fmt.Errorf("lab: reading queue counts of %s in %s: %w", e.ifname, e.ns, err)
+			}
+			if ch.RxCount == q && ch.TxCount == q {
+				return nil
+			}
+			if err := setChannels(e.ifname, q, q); err != nil {
+				return fmt.Errorf("lab: setting %d queues on %s in %s (has rx %d tx %d, max %d/%d): %w", q, e.ifname, e.ns, ch.RxCount, ch.TxCount, ch.MaxRx, ch.MaxTx, err)
+			}
+			if ch, err = getChannels(e.ifname); err != nil || ch.RxCount != q || ch.TxCount != q {
+				return fmt.Errorf("lab: %s in %s has rx %d tx %d queues, want %d (err %v)", e.ifname, e.ns, ch.RxCount, ch.TxCount, q, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := b.done("queues"); err != nil {
+		return nil, err
+	}
+
+	// 4. Sysctls, before any link is up: no DAD on the hosts, no IPv6 and
+	// no forwarding on the gate (new namespaces inherit IPv4 settings such
+	// as ip_forward from the initial namespace).
+	if err := b.step("sysctls"); err != nil {
+		return nil, err
+	}
+	for _, n := range []struct {
+		h  netns.NsHandle
+		ns string
+	}{{ns[0], l.ClientNS}, {ns[2], l.ServerNS}} {
+		err := doInHandle(n.h, n.ns, func() error {
+			for _, kv := range [][2]string{
+				{"net/ipv6/conf/default/accept_dad", "0"},
+				{"net/ipv6/conf/" + HostIfName + "/accept_dad", "0"},
+				{"net/ipv6/conf/" + HostIfName + "/disable_ipv6", "0"},
+			} {
+				if err := writeSysctl(kv[0], kv[1]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	err := doInHandle(ns[1], l.GateNS, func() error {
+		for _, kv := range [][2]string{
+			{"net/ipv4/ip_forward", "0"},
+			{"net/ipv6/conf/all/forwarding", "0"},
+			{"net/ipv6/conf/" + OuterName + "/disable_ipv6", "1"},
+			{"net/ipv6/conf/" + InnerName + "/disable_ipv6", "1"},
+			{"net/ipv4/conf/" + OuterName + "/proxy_arp", "0"},
+			{"net/ipv4/conf/" + InnerName + "/proxy_arp", "0"},
+		} {
+			if err := writeSysctl(kv[0], kv[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.done("sysctls"); err != nil {
+		return nil, err
+	}
+
+	// 5. Addresses.
+	if err := b.step("addresses"); err != nil {
+		return nil, err
+	}
+	for _, a := range []struct {
+		h      *netlink.Handle
+		ns     string
+		v4, v6 netip.Addr
+	}{{client, l.ClientNS, ClientIP4, ClientIP6}, {server, l.ServerNS, ServerIP4, ServerIP6}} {
+		link, err := a.h.LinkByName(HostIfName)
+		if err != nil {
+			return nil, fmt.Errorf("lab: finding %s in %s: %w", HostIfName, a.ns, err)
+		}
+		for _, p := range []netip.Prefix{netip.PrefixFrom(a.v4, prefixLen4), netip.PrefixFrom(a.v6, prefixLen6)} {
+			addr := &netlink.Addr{IPNet: prefixToIPNet(p)}
+			if p.Addr().Is6() {
+				addr.Flags = unix.IFA_F_NODAD
+			}
+			if err := a.h.AddrAdd(link, addr); err != nil {
+				return nil, fmt.Errorf("lab: adding %s to %s in %s: %w", p, HostIfName, a.ns, err)
+			}
+		}
+	}
+	if err := b.done("addresses"); err != nil {
+		return nil, err
+	}
+
+	// 6. Links up: lo everywhere, then the veth ends.
+	if err := b.step("up"); err != nil {
+		return nil, err
+	}
+	for _, u := range []struct {
+		h      *netlink.Handle
+		ns     string
+		ifname string
+	}{
+		{client, l.ClientNS, "lo"}, {gate, l.GateNS, "lo"}, {server, l.ServerNS, "lo"},
+		{gate, l.GateNS, OuterName}, {gate, l.GateNS, InnerName},
+		{client, l.ClientNS, HostIfName}, {server, l.ServerNS, HostIfName},
+	} {
+		link, err := u.h.LinkByName(u.ifname)
+		if err == nil {
+			err = u.h.LinkSetUp(link)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lab: setting %s up in %s: %w", u.ifname, u.ns, err)
+		}
+	}
+	if err := b.done("up"); err != nil {
+		return nil, err
+	}
+
+	// 7. Discover MACs and ifindexes.
+	if err := b.step("discover"); err != nil {
+		return nil, err
+	}
+	if err := l.discover(client, gate, server); err != nil {
+		return nil, err
+	}
+	if err := b.done("discover"); err != nil {
+		return nil, err
+	}
+
+	// 8. Optional static neighbours.
+	if err := b.step("neighbors"); err != nil {
+		return nil, err
+	}
+	if cfg.StaticNeighbors {
+		if err := l.setHostNeighbors(client, server, l.ServerMAC, l.ClientMAC); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.done("neighbors"); err != nil {
+		return nil, err
+	}
+	if err := b.step("finish"); err != nil {
+		return nil, err
+	}
+	b.created = nil // success: nothing to undo
+	return l, nil
+}
+
+func prefixToIPNet(p netip.Prefix) *net.IPNet {
+	bits := 32
+	if p.Addr().Is6() {
+		bits = 128
+	}
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), bits)}
+}
+
+func hostPrefix(a netip.Addr) *net.IPNet {
+	return prefixToIPNet(netip.PrefixFrom(a, a.BitLen()))
+}
+
+// discover fills MACs and ifindexes from the kernel.
+func (l *Lab) discover(client, gate, server *netlink.Handle) error {
+	for _, d := range []struct {
+		h      *netlink.Handle
+		ns     string
+		ifname string
+		mac    *net.HardwareAddr
+		idx    *int
+	}{
+		{client, l.ClientNS, HostIfName, &l.ClientMAC, &l.ClientIndex},
+		{server, l.ServerNS, HostIfName, &l.ServerMAC, &l.ServerIndex},
+		{gate, l.GateNS, OuterName, &l.OuterMAC, &l.OuterIndex},
+		{gate, l.GateNS, InnerName, &l.InnerMAC, &l.InnerIndex},
+	} {
+		link, err := d.h.LinkByName(d.ifname)
+		if err != nil {
+			return fmt.Errorf("lab: finding %s in %s: %w", d.ifname, d.ns, err)
+		}
+		*d.mac = append(net.HardwareAddr(nil), link.Attrs().HardwareAddr...)
+		*d.idx = link.Attrs().Index
+	}
+	return nil
+}
+
+// setHostNeighbors installs permanent entries: on the client, the
+// server's addresses → toServer; on the server, the client's → toClient.
+func (l *Lab) setHostNeighbors(client, server *netlink.Handle, toServer, toClient net.HardwareAddr) error {
+	for _, e := range []struct {
+		h   *netlink.Handle
+		ns  string
+		idx int
+		ips []netip.Addr
+		mac net.HardwareAddr
+	}{
+		{client, l.ClientNS, l.ClientIndex, []netip.Addr{ServerIP4, ServerIP6}, toServer},
+		{server, l.ServerNS, l.ServerIndex, []netip.Addr{ClientIP4, ClientIP6}, toClient},
+	} {
+		for _, ip := range e.ips {
+			if err := setPermNeigh(e.h, e.idx, ip, e.mac); err != nil {
+				return fmt.Errorf("lab: neighbour %s -> %s in %s: %w", ip, e.mac, e.ns, err)
+			}
+		}
+	}
+	return nil
+}
+
+func family(ip netip.Addr) int {
+	if ip.Is4() {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
+}
+
+func setPermNeigh(h *netlink.Handle, idx int, ip netip.Addr, mac net.HardwareAddr) error {
+	return h.NeighSet(&netlink.Neigh{
+		LinkIndex:    idx,
+		Family:       family(ip),
+		State:        netlink.NUD_PERMANENT,
+		IP:           net.IP(ip.AsSlice()),
+		HardwareAddr: mac,
+	})
+}
+
+// delNeigh deletes a neighbour entry; a missing one is not an error.
+func delNeigh(h *netlink.Handle, idx int, ip netip.Addr, flags int) error {
+	err := h.NeighDel(&netlink.Neigh{LinkIndex: idx, Family: family(ip), IP: net.IP(ip.AsSlice()), Flags: flags})
+	if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
+		return err
+	}
+	return nil
+}
+
+// Open re-discovers an existing lab by prefix (e.g. to take it down from
+// another process).
+func Open(prefix string) (*Lab, error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return nil, err
+	}
+	l := &Lab{Prefix: prefix, ClientIP4: ClientIP4, ServerIP4: ServerIP4, ClientIP6: ClientIP6, ServerIP6: ServerIP6}
+	l.ClientNS, l.GateNS, l.ServerNS = NSNames(prefix)
+	var missing []string
+	for _, n := range []string{l.ClientNS, l.GateNS, l.ServerNS} {
+		if !nsExists(n) {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) == 3 {
+		return nil, &Error{Kind: ErrNotFound, Msg: fmt.Sprintf("lab: no lab with prefix %q: see `xskgate lab list`", prefix)}
+	}
+	if len(missing) > 0 {
+		return nil, &Error{Kind: ErrNotFound, Msg: fmt.Sprintf("lab: lab %q is incomplete (missing %s): run `xskgate lab down --prefix %s`", prefix, strings.Join(missing, ", "), prefix)}
+	}
+	var hs []*netlink.Handle
+	defer func() {
+		for _, h := range hs {
+			h.Close()
+		}
+	}()
+	for _, n := range []string{l.ClientNS, l.GateNS, l.ServerNS} {
+		h, err := handleByName(n)
+		if err != nil {
+			return nil, err
+		}
+		hs = append(hs, h)
+	}
+	client, gate, server := hs[0], hs[1], hs[2]
+	if err := l.discover(client, gate, server); err != nil {
+		return nil, fmt.Errorf("%w: the lab looks broken: run `xskgate lab down --prefix %s`", err, prefix)
+	}
+	if link, err := client.LinkByIndex(l.ClientIndex); err == nil {
+		l.MTU = link.Attrs().MTU
+	}
+	rx, tx, err := Queues(l.ClientNS, HostIfName)
+	if err != nil {
+		return nil, err
+	}
+	l.Queues = min(rx, tx)
+	// StaticNeighbors: the client has a permanent entry for the server's
+	// IPv4 address with the server's MAC.
+	if ns, err := client.NeighList(l.ClientIndex, netlink.FAMILY_V4); err == nil {
+		for _, n := range ns {
+			if n.IP.Equal(net.IP(ServerIP4.AsSlice())) && n.State&netlink.NUD_PERMANENT != 0 && n.HardwareAddr.String() == l.ServerMAC.String() {
+				l.StaticNeighbors = true
+			}
+		}
+	}
+	return l, nil
+}
+
+// Remove deletes the namespaces of the lab with this prefix, whatever state
+// it is in (also half-built). Missing namespaces are not an error.
+func Remove(prefix string) error {
+	if err := ValidatePrefix(prefix); err != nil {
+		return err
+	}
+	c, g, s := NSNames(prefix)
+	var errs []error
+	// Gate first: its deletion destroys both veth pairs.
+	for _, n := range []string{g, c, s} {
+		if err := deleteNamedNS(n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Down removes the lab's namespaces (which destroys the veths). It is
+// idempotent and safe to call from several goroutines, e.g. a signal
+// handler's.
+func (l *Lab) Down() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.down {
+		return nil
+	}
+	if err := Remove(l.Prefix); err != nil {
+		return err
+	}
+	l.down = true
+	return nil
+}
+
+// List returns the prefixes of the labs present, complete or not, sorted.
+func List() ([]string, error) {
+	ents, err := os.ReadDir(NetnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lab: listing %s: %w", NetnsDir, err)
+	}
+	set := map[string]bool{}
+	for _, e := range ents {
+		for _, suf := range []string{"-client", "-gate", "-server"} {
+			if p, ok := strings.CutSuffix(e.Name(), suf); ok && ValidatePrefix(p) == nil {
+				set[p] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Do runs fn on a locked OS thread switched into the named namespace (one
+// of l.ClientNS, l.GateNS, l.ServerNS, or any other named namespace), and
+// switches the thread back afterwards; if that fails the thread is
+// discarded. fn runs on its own goroutine: it must not call t.FailNow and
+// friends, and goroutines it starts run outside the namespace. Sockets
+// made inside fn stay in the namespace and can be used from anywhere.
+func (l *Lab) Do(ns string, fn func() error) error { return doInNS(ns, fn) }
+
+// Command returns `ip netns exec ns name args...`.
+func (l *Lab) Command(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
+	return CommandIn(ctx, ns, name, args...)
+}
+
+// LinkStats returns the kernel's packet counters of ifname in ns.
+func (l *Lab) LinkStats(ns, ifname string) (rxPackets, txPackets uint64, err error) {
+	h, err := handleByName(ns)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(ifname)
+	if err != nil {
+		return 0, 0, fmt.Errorf("lab: finding %s in %s: %w", ifname, ns, err)
+	}
+	st := link.Attrs().Statistics
+	if st == nil {
+		return 0, 0, fmt.Errorf("lab: no statistics for %s in %s", ifname, ns)
+	}
+	return st.RxPackets, st.TxPackets, nil
+}
+
+// Queues returns the real rx/tx queue counts of ifname in ns.
+func (l *Lab) QueueCounts(ns, ifname string) (rx, tx int, err error) { return Queues(ns, ifname) }

@@ -1,0 +1,181 @@
+package xsk
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+// Mode selects how sockets bound to the UMEM move frames. It is a UMEM-wide
+// choice: sockets that share the UMEM inherit the first socket's bind flags
+// (the kernel refuses mode flags on a shared bind).
+type Mode uint8
+
+const (
+	// ModeAuto lets the kernel try zero-copy and fall back to copy silently;
+	// Socket.Options tells what it picked.
+	ModeAuto Mode = iota
+	// ModeCopy forces copy mode (XDP_COPY), the only mode veth has.
+	ModeCopy
+	// ModeZeroCopy forces zero-copy (XDP_ZEROCOPY); binding fails where the
+	// driver lacks it.
+	ModeZeroCopy
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeAuto:
+		return "auto"
+	case ModeCopy:
+		return "copy"
+	case ModeZeroCopy:
+		return "zerocopy"
+	}
+	return fmt.Sprintf("mode(%d)", uint8(m))
+}
+
+// ParseMode parses "auto", "copy" or "zerocopy".
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "auto", "":
+		return ModeAuto, nil
+	case "copy":
+		return ModeCopy, nil
+	case "zerocopy", "zero-copy", "zc":
+		return ModeZeroCopy, nil
+	}
+	return 0, fmt.Errorf("unknown bind mode %q: use auto, copy or zerocopy", s)
+}
+
+// UmemConfig describes the UMEM shared by every socket.
+type UmemConfig struct {
+	FrameSize uint32 // chunk size; aligned mode: a power of two in [2048, page size]. Default 4096.
+	NumFrames uint32 // default 4096
+	Headroom  uint32 // bytes the kernel leaves before each RX frame (beyond XDP_PACKET_HEADROOM)
+	Unaligned bool   // XDP_UMEM_UNALIGNED_CHUNK_FLAG
+
+	FillSize, CompSize uint32 // FILL and COMPLETION entries per (interface, queue); default 2048
+
+	Mode         Mode
+	NoNeedWakeup bool // disable XDP_USE_NEED_WAKEUP (on by default)
+}
+
+// PacketHeadroom is XDP_PACKET_HEADROOM: in copy mode the kernel puts a
+// received frame at chunk + Headroom + PacketHeadroom.
+const PacketHeadroom = 256
+
+func (c *UmemConfig) setDefaults() {
+	if c.FrameSize == 0 {
+		c.FrameSize = 4096
+	}
+	if c.NumFrames == 0 {
+		c.NumFrames = 4096
+	}
+	if c.FillSize == 0 {
+		c.FillSize = 2048
+	}
+	if c.CompSize == 0 {
+		c.CompSize = 2048
+	}
+}
+
+// Validate checks the configuration against the kernel's rules
+// (net/xdp/xdp_umem.c xdp_umem_reg) so that a bad value gets a clear error
+// before any syscall.
+func (c UmemConfig) Validate() error {
+	c.setDefaults()
+	page := uint32(os.Getpagesize())
+	if c.FrameSize < 2048 || c.FrameSize > page {
+		return fmt.Errorf("frame size %d invalid: must be between 2048 and the page size %d", c.FrameSize, page)
+	}
+	if !c.Unaligned && c.FrameSize&(c.FrameSize-1) != 0 {
+		return fmt.Errorf("frame size %d invalid: must be a power of two (or use unaligned chunks)", c.FrameSize)
+	}
+	// The kernel reserves XDP_PACKET_HEADROOM plus room for an skb's
+	// shared info (320 bytes on x86-64) and 128 bytes of slack.
+	if maxHead := c.FrameSize - PacketHeadroom - 320 - 128; c.Headroom > maxHead {
+		return fmt.Errorf("headroom %d too large for %d-byte frames: at most %d", c.Headroom, c.FrameSize, maxHead)
+	}
+	if c.NumFrames == 0 || uint64(c.NumFrames)*uint64(c.FrameSize) > 1<<40 {
+		return fmt.Errorf("frame count %d invalid", c.NumFrames)
+	}
+	for _, s := range []struct {
+		name string
+		v    uint32
+	}{{"fill ring", c.FillSize}, {"completion ring", c.CompSize}} {
+		if s.v&(s.v-1) != 0 {
+			return fmt.Errorf("%s size %d is not a power of two", s.name, s.v)
+		}
+	}
+	if c.Mode > ModeZeroCopy {
+		return fmt.Errorf("unknown bind mode %d", c.Mode)
+	}
+	return nil
+}
+
+// Umem is the packet memory every socket shares, and the sockets bound to it.
+// The first socket opened registers it with the kernel; the others bind with
+// XDP_SHARED_UMEM to that socket.
+type Umem struct {
+	// Area is the packet memory: NumFrames chunks of FrameSize bytes.
+	Area []byte
+	cfg  UmemConfig
+
+	owner *Socket // socket that registered the UMEM (XDP_UMEM_REG)
+	socks []*Socket
+	unmap func([]byte) error
+}
+
+// ErrClosed is returned by operations on a closed UMEM or socket.
+var ErrClosed = errors.New("xsk: closed")
+
+// Config returns the configuration with defaults applied.
+func (u *Umem) Config() UmemConfig { return u.cfg }
+
+// FrameSize is the chunk size.
+func (u *Umem) FrameSize() uint32 { return u.cfg.FrameSize }
+
+// NumFrames is the number of chunks.
+func (u *Umem) NumFrames() uint32 { return u.cfg.NumFrames }
+
+// RxOffset is where, inside its chunk, copy mode places a received frame:
+// the configured headroom plus XDP_PACKET_HEADROOM.
+func (u *Umem) RxOffset() uint64 { return uint64(u.cfg.Headroom) + PacketHeadroom }
+
+// FrameAddr is the address of chunk i (what goes into FILL).
+func (u *Umem) FrameAddr(i uint32) uint64 { return uint64(i) * uint64(u.cfg.FrameSize) }
+
+// Chunk returns the chunk base of a descriptor address, and its index.
+// Unaligned addresses carry the offset in their top 16 bits.
+func (u *Umem) Chunk(addr uint64) (base uint64, index uint32) {
+	if u.cfg.Unaligned {
+		a := (addr & unalignedAddrMask) + addr>>unalignedOffsetShift
+		index = uint32(a / uint64(u.cfg.FrameSize))
+		return uint64(index) * uint64(u.cfg.FrameSize), index
+	}
+	index = uint32(addr / uint64(u.cfg.FrameSize))
+	return addr &^ uint64(u.cfg.FrameSize-1), index
+}
+
+const (
+	unalignedOffsetShift = 48
+	unalignedAddrMask    = 1<<unalignedOffsetShift - 1
+)
+
+// Frame returns the n bytes at descriptor address addr, or nil when they do
+// not lie inside one chunk of the UMEM. It never panics on a bad address:
+// descriptors come from the kernel and may be corrupt.
+func (u *Umem) Frame(addr uint64, n uint32) []byte {
+	a := addr
+	if u.cfg.Unaligned {
+		a = (addr & unalignedAddrMask) + addr>>unalignedOffsetShift
+	}
+	fs := uint64(u.cfg.FrameSize)
+	if a >= uint64(len(u.Area)) || a%fs+uint64(n) > fs {
+		return nil
+	}
+	return u.Area[a : a+uint64(n) : a+uint64(n)]
+}
+
+// Sockets lists the open sockets bound to the UMEM, in the order opened.
+func (u *Umem) Sockets() []*Socket { return u.socks }
