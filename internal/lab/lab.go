@@ -33,6 +33,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -87,8 +88,9 @@ type Config struct {
 	// gate.
 	StaticNeighbors bool
 
-	// failAfter, for tests: fail Up right after the named step.
-	failAfter string
+	// afterStep, for tests: called after each step of Up; an error fails
+	// Up there.
+	afterStep func(step string) error
 }
 
 // Lab is a running test bed. Its fields are read-only.
@@ -210,8 +212,8 @@ func (b *builder) step(name string) error {
 }
 
 func (b *builder) done(name string) error {
-	if b.cfg.failAfter == name {
-		return fmt.Errorf("lab: injected failure after %s", name)
+	if b.cfg.afterStep != nil {
+		return b.cfg.afterStep(name)
 	}
 	return nil
 }
@@ -340,6 +342,11 @@ func (b *builder) build() (*Lab, error) {
 			if err != nil {
 				return fmt.Errorf("lab: reading queue counts of %s in %s: %w", e.ifname, e.ns, err)
 			}
+			if e.ifname == HostIfName {
+				if err := setTxChecksum(e.ifname, false); err != nil {
+					return fmt.Errorf("lab: turning tx checksum offload off on %s in %s: %w", e.ifname, e.ns, err)
+				}
+			}
 			if ch.RxCount == q && ch.TxCount == q {
 				return nil
 			}
@@ -459,7 +466,28 @@ func (b *builder) build() (*Lab, error) {
 		return nil, err
 	}
 
-	// 7. Discover MACs and ifindexes.
+	// 7. Wait until the hosts' IPv6 addresses are usable: even without
+	// DAD, the kernel finishes an address (clears "tentative", installs
+	// its local route) from a workqueue after the link is up, which can
+	// lag by hundreds of ms while other namespaces are torn down. A packet
+	// arriving before that is dropped.
+	if err := b.step("ready"); err != nil {
+		return nil, err
+	}
+	for _, a := range []struct {
+		h  *netlink.Handle
+		ns string
+		ip netip.Addr
+	}{{client, l.ClientNS, ClientIP6}, {server, l.ServerNS, ServerIP6}} {
+		if err := waitIPv6Ready(b.ctx, a.h, a.ip, ipv6ReadyTimeout); err != nil {
+			return nil, fmt.Errorf("lab: %s on %s in %s: %w", a.ip, HostIfName, a.ns, err)
+		}
+	}
+	if err := b.done("ready"); err != nil {
+		return nil, err
+	}
+
+	// 8. Discover MACs and ifindexes.
 	if err := b.step("discover"); err != nil {
 		return nil, err
 	}
@@ -470,7 +498,7 @@ func (b *builder) build() (*Lab, error) {
 		return nil, err
 	}
 
-	// 8. Optional static neighbours.
+	// 9. Optional static neighbours.
 	if err := b.step("neighbors"); err != nil {
 		return nil, err
 	}
@@ -487,6 +515,51 @@ func (b *builder) build() (*Lab, error) {
 	}
 	b.created = nil // success: nothing to undo
 	return l, nil
+}
+
+const ipv6ReadyTimeout = 10 * time.Second
+
+// waitIPv6Ready polls until ip is a non-tentative address with its local
+// route in place.
+func waitIPv6Ready(ctx context.Context, h *netlink.Handle, ip netip.Addr, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	filter := &netlink.Route{Table: unix.RT_TABLE_LOCAL, Dst: hostPrefix(ip)}
+	for {
+		ready, state := false, "not present"
+		addrs, err := h.AddrList(nil, netlink.FAMILY_V6)
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			if !a.IP.Equal(net.IP(ip.AsSlice())) {
+				continue
+			}
+			switch {
+			case a.Flags&unix.IFA_F_DADFAILED != 0:
+				return fmt.Errorf("duplicate address detection failed")
+			case a.Flags&unix.IFA_F_TENTATIVE != 0:
+				state = "tentative"
+			default:
+				state = "without its local route"
+				rs, err := h.RouteListFiltered(netlink.FAMILY_V6, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+				if err != nil {
+					return err
+				}
+				ready = len(rs) > 0
+			}
+		}
+		if ready {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("address still %s after %v", state, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 func prefixToIPNet(p netip.Prefix) *net.IPNet {
@@ -722,5 +795,5 @@ func (l *Lab) LinkStats(ns, ifname string) (rxPackets, txPackets uint64, err err
 	return st.RxPackets, st.TxPackets, nil
 }
 
-// Queues returns the real rx/tx queue counts of ifname in ns.
+// QueueCounts returns the real rx/tx queue counts of ifname in ns (see Queues).
 func (l *Lab) QueueCounts(ns, ifname string) (rx, tx int, err error) { return Queues(ns, ifname) }

@@ -38,6 +38,16 @@ func assertGone(t *testing.T, prefix string) {
 			t.Errorf("/var/run/netns/%s still exists (lstat err %v)", n, err)
 		}
 	}
+	ps, err := List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(ps, prefix) {
+		t.Errorf("List() still has %q: %v", prefix, ps)
+	}
+	if !haveIP(t) {
+		return
+	}
 	out, err := exec.Command(ipPath(), "netns", "list").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip netns list: %v: %s", err, out)
@@ -47,13 +57,29 @@ func assertGone(t *testing.T, prefix string) {
 			t.Errorf("ip netns list still shows %s", f[0])
 		}
 	}
-	ps, err := List()
+}
+
+// testPrefix returns base + 6 random hex digits.
+func testPrefix(t *testing.T, base string) string {
+	t.Helper()
+	p, err := randomPrefix()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if slices.Contains(ps, prefix) {
-		t.Errorf("List() still has %q: %v", prefix, ps)
+	return base + strings.TrimPrefix(p, DefaultPrefix)
+}
+
+// haveIP tells whether iproute2's ip is installed (some checks use it).
+func haveIP(t *testing.T) bool {
+	t.Helper()
+	if _, err := os.Stat(ipPath()); err == nil {
+		return true
 	}
+	if _, err := exec.LookPath(ipPath()); err == nil {
+		return true
+	}
+	t.Log("no `ip` (apt-get install iproute2): skipping the checks that use it")
+	return false
 }
 
 func TestValidatePrefix(t *testing.T) {
@@ -117,6 +143,9 @@ func TestUpDown(t *testing.T) {
 			t.Errorf("%s/%s: ethtool queues rx=%d tx=%d err=%v, want 2/2", e.ns, e.ifname, rx, tx, err)
 		}
 		// What userspace sees in sysfs inside the namespace.
+		if !haveIP(t) {
+			continue
+		}
 		out, err := l.Command(context.Background(), e.ns, "ls", "/sys/class/net/"+e.ifname+"/queues").CombinedOutput()
 		if err != nil {
 			t.Errorf("ls queues of %s/%s: %v: %s", e.ns, e.ifname, err, out)
@@ -199,6 +228,14 @@ func TestUpDown(t *testing.T) {
 		}
 	}
 
+	// The gate itself sent nothing (no ND/RS/MLD, no ARP).
+	time.Sleep(200 * time.Millisecond)
+	for _, ifname := range []string{OuterName, InnerName} {
+		if _, tx, err := l.LinkStats(l.GateNS, ifname); err != nil || tx != 0 {
+			t.Errorf("gate %s sent %d packets (err %v), want 0", ifname, tx, err)
+		}
+	}
+
 	if err := l.Down(); err != nil {
 		t.Fatalf("Down: %v", err)
 	}
@@ -231,12 +268,26 @@ func TestQueuesAndMTU(t *testing.T) {
 	}
 }
 
+func TestSetChannels(t *testing.T) {
+	needRoot(t)
+	l := ForTest(t, Config{Queues: 4})
+	for _, c := range [][2]uint32{{1, 1}, {2, 3}, {4, 4}} {
+		if err := l.Do(l.GateNS, func() error { return setChannels(OuterName, c[0], c[1]) }); err != nil {
+			t.Fatalf("set %v: %v", c, err)
+		}
+		rx, tx, err := Queues(l.GateNS, OuterName)
+		if err != nil || rx != int(c[0]) || tx != int(c[1]) {
+			t.Errorf("after set %v: rx %d tx %d err %v", c, rx, tx, err)
+		}
+	}
+}
+
 func TestParallelLabs(t *testing.T) {
 	needRoot(t)
 	for i := range 3 {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			t.Parallel()
-			l := ForTest(t, Config{Prefix: fmt.Sprintf("xgpar%d-%d", os.Getpid()%1000, i)})
+			l := ForTest(t, Config{Prefix: fmt.Sprintf("%s-%d", testPrefix(t, "xgp"), i)})
 			if err := l.SetKernelForwarding(true); err != nil {
 				t.Fatal(err)
 			}
@@ -297,6 +348,12 @@ func expectUDP(t *testing.T, l *Lab, dst netip.Addr, arrive bool) {
 	got := err == nil
 	if got != arrive {
 		t.Errorf("UDP client -> %s: arrived=%v (err %v), want %v", dst, got, err, arrive)
+		if os.Getenv("LAB_DEBUG") != "" {
+			for _, ns := range []string{l.ClientNS, l.GateNS, l.ServerNS} {
+				out, _ := exec.Command("sh", "-c", "ip -n "+ns+" -6 route; ip -n "+ns+" -6 neigh; ip -n "+ns+" -6 neigh show proxy; ip -n "+ns+" -s link; ip -n "+ns+" addr; ip netns exec "+ns+" cat /proc/net/snmp6 | grep -v ' 0$'").CombinedOutput()
+				t.Logf("=== %s\n%s", ns, out)
+			}
+		}
 		return
 	}
 	if got {
@@ -562,22 +619,56 @@ func TestUpExistingPrefix(t *testing.T) {
 
 func TestUpFailureLeavesNothing(t *testing.T) {
 	needRoot(t)
-	prefix := fmt.Sprintf("xgfail%d", os.Getpid()%10000)
+	prefix := testPrefix(t, "xgf")
 	if _, err := Up(Config{Prefix: prefix, MTU: 100000}); err == nil {
 		t.Fatal("Up with MTU 100000 succeeded")
 	} else {
 		t.Logf("MTU 100000: %v", err)
 	}
 	assertGone(t, prefix)
+	// The same MTU past validation: the kernel rejects it while the veths
+	// are made, after the namespaces exist.
+	b := &builder{cfg: Config{Prefix: prefix, Queues: 2, MTU: 100000}, ctx: context.Background()}
+	if _, err := b.build(); err == nil {
+		t.Fatal("kernel accepted MTU 100000")
+	} else {
+		t.Logf("kernel, MTU 100000: %v", err)
+	}
+	if !nsExists(prefix + "-gate") {
+		t.Fatal("the kernel failure came before the namespaces: not a midway failure")
+	}
+	if err := b.cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, prefix)
 	// A failure after every step, including the kernel's part.
-	for _, step := range []string{"namespaces", "veths", "queues", "sysctls", "addresses", "up", "discover", "neighbors"} {
-		_, err := Up(Config{Prefix: prefix, StaticNeighbors: true, failAfter: step})
-		if err == nil || !strings.Contains(err.Error(), "injected failure after "+step) {
+	for _, step := range []string{"namespaces", "veths", "queues", "sysctls", "addresses", "up", "ready", "discover", "neighbors"} {
+		injected := errors.New("injected failure")
+		_, err := Up(Config{Prefix: prefix, StaticNeighbors: true, afterStep: func(s string) error {
+			if s == step {
+				return injected
+			}
+			return nil
+		}})
+		if !errors.Is(err, injected) {
 			t.Fatalf("step %s: err %v", step, err)
 		}
 		assertGone(t, prefix)
+		// Interrupted (context cancelled, as the CLI does on SIGINT) after
+		// the same step.
+		ctx, cancel := context.WithCancel(context.Background())
+		_, err = UpContext(ctx, Config{Prefix: prefix, afterStep: func(s string) error {
+			if s == step {
+				cancel()
+			}
+			return nil
+		}})
+		cancel()
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled after %s: err %v", step, err)
+		}
+		assertGone(t, prefix)
 	}
-	// Cancelled context: stops and cleans up.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := UpContext(ctx, Config{Prefix: prefix}); !errors.Is(err, context.Canceled) {
@@ -665,5 +756,49 @@ func TestDo(t *testing.T) {
 	}
 	if err := l.Do("../etc", func() error { return nil }); err == nil {
 		t.Error("Do(../etc) succeeded")
+	}
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// Nothing keeps a namespace alive after Down: no fd of ours leaks.
+func TestNoFDLeak(t *testing.T) {
+	needRoot(t)
+	cycle := func() {
+		l, err := Up(Config{StaticNeighbors: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.SetKernelForwarding(true); err != nil {
+			t.Fatal(err)
+		}
+		expectUDP(t, l, l.ServerIP4, true)
+		if _, _, err := l.LinkStats(l.GateNS, OuterName); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(l.Prefix); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.SetKernelForwarding(false); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Down(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cycle() // warm up the runtime's own fds (epoll, ...)
+	before := countFDs(t)
+	for range 3 {
+		cycle()
+	}
+	if after := countFDs(t); after != before {
+		t.Errorf("open fds %d -> %d after 3 lab cycles", before, after)
 	}
 }

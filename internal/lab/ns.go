@@ -178,7 +178,7 @@ func GetSysctl(ns, key string) (string, error) {
 // by mount namespaces of `ip netns exec` children.
 func ensureNetnsDir() error {
 	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
-		return mapPerm("creating "+NetnsDir, err)
+		return mapPerm("creating namespaces", err)
 	}
 	err := unix.Mount("", NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
 	if errors.Is(err, unix.EINVAL) {
@@ -188,7 +188,7 @@ func ensureNetnsDir() error {
 		}
 	}
 	if err != nil {
-		return mapPerm("making "+NetnsDir+" a shared mount", err)
+		return mapPerm("creating namespaces", fmt.Errorf("making %s a shared mount: %w", NetnsDir, err))
 	}
 	return nil
 }

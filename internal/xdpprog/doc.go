@@ -39,6 +39,13 @@
 //   - Closing the Program does not detach it: the link holds its own
 //     reference to the program and maps. Close Attachments first.
 //
+// # Privileges
+//
+// Loading needs CAP_BPF and CAP_PERFMON (the verifier allows the
+// data_end - data subtraction only to CAP_PERFMON holders), attaching needs
+// CAP_NET_ADMIN; root has all three. Permission errors are one line that
+// names this fix.
+//
 // # Concurrency
 //
 // Register, Unregister, Sequence, Attach and Attachment.Close are single

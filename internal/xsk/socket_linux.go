@@ -62,9 +62,12 @@ type Socket struct {
 //
 // Sockets resolve the interface in the network namespace of the calling
 // thread: call Open on a thread locked into the right namespace.
-func (u *Umem) Open(cfg SocketConfig) (s *Socket, err error) {
+func (u *Umem) Open(cfg SocketConfig) (_ *Socket, err error) {
 	if u.Area == nil {
 		return nil, ErrClosed
+	}
+	if u.foreign {
+		return nil, errors.New("open socket: this UMEM wraps caller memory (UmemOn) and cannot be registered with the kernel")
 	}
 	if cfg.RxSize == 0 && cfg.TxSize == 0 {
 		return nil, errors.New("socket needs an RX or a TX ring (both sizes are 0)")
@@ -86,7 +89,7 @@ func (u *Umem) Open(cfg SocketConfig) (s *Socket, err error) {
 			return nil, fmt.Errorf("%s queue %d already has a socket on this UMEM", ifi.Name, cfg.Queue)
 		}
 	}
-	if n, err := queueCount(ifi.Name); err == nil && cfg.Queue >= n {
+	if n, err := QueueCount(ifi.Name); err == nil && cfg.Queue >= n {
 		return nil, fmt.Errorf("%s has %d queues, queue %d does not exist: use a queue below %d or raise the count with ethtool -L", ifi.Name, n, cfg.Queue, n)
 	}
 
@@ -94,7 +97,7 @@ func (u *Umem) Open(cfg SocketConfig) (s *Socket, err error) {
 	if err != nil {
 		return nil, socketError(err)
 	}
-	s = &Socket{fd: fd, ifindex: cfg.Ifindex, ifname: ifi.Name, queue: cfg.Queue, umem: u, txBatch: 32}
+	s := &Socket{fd: fd, ifindex: cfg.Ifindex, ifname: ifi.Name, queue: cfg.Queue, umem: u, txBatch: 32}
 	defer func() {
 		if err != nil {
 			s.release()
@@ -275,10 +278,10 @@ func getsockopt(fd int, opt int, p unsafe.Pointer, n *uint32) error {
 	return nil
 }
 
-// queueCount reads the interface's real queue count through the ethtool
+// QueueCount reads the interface's real queue count through the ethtool
 // channels ioctl (the kernel's bind check is against max(rx, tx) real
 // queues). An error means "unknown": bind will still catch it.
-func queueCount(ifname string) (int, error) {
+func QueueCount(ifname string) (int, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return 0, err

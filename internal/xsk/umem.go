@@ -121,9 +121,10 @@ type Umem struct {
 	Area []byte
 	cfg  UmemConfig
 
-	owner *Socket // socket that registered the UMEM (XDP_UMEM_REG)
-	socks []*Socket
-	unmap func([]byte) error
+	foreign bool    // memory from UmemOn: never registered with a kernel
+	owner   *Socket // socket that registered the UMEM (XDP_UMEM_REG)
+	socks   []*Socket
+	unmap   func([]byte) error
 }
 
 // ErrClosed is returned by operations on a closed UMEM or socket.
@@ -179,3 +180,16 @@ func (u *Umem) Frame(addr uint64, n uint32) []byte {
 
 // Sockets lists the open sockets bound to the UMEM, in the order opened.
 func (u *Umem) Sockets() []*Socket { return u.socks }
+
+// UmemOn wraps memory the caller owns (a kernel model's UMEM) as a Umem, so
+// code that reads frames works on either. It cannot open sockets.
+func UmemOn(area []byte, cfg UmemConfig) (*Umem, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	if uint64(len(area)) != uint64(cfg.NumFrames)*uint64(cfg.FrameSize) {
+		return nil, fmt.Errorf("area of %d bytes is not %d frames of %d", len(area), cfg.NumFrames, cfg.FrameSize)
+	}
+	return &Umem{Area: area, cfg: cfg, foreign: true, unmap: func([]byte) error { return nil }}, nil
+}

@@ -1,0 +1,604 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xskgate/xskgate/internal/xsk"
+)
+
+// Config tunes the engine. Zero values take the defaults.
+type Config struct {
+	Batch      int    // descriptors per ring operation (default 64)
+	FillTarget uint32 // frames kept posted on each FILL ring (default: half the worker's share, at most the ring size)
+	Inspector  Inspector
+	// NewChecker, when set, gives each worker its integrity checker.
+	NewChecker func(worker int, outer, inner Port) Checker
+	// CPUs pins worker i to CPUs[i%len(CPUs)]. Empty: not pinned. Keep
+	// workers off the cores that run the interfaces' NAPI: a worker spinning
+	// beside the softirq that feeds it starves it.
+	CPUs     []int
+	SpinIdle int // empty iterations before sleeping (default 256)
+	Logger   *slog.Logger
+}
+
+// Pair is queue q of both interfaces: the ports one worker owns.
+type Pair struct{ Outer, Inner Port }
+
+// Engine runs one worker per Pair over a shared UMEM.
+type Engine struct {
+	umem    *xsk.Umem
+	cfg     Config
+	workers []*Worker
+	stop    atomic.Bool
+	running sync.WaitGroup
+	log     *slog.Logger
+}
+
+// New partitions the UMEM's frames between the pairs' workers.
+func New(umem *xsk.Umem, pairs []Pair, cfg Config) (*Engine, error) {
+	if len(pairs) == 0 {
+		return nil, errors.New("engine needs at least one queue pair")
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 64
+	}
+	if cfg.SpinIdle <= 0 {
+		cfg.SpinIdle = 256
+	}
+	if cfg.Inspector == nil {
+		cfg.Inspector = ForwardAll{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	share := umem.NumFrames() / uint32(len(pairs))
+	if share < uint32(4*cfg.Batch) {
+		return nil, fmt.Errorf("%d frames for %d queue pairs leaves %d per worker: need at least %d (4 batches); raise the frame count", umem.NumFrames(), len(pairs), share, 4*cfg.Batch)
+	}
+	e := &Engine{umem: umem, cfg: cfg, log: cfg.Logger}
+	for i, p := range pairs {
+		w, err := newWorker(e, i, p, uint32(i)*share, share)
+		if err != nil {
+			return nil, err
+		}
+		e.workers = append(e.workers, w)
+	}
+	return e, nil
+}
+
+// Workers returns the workers, for stats.
+func (e *Engine) Workers() []*Worker { return e.workers }
+
+// Start runs every worker in its own goroutine locked to an OS thread.
+func (e *Engine) Start() {
+	for _, w := range e.workers {
+		e.running.Add(1)
+		go func() {
+			defer e.running.Done()
+			w.run()
+		}()
+	}
+}
+
+// Stop asks the workers to finish: each forwards what is already on its RX
+// rings, transmits what it holds and waits (up to drain) for its
+// completions, then returns. Detach the XDP program first so nothing new
+// arrives. Stop returns when every worker has returned.
+func (e *Engine) Stop(drain time.Duration) error {
+	for _, w := range e.workers {
+		w.drain = drain
+	}
+	e.stop.Store(true)
+	e.running.Wait()
+	var errs []error
+	for _, w := range e.workers {
+		if w.err != nil {
+			errs = append(errs, w.err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Err returns the first fatal worker error, if any worker stopped on one.
+func (e *Engine) Err() error {
+	for _, w := range e.workers {
+		if w.failed.Load() {
+			return w.err
+		}
+	}
+	return nil
+}
+
+// Accounting sums every worker's frame accounting.
+func (e *Engine) Accounting() Accounting {
+	var s Accounting
+	for _, w := range e.workers {
+		a := w.Accounting()
+		s.Total += a.Total
+		s.Free += a.Free
+		s.Fill += a.Fill
+		s.Tx += a.Tx
+		s.Quarantined += a.Quarantined
+	}
+	return s
+}
+
+// port is one side of a worker.
+type port struct {
+	Port
+	side           Side
+	fill           *xsk.FillRing
+	comp           *xsk.CompRing
+	rx             *xsk.RxRing
+	tx             *xsk.TxRing
+	fd             int        // for poll(2); -1 when the port cannot be polled
+	txq            []xsk.Desc // to transmit at the end of this iteration
+	stats          *PortStats
+	fillOut, txOut int // frames posted to FILL / TX not back yet
+}
+
+// Worker owns queue q of both interfaces.
+type Worker struct {
+	e     *Engine
+	id    int
+	ports [2]port
+	Stats [2]PortStats // indexed by Side
+
+	lo, hi uint64   // the worker's UMEM range: chunks [lo, hi)
+	free   []uint64 // chunk base addresses, used as a stack
+	total  int
+	quar   int
+	check  Checker
+	insp   Inspector
+	batch  int
+	target int
+
+	// scratch, sized once
+	descs []xsk.Desc
+	addrs []uint64
+	pkts  []Packet
+	flags []bool
+	pfds  []unix.PollFd
+
+	acct   accountingCell
+	drain  time.Duration
+	err    error
+	failed atomic.Bool
+	cpu    int
+}
+
+func newWorker(e *Engine, id int, p Pair, first, n uint32) (*Worker, error) {
+	fs := uint64(e.umem.FrameSize())
+	w := &Worker{
+		e: e, id: id, insp: e.cfg.Inspector, batch: e.cfg.Batch,
+		lo: uint64(first) * fs, hi: uint64(first+n) * fs,
+		total: int(n), free: make([]uint64, 0, n), cpu: -1,
+		descs: make([]xsk.Desc, e.cfg.Batch),
+		addrs: make([]uint64, e.cfg.Batch),
+		pkts:  make([]Packet, e.cfg.Batch),
+		flags: make([]bool, e.cfg.Batch),
+	}
+	if len(e.cfg.CPUs) > 0 {
+		w.cpu = e.cfg.CPUs[id%len(e.cfg.CPUs)]
+	}
+	// Hand out low addresses last so they are posted first: easier to read
+	// in dumps.
+	for i := int(n) - 1; i >= 0; i-- {
+		w.free = append(w.free, uint64(first+uint32(i))*fs)
+	}
+	for s, pp := range [2]Port{p.Outer, p.Inner} {
+		fill, comp, rx, tx := pp.Rings()
+		if fill == nil || comp == nil || rx == nil || tx == nil {
+			return nil, fmt.Errorf("worker %d: %s %s queue %d needs FILL, COMPLETION, RX and TX rings", id, Side(s), pp.Ifname(), pp.Queue())
+		}
+		pt := port{Port: pp, side: Side(s), fill: fill, comp: comp, rx: rx, tx: tx, fd: -1, stats: &w.Stats[s],
+			txq: make([]xsk.Desc, 0, 2*e.cfg.Batch)}
+		if pl, ok := pp.(pollable); ok {
+			pt.fd = pl.FD()
+		}
+		w.ports[s] = pt
+	}
+	w.target = int(e.cfg.FillTarget)
+	if w.target == 0 {
+		w.target = int(n) / 2
+	}
+	for s := range w.ports {
+		w.target = min(w.target, int(w.ports[s].fill.Size()))
+	}
+	if e.cfg.NewChecker != nil {
+		w.check = e.cfg.NewChecker(id, p.Outer, p.Inner)
+	}
+	if w.ports[0].fd >= 0 && w.ports[1].fd >= 0 {
+		w.pfds = []unix.PollFd{{Fd: int32(w.ports[0].fd), Events: unix.POLLIN}, {Fd: int32(w.ports[1].fd), Events: unix.POLLIN}}
+	}
+	w.publish()
+	return w, nil
+}
+
+// Accounting returns the worker's frame accounting as of its last iteration.
+func (w *Worker) Accounting() Accounting { return w.acct.load() }
+
+// ID is the worker's index (its queue).
+func (w *Worker) ID() int { return w.id }
+
+// Port returns the worker's port on side s.
+func (w *Worker) Port(s Side) Port { return w.ports[s].Port }
+
+func (w *Worker) publish() {
+	w.acct.store(Accounting{Total: w.total, Free: len(w.free),
+		Fill: w.ports[0].fillOut + w.ports[1].fillOut,
+		Tx:   w.ports[0].txOut + w.ports[1].txOut, Quarantined: w.quar})
+}
+
+func (w *Worker) fail(err error) {
+	w.err = fmt.Errorf("worker %d: %w", w.id, err)
+	w.failed.Store(true)
+	w.e.log.Error("worker stopped", "worker", w.id, "err", err)
+}
+
+func (w *Worker) run() {
+	// One OS thread per worker: pinning and the flight recorder's thread id
+	// mean something only if the goroutine stays put.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if w.cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(w.cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			w.e.log.Warn("cannot pin worker", "worker", w.id, "cpu", w.cpu, "err", err)
+		}
+	}
+	idle := 0
+	for !w.e.stop.Load() {
+		n, err := w.iterate(true)
+		if err != nil {
+			w.fail(err)
+			return
+		}
+		if n > 0 {
+			idle = 0
+			continue
+		}
+		if idle++; idle >= w.e.cfg.SpinIdle {
+			w.sleep()
+			idle = 0
+		}
+	}
+	w.finish()
+}
+
+// finish forwards what is left on RX, transmits, and waits for completions.
+func (w *Worker) finish() {
+	deadline := time.Now().Add(w.drain)
+	for {
+		n, err := w.iterate(false)
+		if err != nil {
+			w.fail(err)
+			return
+		}
+		if w.ports[0].txOut+w.ports[1].txOut == 0 && n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.e.log.Warn("drain timed out", "worker", w.id, "tx_outstanding", w.ports[0].txOut+w.ports[1].txOut)
+			return
+		}
+		if n == 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+}
+
+// iterate runs the five stages once and returns how many descriptors moved.
+func (w *Worker) iterate(refill bool) (int, error) {
+	work := 0
+	for i := range w.ports {
+		n, err := w.complete(&w.ports[i])
+		if err != nil {
+			return work, err
+		}
+		work += n
+	}
+	if refill {
+		for i := range w.ports {
+			if err := w.refill(&w.ports[i]); err != nil {
+				return work, err
+			}
+		}
+	}
+	for i := range w.ports {
+		n, err := w.receive(&w.ports[i])
+		if err != nil {
+			return work, err
+		}
+		work += n
+	}
+	for i := range w.ports {
+		n, err := w.transmit(&w.ports[i])
+		if err != nil {
+			return work, err
+		}
+		work += n
+	}
+	if work == 0 && w.check != nil {
+		w.check.Idle()
+	}
+	w.publish()
+	return work, nil
+}
+
+// complete takes finished transmissions back into the free list.
+func (w *Worker) complete(p *port) (int, error) {
+	n, err := p.comp.Get(w.addrs)
+	if err != nil || n == 0 {
+		return 0, err
+	}
+	addrs := w.addrs[:n]
+	bad := w.flags[:n]
+	clear(bad)
+	nbad := 0
+	if w.check != nil {
+		nbad = w.check.Completed(p.side, addrs, bad)
+	}
+	umem := w.e.umem
+	for i, a := range addrs {
+		base, _ := umem.Chunk(a)
+		if nbad > 0 && bad[i] || base < w.lo || base >= w.hi {
+			// Not a frame this worker sent, or one the checker distrusts:
+			// it may be live elsewhere, so it never goes back to FILL.
+			w.quar++
+			p.stats.Drops[DropViolation].Add(1)
+			continue
+		}
+		w.free = append(w.free, base)
+	}
+	p.txOut -= n
+	p.stats.Completed.Add(uint64(n))
+	return n, nil
+}
+
+// refill tops the FILL ring up to the target from the free list.
+func (w *Worker) refill(p *port) error {
+	want := min(w.target-p.fillOut, len(w.free), w.batch)
+	if want <= 0 {
+		if len(w.free) == 0 && p.fillOut < w.target {
+			p.stats.FillEmpty.Add(1)
+		}
+		return nil
+	}
+	// The top of the free stack is what we post.
+	cand := w.free[len(w.free)-want:]
+	if w.check != nil {
+		ok := w.flags[:want]
+		for i := range ok {
+			ok[i] = true
+		}
+		w.check.PostFill(p.side, cand, ok)
+		// Compact: vetoed frames are quarantined, never posted.
+		k := 0
+		for i, a := range cand {
+			if ok[i] {
+				cand[k] = a
+				k++
+			} else {
+				w.quar++
+				p.stats.Drops[DropViolation].Add(1)
+			}
+		}
+		w.free = w.free[:len(w.free)-want+k]
+		cand = cand[:k]
+	}
+	idx, n, err := p.fill.Reserve(uint32(len(cand)))
+	if err != nil {
+		return err
+	}
+	for i := uint32(0); i < n; i++ {
+		*p.fill.Slot(idx + i) = cand[len(cand)-1-int(i)]
+	}
+	p.fill.Submit()
+	w.free = w.free[:len(w.free)-int(n)]
+	p.fillOut += int(n)
+	return nil
+}
+
+// receive takes a batch from RX and queues each frame by its verdict.
+func (w *Worker) receive(p *port) (int, error) {
+	n, err := p.rx.Get(w.descs)
+	if err != nil || n == 0 {
+		return 0, err
+	}
+	p.fillOut -= n
+	descs := w.descs[:n]
+	bad := w.flags[:n]
+	clear(bad)
+	nbad := 0
+	if w.check != nil {
+		nbad = w.check.Received(p.side, descs, bad)
+	}
+	umem := w.e.umem
+	fs := uint64(umem.FrameSize())
+	pkts := w.pkts[:0]
+	var bytes uint64
+	for i, d := range descs {
+		if nbad > 0 && bad[i] {
+			w.quar++
+			p.stats.Drops[DropViolation].Add(1)
+			continue
+		}
+		base, _ := umem.Chunk(d.Addr)
+		data := umem.Frame(d.Addr, d.Len)
+		if data == nil || d.Len == 0 || base < w.lo || base >= w.hi {
+			// The kernel consumed a FILL entry for this slot but the
+			// descriptor does not name a frame of ours: withhold the loss.
+			w.quar++
+			p.stats.Drops[DropInvalidDesc].Add(1)
+			continue
+		}
+		// Let the Inspector grow the frame in place up to the chunk end.
+		off := d.Addr - base
+		data = data[: d.Len : fs-off]
+		pkts = append(pkts, Packet{Desc: d, Data: data, Verdict: Forward, Len: d.Len})
+		bytes += uint64(d.Len)
+	}
+	p.stats.RxPackets.Add(uint64(n))
+	p.stats.RxBytes.Add(bytes)
+	if len(pkts) == 0 {
+		return n, nil
+	}
+	w.insp.Inspect(w.id, p.side, pkts)
+	other := &w.ports[p.side.Other()]
+	var vc [numVerdicts]uint64
+	for i := range pkts {
+		pk := &pkts[i]
+		v := pk.Verdict
+		if v >= numVerdicts || (v != Drop && (pk.Len == 0 || int(pk.Len) > cap(pk.Data))) {
+			v = Drop // an Inspector bug must not put a bad descriptor on TX
+		}
+		vc[v]++
+		switch v {
+		case Forward:
+			other.txq = append(other.txq, xsk.Desc{Addr: pk.Desc.Addr, Len: pk.Len})
+		case Bounce:
+			p.txq = append(p.txq, xsk.Desc{Addr: pk.Desc.Addr, Len: pk.Len})
+		default:
+			base, _ := umem.Chunk(pk.Desc.Addr)
+			w.free = append(w.free, base)
+			p.stats.Drops[DropVerdict].Add(1)
+		}
+	}
+	for v, c := range vc {
+		if c > 0 {
+			p.stats.Verdicts[v].Add(c)
+		}
+	}
+	return n, nil
+}
+
+// transmit puts the queued frames on TX and kicks the kernel until the ring
+// is drained or it says "later".
+func (w *Worker) transmit(p *port) (int, error) {
+	moved := 0
+	q := p.txq
+	for off := 0; off < len(q); {
+		chunk := q[off:min(len(q), off+w.batch)]
+		off += len(chunk)
+		if w.check != nil {
+			ok := w.flags[:len(chunk)]
+			for i := range ok {
+				ok[i] = true
+			}
+			w.check.PostTx(p.side, chunk, ok)
+			k := 0
+			for i, d := range chunk {
+				if ok[i] {
+					chunk[k] = d
+					k++
+				} else {
+					w.quar++
+					p.stats.Drops[DropViolation].Add(1)
+				}
+			}
+			chunk = chunk[:k]
+		}
+		idx, n, err := p.tx.Reserve(uint32(len(chunk)))
+		if err != nil {
+			return moved, err
+		}
+		var bytes uint64
+		for i := uint32(0); i < n; i++ {
+			*p.tx.Slot(idx + i) = chunk[i]
+			bytes += uint64(chunk[i].Len)
+		}
+		p.tx.Submit()
+		p.txOut += int(n)
+		p.stats.TxPackets.Add(uint64(n))
+		p.stats.TxBytes.Add(bytes)
+		moved += int(n)
+		if int(n) < len(chunk) {
+			// No room: the kernel is behind. Dropping here bounds the
+			// queue; the sender's congestion control sees it as loss.
+			w.dropTx(p, chunk[n:])
+			w.dropTx(p, q[off:])
+			break
+		}
+		w.kick(p)
+	}
+	p.txq = p.txq[:0]
+	if p.tx.Outstanding() > 0 {
+		w.kick(p)
+	}
+	return moved, nil
+}
+
+func (w *Worker) dropTx(p *port, descs []xsk.Desc) {
+	for _, d := range descs {
+		base, _ := w.e.umem.Chunk(d.Addr)
+		w.free = append(w.free, base)
+	}
+	p.stats.Drops[DropTxRingFull].Add(uint64(len(descs)))
+}
+
+// kick wakes the kernel's TX until the ring is empty or it pushes back. In
+// copy mode each sendto moves at most TxBatch descriptors.
+func (w *Worker) kick(p *port) {
+	if !p.tx.NeedWakeup() {
+		return
+	}
+	out := p.tx.Outstanding()
+	for tries := out/p.TxBatch() + 1; tries > 0 && out > 0; tries-- {
+		p.stats.Kicks.Add(1)
+		switch e := p.Kick(); e {
+		case 0:
+		case unix.EAGAIN:
+			p.stats.KickAgain.Add(1)
+			return
+		case unix.EBUSY:
+			p.stats.KickBusy.Add(1)
+		default:
+			p.stats.KickErrors.Add(1)
+			return
+		}
+		out = p.tx.Outstanding()
+	}
+}
+
+// sleep waits for RX in poll(2) when the ports are sockets, else briefly.
+// With transmissions outstanding it wakes soon to collect completions.
+func (w *Worker) sleep() {
+	timeout := 50
+	if w.ports[0].txOut+w.ports[1].txOut > 0 {
+		timeout = 1
+	}
+	w.ports[0].stats.Wakeups.Add(1)
+	if w.pfds != nil {
+		w.pfds[0].Revents, w.pfds[1].Revents = 0, 0
+		unix.Poll(w.pfds, timeout)
+		return
+	}
+	time.Sleep(time.Duration(timeout) * 20 * time.Microsecond)
+}
+
+// Prime posts every worker's FILL rings before anything can arrive, so the
+// first frames after the program is attached find buffers. Call it before
+// Start.
+func (e *Engine) Prime() {
+	for _, w := range e.workers {
+		for i := range w.ports {
+			for w.ports[i].fillOut < w.target && len(w.free) > 0 {
+				before := w.ports[i].fillOut
+				if err := w.refill(&w.ports[i]); err != nil || w.ports[i].fillOut == before {
+					break
+				}
+			}
+		}
+		w.publish()
+	}
+}

@@ -1,0 +1,84 @@
+package engine
+
+import "sync/atomic"
+
+// DropReason says why the engine dropped a frame.
+type DropReason uint8
+
+const (
+	DropVerdict     DropReason = iota // the Inspector said Drop
+	DropTxRingFull                    // no room on the TX ring: back-pressure from the kernel
+	DropInvalidDesc                   // RX descriptor outside the UMEM or its chunk
+	DropViolation                     // integrity violation: frame quarantined
+	NumDropReasons
+)
+
+var dropNames = [NumDropReasons]string{"verdict", "tx_ring_full", "invalid_desc", "violation"}
+
+func (r DropReason) String() string {
+	if r < NumDropReasons {
+		return dropNames[r]
+	}
+	return "unknown"
+}
+
+// PortStats are one port's counters. The worker adds to them once per batch;
+// anyone may read them.
+type PortStats struct {
+	RxPackets, RxBytes atomic.Uint64
+	TxPackets, TxBytes atomic.Uint64 // put on the TX ring
+	Completed          atomic.Uint64 // came back through COMPLETION
+	Verdicts           [numVerdicts]atomic.Uint64
+	Drops              [NumDropReasons]atomic.Uint64
+	Kicks              atomic.Uint64 // sendto calls
+	KickAgain          atomic.Uint64 // EAGAIN: kernel will take the rest later
+	KickBusy           atomic.Uint64 // EBUSY: the device dropped a frame (it still completes)
+	KickErrors         atomic.Uint64 // any other errno: counted, never fatal
+	FillEmpty          atomic.Uint64 // times FILL could not be topped up: no free frame
+	Wakeups            atomic.Uint64 // times the worker slept in poll
+}
+
+// Accounting is where a worker's frames are. Total always equals the sum of
+// the rest at the end of an iteration.
+type Accounting struct {
+	Total       int // frames given to the worker
+	Free        int // on the free list
+	Fill        int // posted to FILL and not yet back through RX: FILL, kernel, RX
+	Tx          int // posted to TX and not yet back through COMPLETION
+	Quarantined int // withheld after a violation: possibly live elsewhere
+}
+
+// Balanced reports whether every frame is accounted for.
+func (a Accounting) Balanced() bool {
+	return a.Free+a.Fill+a.Tx+a.Quarantined == a.Total
+}
+
+// accountingCell publishes a worker's Accounting for concurrent readers
+// with a sequence lock: the worker is the only writer.
+type accountingCell struct {
+	seq                              atomic.Uint64
+	total, free, fill, tx, quarantin atomic.Int64
+}
+
+func (c *accountingCell) store(a Accounting) {
+	c.seq.Add(1)
+	c.total.Store(int64(a.Total))
+	c.free.Store(int64(a.Free))
+	c.fill.Store(int64(a.Fill))
+	c.tx.Store(int64(a.Tx))
+	c.quarantin.Store(int64(a.Quarantined))
+	c.seq.Add(1)
+}
+
+func (c *accountingCell) load() Accounting {
+	for {
+		s := c.seq.Load()
+		a := Accounting{
+			Total: int(c.total.Load()), Free: int(c.free.Load()), Fill: int(c.fill.Load()),
+			Tx: int(c.tx.Load()), Quarantined: int(c.quarantin.Load()),
+		}
+		if s&1 == 0 && c.seq.Load() == s {
+			return a
+		}
+	}
+}

@@ -1,0 +1,47 @@
+package engine
+
+import "github.com/xskgate/xskgate/internal/xsk"
+
+// Verdict is what happens to a received frame.
+type Verdict uint8
+
+const (
+	Forward Verdict = iota // TX on the other interface, same UMEM frame
+	Bounce                 // TX back out of the interface it came in on
+	Drop                   // back to the free list
+	numVerdicts
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Forward:
+		return "forward"
+	case Bounce:
+		return "bounce"
+	case Drop:
+		return "drop"
+	}
+	return "unknown"
+}
+
+// Packet is one received frame handed to the Inspector. Data aliases the
+// UMEM: the Inspector may rewrite it in place (a bounce reply), and then
+// sets Len to the new length (at most cap(Data)).
+type Packet struct {
+	Desc    xsk.Desc
+	Data    []byte // Data[:Desc.Len]; cap reaches the end of the chunk
+	Verdict Verdict
+	Len     uint32 // length to transmit; starts as Desc.Len
+}
+
+// Inspector decides per frame. It is called by every worker concurrently,
+// each with its own batch; worker is the worker's index, for per-worker
+// state. The default verdict on entry is Forward.
+type Inspector interface {
+	Inspect(worker int, from Side, pkts []Packet)
+}
+
+// ForwardAll is the Inspector that forwards everything.
+type ForwardAll struct{}
+
+func (ForwardAll) Inspect(int, Side, []Packet) {}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package flightrec
+
+const raceEnabled = false

@@ -1,0 +1,186 @@
+// Package gate assembles xskgate's data path on two real interfaces: one
+// UMEM, a socket per queue on outer and inner, the XDP program on both, and
+// the engine's workers. It owns the order of setup and teardown, which the
+// kernel makes matter:
+//
+//	setup:    UMEM → sockets (each with its FILL/COMPLETION) → FILL primed
+//	          → XSKMAP entries → program attached → workers started
+//	teardown: program detached → workers drained → sockets → UMEM
+//
+// Detaching first means no frame is redirected to a socket that is going
+// away; priming FILL before attaching means the first frames find buffers.
+package gate
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/xskgate/xskgate/internal/engine"
+	"github.com/xskgate/xskgate/internal/xdpprog"
+	"github.com/xskgate/xskgate/internal/xsk"
+)
+
+// Config is what the daemon needs to open the gate.
+type Config struct {
+	Outer, Inner string // interface names
+	Queues       int    // queues to serve on each interface; 0: all of them
+	Umem         xsk.UmemConfig
+	RxSize       uint32 // default 2048
+	TxSize       uint32 // default 2048
+	TxBudget     uint32 // XDP_MAX_TX_SKB_BUDGET where supported; 0: kernel default (32)
+	XDPMode      xdpprog.Mode
+	Engine       engine.Config
+	Drain        time.Duration // how long Close waits for TX completions (default 1s)
+	Logger       *slog.Logger
+}
+
+// Gate is an open gate. Open it on a thread in the interfaces' network
+// namespace; afterwards it can be used from anywhere.
+type Gate struct {
+	cfg    Config
+	Umem   *xsk.Umem
+	Outer  []*xsk.Socket
+	Inner  []*xsk.Socket
+	Engine *engine.Engine
+	progs  []*xdpprog.Program
+	atts   []*xdpprog.Attachment
+	log    *slog.Logger
+}
+
+// Open builds everything up to, but not including, starting the workers.
+// On error, everything made so far is released.
+func Open(cfg Config) (g *Gate, err error) {
+	if cfg.RxSize == 0 {
+		cfg.RxSize = 2048
+	}
+	if cfg.TxSize == 0 {
+		cfg.TxSize = 2048
+	}
+	if cfg.Drain == 0 {
+		cfg.Drain = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Outer == "" || cfg.Inner == "" || cfg.Outer == cfg.Inner {
+		return nil, fmt.Errorf("need two different interfaces, got outer %q and inner %q", cfg.Outer, cfg.Inner)
+	}
+	outer, err := net.InterfaceByName(cfg.Outer)
+	if err != nil {
+		return nil, fmt.Errorf("outer interface %q not found: check the name with `ip link` (in the right network namespace)", cfg.Outer)
+	}
+	inner, err := net.InterfaceByName(cfg.Inner)
+	if err != nil {
+		return nil, fmt.Errorf("inner interface %q not found: check the name with `ip link` (in the right network namespace)", cfg.Inner)
+	}
+	if err := xdpprog.Supported(); err != nil {
+		return nil, err
+	}
+	if cfg.Queues == 0 {
+		qo, err1 := xsk.QueueCount(cfg.Outer)
+		qi, err2 := xsk.QueueCount(cfg.Inner)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("read queue counts: %w (set the queue count explicitly)", err)
+		}
+		cfg.Queues = min(qo, qi)
+	}
+	g = &Gate{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			g.Close()
+			g = nil
+		}
+	}()
+	if g.Umem, err = xsk.NewUmem(cfg.Umem); err != nil {
+		return nil, err
+	}
+	sc := xsk.SocketConfig{RxSize: cfg.RxSize, TxSize: cfg.TxSize, TxBudget: cfg.TxBudget}
+	var pairs []engine.Pair
+	for q := 0; q < cfg.Queues; q++ {
+		sc.Queue = q
+		sc.Ifindex = outer.Index
+		o, err := g.Umem.Open(sc)
+		if err != nil {
+			return nil, err
+		}
+		g.Outer = append(g.Outer, o)
+		sc.Ifindex = inner.Index
+		i, err := g.Umem.Open(sc)
+		if err != nil {
+			return nil, err
+		}
+		g.Inner = append(g.Inner, i)
+		pairs = append(pairs, engine.Pair{Outer: o, Inner: i})
+	}
+	if cfg.Engine.Logger == nil {
+		cfg.Engine.Logger = cfg.Logger
+	}
+	if g.Engine, err = engine.New(g.Umem, pairs, cfg.Engine); err != nil {
+		return nil, err
+	}
+	g.Engine.Prime()
+	for _, side := range []struct {
+		ifi   *net.Interface
+		socks []*xsk.Socket
+	}{{outer, g.Outer}, {inner, g.Inner}} {
+		p, err := xdpprog.Load(len(side.socks))
+		if err != nil {
+			return nil, err
+		}
+		g.progs = append(g.progs, p)
+		for q, s := range side.socks {
+			if err := p.Register(q, s.FD()); err != nil {
+				return nil, err
+			}
+		}
+		a, err := p.Attach(side.ifi.Index, cfg.XDPMode)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", side.ifi.Name, err)
+		}
+		g.atts = append(g.atts, a)
+	}
+	g.log.Info("gate open", "outer", cfg.Outer, "inner", cfg.Inner, "queues", cfg.Queues,
+		"frames", g.Umem.NumFrames(), "frame_size", g.Umem.FrameSize(), "xdp_mode", cfg.XDPMode, "bind_mode", cfg.Umem.Mode)
+	return g, nil
+}
+
+// Start runs the workers.
+func (g *Gate) Start() { g.Engine.Start() }
+
+// Programs returns the XDP programs, outer first.
+func (g *Gate) Programs() []*xdpprog.Program { return g.progs }
+
+// Close detaches the programs, drains and stops the workers, then closes
+// sockets and the UMEM. It is safe on a partly opened gate and idempotent.
+func (g *Gate) Close() error {
+	var errs []error
+	for _, a := range g.atts {
+		if err := a.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	g.atts = nil
+	if g.Engine != nil {
+		if err := g.Engine.Stop(g.cfg.Drain); err != nil {
+			errs = append(errs, err)
+		}
+		if a := g.Engine.Accounting(); !a.Balanced() {
+			errs = append(errs, fmt.Errorf("frame accounting does not balance at shutdown: %+v", a))
+		}
+	}
+	for _, p := range g.progs {
+		if err := p.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	g.progs = nil
+	if g.Umem != nil {
+		if err := g.Umem.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
