@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -249,6 +250,13 @@ func (w *Worker) run() {
 	// mean something only if the goroutine stays put.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	// A bug here must not take the process down before it detaches its
+	// programs: stop this worker with an error and let the owner tear down.
+	defer func() {
+		if p := recover(); p != nil {
+			w.fail(fmt.Errorf("panic: %v\n%s", p, debug.Stack()))
+		}
+	}()
 	if w.cpu >= 0 {
 		var set unix.CPUSet
 		set.Set(w.cpu)
@@ -434,17 +442,16 @@ func (w *Worker) receive(p *port) (int, error) {
 			continue
 		}
 		base, _ := umem.Chunk(d.Addr)
-		data := umem.Frame(d.Addr, d.Len)
-		if data == nil || d.Len == 0 || base < w.lo || base >= w.hi {
+		if umem.Frame(d.Addr, d.Len) == nil || d.Len == 0 || base < w.lo || base >= w.hi {
 			// The kernel consumed a FILL entry for this slot but the
 			// descriptor does not name a frame of ours: withhold the loss.
 			w.quar++
 			p.stats.Drops[DropInvalidDesc].Add(1)
 			continue
 		}
-		// Let the Inspector grow the frame in place up to the chunk end.
-		off := d.Addr - base
-		data = data[: d.Len : fs-off]
+		// Let the Inspector grow the frame in place up to the chunk end
+		// (aligned chunks: the address is base + offset).
+		data := umem.Area[d.Addr : d.Addr+uint64(d.Len) : base+fs]
 		pkts = append(pkts, Packet{Desc: d, Data: data, Verdict: Forward, Len: d.Len})
 		bytes += uint64(d.Len)
 	}
