@@ -6,7 +6,5 @@ import (
 )
 
 func cmdRun(ctx context.Context, args []string) error    { return errors.New("not yet") }
-func cmdBench(ctx context.Context, args []string) error  { return errors.New("not yet") }
-func cmdLab(ctx context.Context, args []string) error    { return errors.New("not yet") }
 func cmdStats(ctx context.Context, args []string) error  { return errors.New("not yet") }
 func cmdConfig(ctx context.Context, args []string) error { return errors.New("not yet") }

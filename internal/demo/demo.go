@@ -163,8 +163,9 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 				rep.XDP[s] = addStats(rep.XDP[s], st)
 			}
 		}
-		rep.Sides = sum(g.Engine)
 		cerr := g.Close()
+		// After the drain: the workers' counters are final now.
+		rep.Sides = sum(g.Engine)
 		rep.AccountingAtStop = g.Engine.Accounting()
 		return cerr
 	}
@@ -209,6 +210,10 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		o.Conns, human(o.Size), o.Duration)
 	tctx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
+	deadline, _ := tctx.Deadline()
+	// The dialer stops at the deadline a moment before the context says it
+	// has expired: judge "cut off by the end of the run" by the clock.
+	over := func() bool { return tctx.Err() != nil || !time.Now().Before(deadline) }
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -220,7 +225,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for tctx.Err() == nil {
+			for !over() {
 				n := seq.Add(1)
 				dst := netip.AddrPortFrom(l.ServerIP4, 5201)
 				if n%2 == 0 {
@@ -245,12 +250,12 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 				case res.Err == nil:
 					rep.ConnsOK++
 					verified.Add(res.Up + res.Down)
-				case tctx.Err() != nil && !errors.Is(res.Err, traffic.ErrMismatch):
+				case over() && !errors.Is(res.Err, traffic.ErrMismatch):
 					// Cut off by the end of the run.
 				default:
 					rep.ConnsKO++
 					if len(rep.Errors) < 10 {
-						rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", dst, res.Err))
+						rep.Errors = append(rep.Errors, fmt.Sprintf("%.2fs %s: %v", time.Since(start).Seconds(), dst, res.Err))
 					}
 				}
 				mu.Unlock()
@@ -263,11 +268,13 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	rep.Elapsed = time.Since(start)
 	rep.BytesVerified = verified.Load()
 
-	rep.ServerRxPackets, _, _ = l.LinkStats(l.ServerNS, lab.HostIfName)
-	rep.ClientRxPackets, _, _ = l.LinkStats(l.ClientNS, lab.HostIfName)
+	// Close first: the gate drains its TX, so the kernel counters read
+	// next are final and comparable with the gate's own.
 	if err := closeGate(); err != nil {
 		return rep, err
 	}
+	rep.ServerRxPackets, _, _ = l.LinkStats(l.ServerNS, lab.HostIfName)
+	rep.ClientRxPackets, _, _ = l.LinkStats(l.ClientNS, lab.HostIfName)
 	rep.print(out)
 	if ctx.Err() != nil {
 		return rep, ctx.Err()

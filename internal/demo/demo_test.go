@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +23,8 @@ func TestEndToEnd(t *testing.T) {
 	for _, mode := range []xdpprog.Mode{xdpprog.ModeNative, xdpprog.ModeGeneric} {
 		t.Run(mode.String(), func(t *testing.T) {
 			var out bytes.Buffer
-			rep, err := Run(t.Context(), Options{Duration: 3 * time.Second, Conns: 6, Size: 1 << 20, XDPMode: mode, Out: &out})
+			prefix := "xge2e" + mode.String()[:3]
+			rep, err := Run(t.Context(), Options{Duration: 3 * time.Second, Conns: 6, Size: 1 << 20, XDPMode: mode, Out: &out, Prefix: prefix})
 			t.Log("\n" + out.String())
 			if err != nil {
 				t.Fatal(err)
@@ -50,11 +50,8 @@ func TestEndToEnd(t *testing.T) {
 			if !rep.Accounting.Balanced() {
 				t.Fatalf("accounting under load %+v", rep.Accounting)
 			}
-			left, _ := lab.List()
-			for _, p := range left {
-				if strings.HasPrefix(p, "xg") {
-					t.Errorf("lab %s left behind", p)
-				}
+			if _, err := lab.Open(prefix); err == nil {
+				t.Errorf("lab %s left behind", prefix)
 			}
 		})
 	}

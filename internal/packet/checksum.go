@@ -104,7 +104,9 @@ func TCPChecksum(p *Packet, frame []byte) uint16 {
 }
 
 // VerifyTCPChecksum reports whether the TCP checksum of the segment p
-// describes in frame is correct.
+// describes in frame is correct. As in every ones'-complement verifier, a
+// stored 0xffff is accepted where TCPChecksum would compute 0x0000: both
+// are representations of zero.
 func VerifyTCPChecksum(p *Packet, frame []byte) bool {
 	seg := tcpSegment(p, frame)
 	if seg == nil {

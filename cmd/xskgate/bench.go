@@ -1,0 +1,33 @@
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/xskgate/xskgate/internal/bench"
+)
+
+func cmdBench(ctx context.Context, args []string) error {
+	fs := newFlags("bench", "[flags]", `Builds a one-queue lab and measures delivered packets/s of 64-byte UDP frames through
+(a) plain Linux IPv4 forwarding in the gate namespace and (b) xskgate, interleaved
+a b a b ..., counting what the server's eth0 receives (kernel counters). Then measures
+loss at half of each path's median rate, and TCP throughput with iperf3 through both.
+The generator (XDP live frames, BPF_PROG_RUN) is pinned to --gen-cpu; the device under
+test (Linux's forwarding NAPI thread, or xskgate's worker) to --gate-cpu.`)
+	o := bench.Options{Out: os.Stdout, TCP: true}
+	fs.IntVar(&o.Runs, "runs", 5, "interleaved runs per path")
+	fs.DurationVar(&o.Warmup, "warmup", 1e9, "warm-up before each counting window")
+	fs.DurationVar(&o.Window, "window", 3e9, "counting window")
+	fs.IntVar(&o.GenCPU, "gen-cpu", 0, "CPU for the traffic generator")
+	fs.IntVar(&o.GateCPU, "gate-cpu", 1, "CPU for the device under test")
+	fs.BoolVar(&o.TCP, "tcp", true, "also measure TCP with iperf3")
+	fs.DurationVar(&o.TCPTime, "tcp-time", 3e9, "iperf3 duration")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needRoot(); err != nil {
+		return err
+	}
+	_, err := bench.Run(ctx, o)
+	return err
+}

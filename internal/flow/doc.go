@@ -1,0 +1,67 @@
+// Package flow is xskgate's TCP flow table: one entry per connection, keyed
+// by the normalised 4-tuple, holding conntrack-style state and the window
+// tracking data of both directions.
+//
+// # Model
+//
+// The gate sees both directions of every connection, so the tracker follows
+// Linux conntrack (net/netfilter/nf_conntrack_proto_tcp.c, 6.1) rather than
+// a one-way heuristic: tcp_error's flag check, the tcp_conntracks transition
+// table indexed by direction and flag class, tcp_in_window's bounds I–IV
+// with per-direction td_end/td_maxend/td_maxwin/td_scale, RST validation
+// against the peer's highest ACK, SYN reopening of TIME_WAIT and CLOSE,
+// simultaneous open, and mid-stream pickup with liberal window checks. The
+// function comments name the conntrack code they follow and say where and
+// why this package departs from it.
+//
+// Track returns a Verdict (Pass or Drop, a Reason and the flow's state). The
+// table decides nothing: monitor mode, thresholds and rules belong to the
+// caller, who may forward a segment the table would drop.
+//
+// # Memory
+//
+// New allocates everything: S shards (a power of two, about one per 16K
+// flows), each an open-addressing index of uint32 slots (16-bit hash tag,
+// 16-bit entry number) at no more than 50% load, and an array of 104-byte
+// entries with a free list. Shards get 4σ of headroom over Capacity/S so a
+// uniformly hashed load fills the table, not one shard. At 1M flows this is
+// about 116 bytes per flow (see MemoryPerFlow and TestMemoryPerFlow). Track,
+// Lookup, Insert and Expire do not allocate.
+//
+// When a shard is full, a new flow evicts, from a sample of 16 entries at a
+// clock hand, an expired entry, else a closing one (conntrack's
+// tcp_can_early_drop states), else an unassured one (handshake not
+// completed, or a pickup never answered), earliest deadline first. If all
+// sampled flows are assured and open the new flow is refused with
+// ReasonTableFull. Both outcomes are counted in Stats.
+//
+// # Performance
+//
+// A lookup hashes the key (a keyed wyhash-style mix, no allocation), takes
+// the shard lock, reads one index line and one entry. With 1M flows the
+// table (~120 MB) is far larger than the caches, so a lookup is two
+// dependent DRAM misses; tables of 8 MiB and more are mapped with
+// MADV_HUGEPAGE so those misses do not also miss the TLB. The lock, a full
+// barrier on amd64, keeps one lookup's misses from overlapping the next
+// one's: TrackBatch and LookupBatch hash a chunk of segments and touch
+// their lines before locking, for 2–2.5× the throughput per core on
+// receive batches. BenchmarkLookup and BenchmarkTrack report rates per
+// wall-clock second and per CPU-second of the benchmark thread.
+//
+// # Time
+//
+// Callers pass now, in whole seconds of any monotonic clock that may wrap
+// (comparisons are modulo 2^32), so tests are deterministic and the data
+// path reads a coarse clock once per batch instead of calling time.Now per
+// packet. Expiry is lazy (an expired flow found by Track is removed first)
+// plus Expire, an incremental sweep a housekeeping goroutine calls with a
+// budget.
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use. The two directions of a
+// connection hash to the same key and so to the same shard, whose mutex
+// serialises every access to its entries; there is no global lock, and
+// statistics live in the shards. Range copies a shard's flows under the
+// lock and calls its function unlocked.
+package flow

@@ -1,0 +1,805 @@
+package flow
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// Timeouts are the idle timeouts per state (nf_conntrack_tcp_timeout_*).
+// Zero fields take conntrack's default. Resolution is one second.
+type Timeouts struct {
+	SynSent, SynRecv, Established, FinWait, CloseWait time.Duration
+	LastAck, TimeWait, Close, SynSent2                time.Duration
+	// Unacknowledged caps the timeout while either side has data in flight
+	// that the other has not acknowledged, and of a picked-up flow that has
+	// not seen its reply yet (nf_conntrack_tcp_timeout_unacknowledged).
+	Unacknowledged time.Duration
+}
+
+// DefaultTimeouts returns conntrack's defaults.
+func DefaultTimeouts() Timeouts {
+	return Timeouts{
+		SynSent:        120 * time.Second,
+		SynRecv:        60 * time.Second,
+		Established:    5 * 24 * time.Hour,
+		FinWait:        120 * time.Second,
+		CloseWait:      60 * time.Second,
+		LastAck:        30 * time.Second,
+		TimeWait:       120 * time.Second,
+		Close:          10 * time.Second,
+		SynSent2:       120 * time.Second,
+		Unacknowledged: 300 * time.Second,
+	}
+}
+
+// Config configures a Table.
+type Config struct {
+	// Capacity is the number of flows the table is sized for. Memory is
+	// allocated once, in New.
+	Capacity int
+	// Timeouts per state; zero fields take conntrack's defaults.
+	Timeouts Timeouts
+	// Loose always allows mid-stream pickup (nf_conntrack_tcp_loose=1).
+	Loose bool
+	// PickupUntil allows pickup while now < PickupUntil, in the clock passed
+	// to Track: the grace period after a restart. See SetPickupUntil.
+	PickupUntil uint32
+}
+
+// MaxCapacity bounds Config.Capacity.
+const MaxCapacity = 1 << 30
+
+const (
+	// shardTarget is the number of flows a shard is sized for: 16K entries
+	// keep the 16-bit entry index in an index slot and give 64 locks at
+	// 1M flows.
+	shardTarget = 1 << 14
+	// evictScan is how many entries a full shard examines for a victim.
+	evictScan = 16
+	// maxScale is the largest window scale RFC 7323 allows.
+	maxScale = 14
+)
+
+// window is the per-direction tracking data of tcp_in_window
+// (struct ip_ct_tcp_state without flags and scale).
+type window struct {
+	end    uint32 // highest seq+len sent (td_end)
+	maxend uint32 // highest ack+win seen from the peer (td_maxend)
+	maxwin uint32 // largest (scaled) window advertised (td_maxwin)
+	maxack uint32 // highest ack sent (td_maxack)
+}
+
+// Per-direction flags (IP_CT_TCP_FLAG_*).
+const (
+	tfWScale    uint8 = 1 << iota // window scale option seen
+	tfSACK                        // SACK permitted
+	tfClose                       // this side sent the first FIN (CLOSE_INIT)
+	tfLiberal                     // accept out-of-window segments (BE_LIBERAL)
+	tfUnack                       // data sent but not acknowledged yet
+	tfMaxAckSet                   // maxack is valid
+)
+
+// Per-flow flags.
+const (
+	efOrigLo       uint8 = 1 << iota // original sender is the key's lo endpoint
+	efOrigOutbound                   // original direction is Outbound
+	efSeenReply                      // IPS_SEEN_REPLY
+	efAssured                        // IPS_ASSURED
+	efPickedUp                       // created mid-stream
+	efSimOpen                        // IP_CT_TCP_SIMULTANEOUS_OPEN
+	efChallenge                      // IP_CT_EXP_CHALLENGE_ACK
+)
+
+// entry is one flow. It is 104 bytes (asserted in a test); the index adds
+// 8 bytes per flow at its 50% load.
+type entry struct {
+	addr     [4]uint64 // key
+	ports    uint32    // key
+	td       [2]window // [original, reply]
+	lastEnd  uint32    // last_end
+	deadline uint32    // expiry time; free-list link while the entry is free
+	created  uint32
+	pkts     [2]uint32
+	seqAdj   uint32
+	lastWin  uint16
+	state    State // StateNone marks a free entry
+	flags    uint8
+	tflags   [2]uint8
+	tscale   [2]uint8
+	last     uint8 // last_index | last_dir<<3
+	lastOpt  uint8 // options of the last ignored SYN: scale | tfWScale/tfSACK <<4
+}
+
+func (e *entry) lastIndex() uint8 { return e.last & 7 }
+func (e *entry) lastDir() uint8   { return e.last >> 3 }
+func (e *entry) setLast(class, dir uint8) {
+	e.last = class | dir<<3
+}
+func (e *entry) key() key { return key{addr: e.addr, ports: e.ports} }
+
+type shardStats struct {
+	inserts, evictions, tableFull, expired, reset uint64
+	states                                        [NumStates]int64
+}
+
+// shard is an independent open-addressing table with its own lock.
+type shard struct {
+	mu sync.Mutex
+	// index is a linear-probing array at ≤ 50% load. A slot is
+	// tag<<16 | entry index+1; 0 is empty.
+	index   []uint32
+	entries []entry
+	free    uint32 // free list head, entry index+1
+	live    int
+	hand    uint32 // eviction clock hand
+	st      shardStats
+	_       [64]byte // keep neighbouring shards' locks apart
+}
+
+// Table is the flow table. All methods are safe for concurrent use.
+type Table struct {
+	shards      []shard
+	shift       uint8 // shard = hash >> shift
+	h           hasher
+	tmo         [NumStates]uint32
+	tmoUnack    uint32
+	loose       bool
+	pickupUntil atomic.Uint32
+	capacity    int // entries allocated
+	requested   int
+	memBytes    int // bulk memory (entries and indexes)
+
+	gcMu    sync.Mutex
+	gcShard int
+	gcPos   int
+}
+
+// New allocates a table for cfg.Capacity flows.
+func New(cfg Config) (*Table, error) {
+	if cfg.Capacity <= 0 || cfg.Capacity > MaxCapacity {
+		return nil, fmt.Errorf("flow: capacity %d out of range [1, %d]", cfg.Capacity, MaxCapacity)
+	}
+	t := &Table{loose: cfg.Loose, requested: cfg.Capacity}
+	if err := t.setTimeouts(cfg.Timeouts); err != nil {
+		return nil, err
+	}
+	t.pickupUntil.Store(cfg.PickupUntil)
+	for i := range t.h.s {
+		t.h.s[i] = rand.Uint64()
+	}
+
+	// Shard count: a power of two so the top hash bits pick the shard.
+	ns := 1
+	for ns*shardTarget < cfg.Capacity {
+		ns <<= 1
+	}
+	t.shift = uint8(64 - bits.TrailingZeros(uint(ns)))
+	per := (cfg.Capacity + ns - 1) / ns
+	if ns > 1 {
+		// A keyed hash spreads flows binomially; 4σ of headroom makes a
+		// shard fill up before the table does with probability < 1e-3.
+		per += int(4*math.Sqrt(float64(per))) + 1
+	}
+	t.shards = make([]shard, ns)
+	shardBytes := (per*int(unsafe.Sizeof(entry{}))+63)&^63 + (2*per*4+63)&^63
+	mem := newArena(ns * shardBytes)
+	off := 0
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.entries = carve[entry](mem, &off, per)
+		sh.index = carve[uint32](mem, &off, 2*per)
+		for j := range sh.entries {
+			sh.entries[j].deadline = uint32(j + 2)
+		}
+		sh.entries[per-1].deadline = 0
+		sh.free = 1
+	}
+	t.capacity = ns * per
+	t.memBytes = len(mem.buf)
+	mem.release(t)
+	return t, nil
+}
+
+func (t *Table) setTimeouts(to Timeouts) error {
+	d := DefaultTimeouts()
+	sec := func(v, def time.Duration) (uint32, error) {
+		if v == 0 {
+			v = def
+		}
+		if v < time.Second || v > 365*24*time.Hour {
+			return 0, errors.New("flow: timeout " + v.String() + " out of range [1s, 365d]")
+		}
+		return uint32(v / time.Second), nil
+	}
+	var err error
+	pairs := []struct {
+		dst    *uint32
+		v, def time.Duration
+	}{
+		{&t.tmo[StateSynSent], to.SynSent, d.SynSent},
+		{&t.tmo[StateSynRecv], to.SynRecv, d.SynRecv},
+		{&t.tmo[StateEstablished], to.Established, d.Established},
+		{&t.tmo[StateFinWait], to.FinWait, d.FinWait},
+		{&t.tmo[StateCloseWait], to.CloseWait, d.CloseWait},
+		{&t.tmo[StateLastAck], to.LastAck, d.LastAck},
+		{&t.tmo[StateTimeWait], to.TimeWait, d.TimeWait},
+		{&t.tmo[StateClose], to.Close, d.Close},
+		{&t.tmo[StateSynSent2], to.SynSent2, d.SynSent2},
+		{&t.tmoUnack, to.Unacknowledged, d.Unacknowledged},
+	}
+	for _, p := range pairs {
+		if *p.dst, err = sec(p.v, p.def); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetPickupUntil opens (or, with 0, closes) the pickup grace period: until
+// now reaches until, an ACK with no flow creates a liberal ESTABLISHED flow.
+func (t *Table) SetPickupUntil(until uint32) { t.pickupUntil.Store(until) }
+
+func (t *Table) pickupAllowed(now uint32) bool {
+	return t.loose || before(now, t.pickupUntil.Load())
+}
+
+// expired compares modulo 2^32 so a coarse clock may wrap.
+func expired(deadline, now uint32) bool { return int32(now-deadline) >= 0 }
+
+func (t *Table) shardOf(h uint64) *shard {
+	// For one shard shift is 64 and Go defines x>>64 as 0.
+	return &t.shards[h>>t.shift]
+}
+
+func (sh *shard) home(h uint64) uint32 {
+	return uint32((h & 0xffffffff) * uint64(len(sh.index)) >> 32)
+}
+
+func slotTag(h uint64) uint32 { return uint32(h>>16) & 0xffff0000 }
+
+// find returns the flow's index position and entry, or the empty slot where
+// it would be inserted and nil.
+func (sh *shard) find(k *key, h uint64) (uint32, *entry) {
+	n := uint32(len(sh.index))
+	tag := slotTag(h)
+	i := sh.home(h)
+	for {
+		s := sh.index[i]
+		if s == 0 {
+			return i, nil
+		}
+		if s&0xffff0000 == tag {
+			e := &sh.entries[s&0xffff-1]
+			if e.addr == k.addr && e.ports == k.ports {
+				return i, e
+			}
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
+}
+
+// posOf finds the index slot that points at entry ei.
+func (sh *shard) posOf(t *Table, ei uint32) uint32 {
+	k := sh.entries[ei].key()
+	n := uint32(len(sh.index))
+	i := sh.home(t.h.hash(&k))
+	for sh.index[i]&0xffff != ei+1 {
+		if i++; i == n {
+			i = 0
+		}
+	}
+	return i
+}
+
+// remove frees the entry at index slot pos and closes the gap with a
+// backward shift, so lookups never need tombstones.
+func (sh *shard) remove(t *Table, pos uint32) {
+	n := uint32(len(sh.index))
+	ei := sh.index[pos]&0xffff - 1
+	e := &sh.entries[ei]
+	sh.st.states[e.state]--
+	*e = entry{deadline: sh.free}
+	sh.free = ei + 1
+	sh.live--
+
+	j := pos
+	for i := pos; ; {
+		if i++; i == n {
+			i = 0
+		}
+		s := sh.index[i]
+		if s == 0 {
+			break
+		}
+		k := sh.entries[s&0xffff-1].key()
+		hm := sh.home(t.h.hash(&k))
+		// Move s into the hole at j unless its home lies cyclically in (j, i].
+		var stays bool
+		if j < i {
+			stays = j < hm && hm <= i
+		} else {
+			stays = j < hm || hm <= i
+		}
+		if !stays {
+			sh.index[j] = s
+			j = i
+		}
+	}
+	sh.index[j] = 0
+}
+
+// insert takes a free entry for key k, evicting if needed. pos must be the
+// empty slot find returned. It returns nil when the shard is full.
+func (t *Table) insert(sh *shard, pos uint32, k *key, h uint64, now uint32) *entry {
+	if sh.free == 0 {
+		if !t.evict(sh, now) {
+			sh.st.tableFull++
+			return nil
+		}
+		pos, _ = sh.find(k, h) // the backward shift may have moved the hole
+	}
+	ei := sh.free - 1
+	e := &sh.entries[ei]
+	sh.free = e.deadline
+	*e = entry{addr: k.addr, ports: k.ports}
+	sh.index[pos] = slotTag(h) | (ei + 1)
+	sh.live++
+	sh.st.inserts++
+	return e
+}
+
+// evict implements the table-full policy: sample evictScan entries from a
+// clock hand and drop, in order of preference, an expired entry, a closing
+// one (conntrack's tcp_can_early_drop set), or an unassured one (a
+// handshake that never completed, a pickup that never saw a reply: what a
+// SYN or ACK flood creates), picking the one closest to expiry. Assured
+// open flows are never evicted: the new flow is refused instead.
+func (t *Table) evict(sh *shard, now uint32) bool {
+	const none = ^uint32(0)
+	victim, best := none, 0
+	var bestDL uint32
+	n := uint32(len(sh.entries))
+	for range min(evictScan, int(n)) {
+		i := sh.hand
+		if sh.hand++; sh.hand == n {
+			sh.hand = 0
+		}
+		e := &sh.entries[i]
+		if e.state == StateNone {
+			continue
+		}
+		rank := 0
+		switch {
+		case expired(e.deadline, now):
+			rank = 3
+		case e.state.closing():
+			rank = 2
+		case e.flags&efAssured == 0:
+			rank = 1
+		}
+		if rank > best || (rank == best && rank > 0 && before(e.deadline, bestDL)) {
+			victim, best, bestDL = i, rank, e.deadline
+			if rank == 3 {
+				break
+			}
+		}
+	}
+	if victim == none {
+		return false
+	}
+	if best == 3 {
+		sh.st.expired++
+	} else {
+		sh.st.evictions++
+	}
+	sh.remove(t, sh.posOf(t, victim))
+	return true
+}
+
+func (sh *shard) setState(e *entry, s State) {
+	sh.st.states[e.state]--
+	sh.st.states[s]++
+	e.state = s
+}
+
+// Track runs one segment through the tracker and returns the verdict. It
+// creates a flow on a valid SYN from either side (or on an ACK while pickup
+// is allowed), advances the state machine and checks the window. It does
+// not allocate.
+func (t *Table) Track(s *Segment, now uint32) Verdict {
+	f := s.Flags & flagMask
+	if !validFlags[f] {
+		return Verdict{Action: Drop, Reason: ReasonInvalidFlags}
+	}
+	class := flagClass(f)
+	k, senderLo := makeKey(s)
+	h := t.h.hash(&k)
+	sh := t.shardOf(h)
+	sh.mu.Lock()
+	v := t.trackLocked(sh, s, &k, h, senderLo, class, now)
+	sh.mu.Unlock()
+	return v
+}
+
+func (t *Table) trackLocked(sh *shard, s *Segment, k *key, h uint64, senderLo bool, class uint8, now uint32) Verdict {
+	pos, e := sh.find(k, h)
+	if e != nil && expired(e.deadline, now) {
+		sh.remove(t, pos)
+		sh.st.expired++
+		pos, e = sh.find(k, h)
+	}
+	if e == nil {
+		return t.open(sh, pos, s, k, h, senderLo, class, now)
+	}
+	var dir uint8
+	if senderLo != (e.flags&efOrigLo != 0) {
+		dir = 1
+	}
+	// The reply must come from the other interface: a segment that matches
+	// the flow but enters on the wrong side has a spoofed source.
+	if (s.Dir == Outbound) != ((e.flags&efOrigOutbound != 0) != (dir == 1)) {
+		return Verdict{Action: Drop, Reason: ReasonWrongDirection, State: e.state, Reply: dir == 1}
+	}
+	e.pkts[dir]++
+	v, out := t.packet(sh, e, s, dir, class, now)
+	switch out {
+	case outKill:
+		sh.remove(t, pos)
+		sh.st.reset++
+	case outReopen:
+		sh.remove(t, pos)
+		pos, _ = sh.find(k, h)
+		v = t.open(sh, pos, s, k, h, senderLo, class, now)
+	}
+	return v
+}
+
+// open creates a flow for a segment that matched none (tcp_new).
+func (t *Table) open(sh *shard, pos uint32, s *Segment, k *key, h uint64, senderLo bool, class uint8, now uint32) Verdict {
+	pickup := false
+	switch class {
+	case classSYN:
+	case classACK:
+		if !t.pickupAllowed(now) {
+			return Verdict{Action: Drop, Reason: ReasonNotFound}
+		}
+		pickup = true
+	default:
+		return Verdict{Action: Drop, Reason: ReasonNotFound}
+	}
+	e := t.insert(sh, pos, k, h, now)
+	if e == nil {
+		return Verdict{Action: Drop, Reason: ReasonTableFull}
+	}
+	e.state = StateNone
+	sh.st.states[StateNone]++
+	e.created = now
+	e.pkts[0] = 1
+	if senderLo {
+		e.flags |= efOrigLo
+	}
+	if s.Dir == Outbound {
+		e.flags |= efOrigOutbound
+	}
+	e.setLast(classNone, 0)
+	o := &e.td[0]
+	end := segEnd(s)
+	if !pickup {
+		o.end, o.maxend = end, end
+		o.maxwin = max(uint32(s.Window), 1)
+		e.tflags[0], e.tscale[0] = synOptions(s)
+	} else {
+		// Mid-stream: history is lost. As tcp_new with tcp_loose, assume
+		// SACK and be liberal; unlike it, seed the receiver's end from the
+		// ACK so bounds III/IV hold for the creator's next segments, and
+		// assume the largest window scale so that, once both directions
+		// are seen and liberal mode ends, windows are over- rather than
+		// under-estimated (the real scale was in SYNs we never saw).
+		e.flags |= efPickedUp
+		e.tscale = [2]uint8{maxScale, maxScale}
+		e.tflags = [2]uint8{tfWScale | tfSACK | tfLiberal, tfWScale | tfSACK | tfLiberal}
+		o.end = end
+		o.maxwin = max(uint32(s.Window)<<maxScale, 1)
+		o.maxend = end + o.maxwin
+		r := &e.td[1]
+		r.end, r.maxend = s.Ack, s.Ack
+	}
+	v, out := t.packet(sh, e, s, 0, class, now)
+	v.New = true
+	if v.Action == Drop || out != outKeep {
+		pos, _ := sh.find(k, h)
+		sh.remove(t, pos)
+		v.New = false
+	}
+	return v
+}
+
+// synOptions is tcp_options: the scale is capped at 14 (RFC 7323 §2.3).
+func synOptions(s *Segment) (flags, scale uint8) {
+	if s.WScale >= 0 {
+		flags |= tfWScale
+		scale = uint8(min(s.WScale, maxScale))
+	}
+	if s.SACKPerm {
+		flags |= tfSACK
+	}
+	return flags, scale
+}
+
+// Lookup returns the state of the segment's flow without changing it.
+// Expired flows are reported as absent.
+func (t *Table) Lookup(s *Segment, now uint32) (State, bool) {
+	k, _ := makeKey(s)
+	h := t.h.hash(&k)
+	sh := t.shardOf(h)
+	sh.mu.Lock()
+	_, e := sh.find(&k, h)
+	st, ok := StateNone, false
+	if e != nil && !expired(e.deadline, now) {
+		st, ok = e.state, true
+	}
+	sh.mu.Unlock()
+	return st, ok
+}
+
+// Open describes a connection whose handshake a SYN proxy completed or is
+// completing: the client solved a cookie, so the table never saw its SYN.
+type Open struct {
+	// State is StateSynSent (the proxy's SYN to the server is in flight;
+	// Track the server's SYN-ACK normally) or StateEstablished (both ISNs
+	// known).
+	State        State
+	ClientISN    uint32
+	ClientWScale int8 // -1 when absent
+	ClientWindow uint16
+	SACKPerm     bool
+	ServerISN    uint32 // StateEstablished only
+	ServerWScale int8   // StateEstablished only
+	ServerWindow uint16 // StateEstablished only
+	// SeqAdjust is the server's ISN minus the cookie ISN (see SetSeqAdjust).
+	SeqAdjust uint32
+}
+
+// Insert creates a flow for a SYN proxy. s is the client's segment (the
+// cookie ACK); its sender becomes the original direction. If the flow
+// already exists it is left alone and returned with New unset.
+func (t *Table) Insert(s *Segment, o Open, now uint32) Verdict {
+	if o.State != StateSynSent && o.State != StateEstablished {
+		return Verdict{Action: Drop, Reason: ReasonUnexpected}
+	}
+	k, senderLo := makeKey(s)
+	h := t.h.hash(&k)
+	sh := t.shardOf(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	pos, e := sh.find(&k, h)
+	if e != nil && expired(e.deadline, now) {
+		sh.remove(t, pos)
+		sh.st.expired++
+		pos, e = sh.find(&k, h)
+	}
+	if e != nil {
+		return Verdict{State: e.state, SeqAdjust: e.seqAdj, Reply: senderLo != (e.flags&efOrigLo != 0)}
+	}
+	if e = t.insert(sh, pos, &k, h, now); e == nil {
+		return Verdict{Action: Drop, Reason: ReasonTableFull}
+	}
+	e.created = now
+	e.seqAdj = o.SeqAdjust
+	if senderLo {
+		e.flags |= efOrigLo
+	}
+	if s.Dir == Outbound {
+		e.flags |= efOrigOutbound
+	}
+	c := &e.td[0]
+	c.end = o.ClientISN + 1
+	c.maxend = c.end
+	c.maxwin = max(uint32(o.ClientWindow), 1)
+	e.tflags[0], e.tscale[0] = synOptions(&Segment{WScale: o.ClientWScale, SACKPerm: o.SACKPerm})
+	e.setLast(classSYN, 0)
+	e.lastEnd = c.end
+	if o.State == StateEstablished {
+		e.tflags[1], e.tscale[1] = synOptions(&Segment{WScale: o.ServerWScale, SACKPerm: o.SACKPerm})
+		if e.tflags[0]&e.tflags[1]&tfWScale == 0 {
+			e.tscale = [2]uint8{}
+		}
+		sv := &e.td[1]
+		sv.end = o.ServerISN + 1
+		cw := max(uint32(o.ClientWindow)<<e.tscale[0], 1)
+		sw := max(uint32(o.ServerWindow)<<e.tscale[1], 1)
+		c.maxwin, sv.maxwin = cw, sw
+		c.maxend, sv.maxend = c.end+sw, sv.end+cw
+		c.maxack, sv.maxack = sv.end, c.end
+		e.tflags[0] |= tfMaxAckSet
+		e.tflags[1] |= tfMaxAckSet
+		e.flags |= efSeenReply | efAssured
+		e.setLast(classACK, 0)
+	}
+	e.state = o.State
+	sh.st.states[o.State]++
+	e.deadline = now + t.tmo[o.State]
+	return Verdict{State: e.state, New: true, SeqAdjust: e.seqAdj}
+}
+
+// SetSeqAdjust stores the SYN-proxy sequence offset (server ISN minus cookie
+// ISN) of the segment's flow. The table keeps the reply direction in the
+// server's sequence space and adds the offset to original-direction ACKs
+// before checking them, as tcp_in_window does with nf_ct_seq_offset; the
+// caller rewrites the packets (original ack += delta, reply seq -= delta).
+func (t *Table) SetSeqAdjust(s *Segment, delta uint32) bool {
+	k, _ := makeKey(s)
+	h := t.h.hash(&k)
+	sh := t.shardOf(h)
+	sh.mu.Lock()
+	_, e := sh.find(&k, h)
+	if e != nil {
+		e.seqAdj = delta
+	}
+	sh.mu.Unlock()
+	return e != nil
+}
+
+// Expire examines up to budget entry slots, continuing where the previous
+// call stopped, and removes expired flows. It returns how many it removed.
+// A housekeeping goroutine calls it periodically; the shard lock is held
+// for at most 256 slots at a time.
+func (t *Table) Expire(now uint32, budget int) int {
+	t.gcMu.Lock()
+	defer t.gcMu.Unlock()
+	removed := 0
+	for budget > 0 {
+		sh := &t.shards[t.gcShard]
+		n := min(budget, 256, len(sh.entries)-t.gcPos)
+		sh.mu.Lock()
+		for i := t.gcPos; i < t.gcPos+n; i++ {
+			e := &sh.entries[i]
+			if e.state != StateNone && expired(e.deadline, now) {
+				sh.remove(t, sh.posOf(t, uint32(i)))
+				sh.st.expired++
+				removed++
+			}
+		}
+		sh.mu.Unlock()
+		budget -= n
+		if t.gcPos += n; t.gcPos == len(sh.entries) {
+			t.gcPos = 0
+			t.gcShard = (t.gcShard + 1) % len(t.shards)
+		}
+	}
+	return removed
+}
+
+// Len returns the number of flows held, including expired ones not yet
+// reclaimed.
+func (t *Table) Len() int {
+	n := 0
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		n += sh.live
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Capacity returns the number of entries allocated: Config.Capacity plus
+// the per-shard headroom.
+func (t *Table) Capacity() int { return t.capacity }
+
+// Stats are cumulative counters and a snapshot of flows per state.
+type Stats struct {
+	Capacity  int
+	Flows     int
+	Inserts   uint64 // flows created
+	Evictions uint64 // flows dropped early to make room
+	TableFull uint64 // new flows refused
+	Expired   uint64 // flows removed by timeout (lazily, by Expire, or as eviction victims)
+	Reset     uint64 // flows deleted by a RST before any reply (nf_ct_kill_acct)
+	States    [NumStates]int
+}
+
+// Stats sums the shards' counters.
+func (t *Table) Stats() Stats {
+	st := Stats{Capacity: t.capacity}
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		st.Flows += sh.live
+		st.Inserts += sh.st.inserts
+		st.Evictions += sh.st.evictions
+		st.TableFull += sh.st.tableFull
+		st.Expired += sh.st.expired
+		st.Reset += sh.st.reset
+		for s, n := range sh.st.states {
+			st.States[s] += int(n)
+		}
+		sh.mu.Unlock()
+	}
+	return st
+}
+
+// MemoryBytes returns the bytes allocated by New.
+func (t *Table) MemoryBytes() int {
+	return int(unsafe.Sizeof(*t)) + len(t.shards)*int(unsafe.Sizeof(shard{})) + t.memBytes
+}
+
+// MemoryPerFlow returns MemoryBytes divided by Config.Capacity.
+func (t *Table) MemoryPerFlow() float64 {
+	return float64(t.MemoryBytes()) / float64(t.requested)
+}
+
+// FlowInfo describes a flow for listings. Src/Dst are the original
+// direction (the side that sent the first segment seen).
+type FlowInfo struct {
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16
+	Dir              Dir // physical direction of the original side
+	State            State
+	Age              uint32    // seconds since creation
+	ExpiresIn        uint32    // seconds; 0 if already expired
+	Packets          [2]uint32 // original, reply
+	PickedUp         bool
+	Assured          bool
+	SeqAdjust        uint32
+}
+
+// Range calls fn for each flow until fn returns false. now computes Age and
+// ExpiresIn. A shard's flows are copied out under its lock and fn runs
+// unlocked, so fn may call back into the table; flows that change while
+// Range runs may be seen in either version.
+func (t *Table) Range(now uint32, fn func(FlowInfo) bool) {
+	var buf []FlowInfo
+	for i := range t.shards {
+		sh := &t.shards[i]
+		buf = buf[:0]
+		sh.mu.Lock()
+		for j := range sh.entries {
+			e := &sh.entries[j]
+			if e.state != StateNone {
+				buf = append(buf, e.info(now))
+			}
+		}
+		sh.mu.Unlock()
+		for _, fi := range buf {
+			if !fn(fi) {
+				return
+			}
+		}
+	}
+}
+
+func (e *entry) info(now uint32) FlowInfo {
+	lo := wordsAddr(e.addr[0], e.addr[1])
+	hi := wordsAddr(e.addr[2], e.addr[3])
+	lp, hp := uint16(e.ports>>16), uint16(e.ports)
+	fi := FlowInfo{
+		Src: lo, Dst: hi, SrcPort: lp, DstPort: hp,
+		State:     e.state,
+		Age:       now - e.created,
+		Packets:   e.pkts,
+		PickedUp:  e.flags&efPickedUp != 0,
+		Assured:   e.flags&efAssured != 0,
+		SeqAdjust: e.seqAdj,
+	}
+	if e.flags&efOrigLo == 0 {
+		fi.Src, fi.Dst, fi.SrcPort, fi.DstPort = hi, lo, hp, lp
+	}
+	if e.flags&efOrigOutbound != 0 {
+		fi.Dir = Outbound
+	}
+	if !expired(e.deadline, now) {
+		fi.ExpiresIn = e.deadline - now
+	}
+	return fi
+}

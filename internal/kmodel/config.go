@@ -1,0 +1,217 @@
+package kmodel
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Constants of the modelled kernel and XDP program.
+const (
+	// PacketHeadroom is XDP_PACKET_HEADROOM: copy mode puts a received frame
+	// at chunk_base + Headroom + PacketHeadroom.
+	PacketHeadroom = 256
+	// MetaSize and MetaMagic describe the record xskgate's XDP program
+	// writes in front of every frame it redirects (package xdpprog):
+	// little-endian u32 Magic, Len, Seq, Queue.
+	MetaSize  = 16
+	MetaMagic = 0x58534B01
+
+	// DefaultNapiBudget is NAPI_POLL_WEIGHT, veth's poll budget.
+	DefaultNapiBudget = 64
+	// DefaultTxBudget is TX_BATCH_SIZE, the descriptors one copy-mode
+	// sendto moves (XDP_MAX_TX_SKB_BUDGET raises it on 6.17+).
+	DefaultTxBudget = 32
+	// DefaultBacklog is VETH_RING_SIZE, the ptr_ring in front of a veth
+	// receive queue.
+	DefaultBacklog = 256
+
+	ringNeedWakeup = 1 // XDP_RING_NEED_WAKEUP
+
+	optContd      = 1 // XDP_PKT_CONTD
+	optTxMetadata = 2 // XDP_TX_METADATA
+)
+
+// Config describes one port.
+type Config struct {
+	// Umem is the packet memory shared with user space (and with the other
+	// ports of the same UMEM): a whole number of FrameSize chunks.
+	Umem      []byte
+	FrameSize uint32 // chunk size, a power of two >= 2048; default 4096
+	Headroom  uint32 // UMEM headroom (xdp_umem_reg.headroom)
+
+	Ifname string // default "kmodel0"
+	Queue  int
+
+	// Ring sizes, powers of two; 0 means 2048.
+	FillSize, CompSize, RxSize, TxSize uint32
+
+	NapiBudget int    // frames per NAPI poll; default 64
+	TxBudget   uint32 // descriptors per Kick; default 32
+	Backlog    int    // input queue entries; default 256
+
+	Faults Faults
+}
+
+func (c *Config) setDefaults() {
+	if c.FrameSize == 0 {
+		c.FrameSize = 4096
+	}
+	if c.Ifname == "" {
+		c.Ifname = "kmodel0"
+	}
+	for _, p := range []*uint32{&c.FillSize, &c.CompSize, &c.RxSize, &c.TxSize} {
+		if *p == 0 {
+			*p = 2048
+		}
+	}
+	if c.NapiBudget == 0 {
+		c.NapiBudget = DefaultNapiBudget
+	}
+	if c.TxBudget == 0 {
+		c.TxBudget = DefaultTxBudget
+	}
+	if c.Backlog == 0 {
+		c.Backlog = DefaultBacklog
+	}
+}
+
+func (c *Config) validate() error {
+	fs := c.FrameSize
+	if fs < 2048 || fs&(fs-1) != 0 {
+		return fmt.Errorf("kmodel: frame size %d: aligned mode needs a power of two >= 2048", fs)
+	}
+	if len(c.Umem) == 0 || uint64(len(c.Umem))%uint64(fs) != 0 {
+		return fmt.Errorf("kmodel: UMEM of %d bytes is not a whole number of %d-byte chunks", len(c.Umem), fs)
+	}
+	// Same bound as xdp_umem_reg: room for XDP_PACKET_HEADROOM, an skb's
+	// shared info and 128 bytes of slack.
+	if c.Headroom > fs-PacketHeadroom-320-128 {
+		return fmt.Errorf("kmodel: headroom %d too large for %d-byte chunks", c.Headroom, fs)
+	}
+	for _, r := range []struct {
+		name string
+		v    uint32
+	}{{"fill", c.FillSize}, {"completion", c.CompSize}, {"rx", c.RxSize}, {"tx", c.TxSize}} {
+		if r.v&(r.v-1) != 0 {
+			return fmt.Errorf("kmodel: %s ring size %d is not a power of two", r.name, r.v)
+		}
+	}
+	if c.NapiBudget < 1 || c.TxBudget < 1 || c.Backlog < 1 {
+		return errors.New("kmodel: NapiBudget, TxBudget and Backlog must be positive")
+	}
+	return c.Faults.validate()
+}
+
+// FaultKind names an injected fault.
+type FaultKind uint8
+
+const (
+	// VethRace is the stale-descriptor race fixed by fa349e396e48 ("veth:
+	// Fix race with AF_XDP exposing old or uninitialized descriptors"): two
+	// polls of one queue both take a FILL entry and write their descriptor
+	// at the same cached RX producer; both flushes advance the producer. The
+	// model takes FILL entries F1, F2 for this frame and the next one of the
+	// poll, writes F1's descriptor at slot s, overwrites it with F2's, leaves
+	// slot s+1 unwritten and publishes s+2: slot s+1 shows a stale
+	// descriptor, F1 is leaked and this frame is lost.
+	VethRace FaultKind = iota + 1
+	// Duplicate produces the frame's descriptor in two consecutive slots.
+	Duplicate
+	// Drop consumes the FILL entry and never produces the frame (leaked).
+	Drop
+	// WrongLength writes a descriptor len different from the frame length
+	// (the metadata keeps the true one).
+	WrongLength
+	// BadAddr writes an RX address beyond the UMEM or not at
+	// chunk_base + Headroom + 256 (the frame goes to the real chunk, leaked).
+	BadAddr
+	// SkipFill consumes one FILL entry as if it were invalid: no counter
+	// moves and the frame lands in the next entry.
+	SkipFill
+	// SpuriousCompletion adds a COMPLETION entry for a chunk that is not on
+	// the TX ring, after a transmitted descriptor.
+	SpuriousCompletion
+)
+
+var faultNames = [...]string{"none", "veth-race", "duplicate", "drop", "wrong-length", "bad-addr", "skip-fill", "spurious-completion"}
+
+func (k FaultKind) String() string {
+	if int(k) < len(faultNames) {
+		return faultNames[k]
+	}
+	return fmt.Sprintf("fault(%d)", uint8(k))
+}
+
+// Faults configures fault injection. Each kind has a probability: per RX
+// frame taken by a poll (at most one RX kind per frame) or, for
+// SpuriousCompletion, per transmitted descriptor. The zero value injects
+// nothing and draws nothing.
+type Faults struct {
+	Seed uint64
+
+	VethRace, Duplicate, Drop, WrongLength, BadAddr, SkipFill float64
+	SpuriousCompletion                                        float64
+
+	// Limit caps the number of injections, separately for RX and TX kinds
+	// (each path draws on its own goroutine). 0 means no cap. Draws go on
+	// after the cap, so the frames that would be hit stay the same.
+	Limit int
+}
+
+func (f *Faults) rxProbs() [6]float64 {
+	return [6]float64{f.VethRace, f.Duplicate, f.Drop, f.WrongLength, f.BadAddr, f.SkipFill}
+}
+
+func (f *Faults) validate() error {
+	sum := 0.0
+	for _, p := range f.rxProbs() {
+		if p < 0 || p > 1 {
+			return fmt.Errorf("kmodel: fault probability %v outside [0, 1]", p)
+		}
+		sum += p
+	}
+	if sum > 1 {
+		return fmt.Errorf("kmodel: RX fault probabilities add up to %v > 1", sum)
+	}
+	if f.SpuriousCompletion < 0 || f.SpuriousCompletion > 1 {
+		return fmt.Errorf("kmodel: fault probability %v outside [0, 1]", f.SpuriousCompletion)
+	}
+	if f.Limit < 0 {
+		return errors.New("kmodel: negative fault limit")
+	}
+	return nil
+}
+
+func (f *Faults) rxEnabled() bool {
+	for _, p := range f.rxProbs() {
+		if p > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Injection records one injected fault.
+type Injection struct {
+	Kind FaultKind
+	// N is the port's RX frame number (0-based, in the order polls took
+	// frames off the input queue; the metadata Seq of frame N is N+1) or,
+	// for SpuriousCompletion, the TX descriptor number (0-based, valid
+	// transmitted descriptors of this port).
+	N uint64
+	// Slot is the free-running index of the first ring entry user space
+	// finds wrong: an RX index for RX kinds (for Drop and SkipFill, the slot
+	// the next produced descriptor takes; for VethRace, slot s holding F2
+	// where F1 was due, s+1 being the stale one), a COMPLETION index for
+	// SpuriousCompletion.
+	Slot uint32
+	// Addr is the address written at Slot (RX descriptor or COMP entry); for
+	// Drop and SkipFill, the FILL entry lost.
+	Addr uint64
+	// Len is the descriptor length written at Slot (RX kinds).
+	Len uint32
+	// Fill is the raw FILL entry the fault concerns: the one leaked by
+	// VethRace (F1), Drop, SkipFill and BadAddr; the one delivered by
+	// Duplicate and WrongLength.
+	Fill uint64
+}

@@ -1,0 +1,165 @@
+package kmodel
+
+import (
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xskgate/xskgate/internal/xsk"
+)
+
+// Kick models sendto(fd, NULL, 0, MSG_DONTWAIT) in copy mode: it runs
+// __xsk_generic_xmit on the caller's goroutine, serialised per port like
+// xs->mutex, and returns what sendto would:
+//
+//   - 0: TX found empty (counted in tx_ring_empty_descs, as
+//     xskq_cons_read_desc counts every empty peek, even after a drained
+//     batch), or an invalid descriptor ended the batch;
+//   - EAGAIN: TxBatch descriptors were sent and more wait, or COMPLETION is
+//     full (the descriptor stays on TX for the retry);
+//   - EBUSY: the peer dropped the frame (veth_xmit's NET_XMIT_DROP, input
+//     queue full); the descriptor is still completed;
+//   - EINVAL: XDP_TX_METADATA without tx_metadata_len; the descriptor stays,
+//     yet its address is added to COMPLETION on every attempt (the hazard
+//     of afxdp-kernel-notes §7.4, present in 6.18 and on the project kernel);
+//   - ENETDOWN: the port is closed.
+//
+// A descriptor is valid as xp_validate_desc says in aligned mode with
+// tx_metadata_len 0: len != 0, the bytes within one chunk, addr inside the
+// UMEM, no options beyond XDP_PKT_CONTD|XDP_TX_METADATA. An invalid one
+// counts in tx_invalid_descs, is completed with its raw addr (the project
+// kernel does so; stock 6.18 leaks it) and ends the batch. COMPLETION and
+// the TX consumer are published once, at the end of the call. Multi-buffer
+// chains are not modelled: each descriptor is one frame. Kick does not
+// allocate (unless it records an injection).
+func (p *Port) Kick() unix.Errno {
+	if p.closed.Load() {
+		return unix.ENETDOWN
+	}
+	p.txMu.Lock()
+	defer p.txMu.Unlock()
+	cons0, prod0 := p.tx.cachedCons, p.comp.cachedProd
+	err := p.xmit()
+	if p.comp.cachedProd != prod0 {
+		atomic.StoreUint32(p.comp.prod, p.comp.cachedProd)
+	}
+	if p.tx.cachedCons != cons0 {
+		atomic.StoreUint32(p.tx.cons, p.tx.cachedCons)
+	}
+	return err
+}
+
+func (p *Port) xmit() unix.Errno {
+	budget := p.cfg.TxBudget
+	for {
+		if p.tx.consEntries() == 0 {
+			p.stats.txEmpty.Add(1)
+			return 0
+		}
+		d := *p.tx.slot(p.tx.cachedCons)
+		if !p.validTx(d) {
+			// xskq_cons_is_valid_desc failed: counted, and the batch ends.
+			if p.comp.prodFree(1) == 0 {
+				return unix.EAGAIN
+			}
+			p.stats.txInvalid.Add(1)
+			p.complete(d.Addr)
+			p.tx.cachedCons++
+			return 0
+		}
+		if budget == 0 {
+			return unix.EAGAIN
+		}
+		budget--
+		// xsk_cq_reserve_locked: no room to complete, no send.
+		if p.comp.prodFree(1) == 0 {
+			return unix.EAGAIN
+		}
+		if d.Options&optTxMetadata != 0 {
+			// xsk_build_skb fails after the destructor that completes the
+			// address is installed: completed, yet left on TX.
+			p.complete(d.Addr)
+			return unix.EINVAL
+		}
+		frame := p.umem[d.Addr : d.Addr+uint64(d.Len)]
+		ok := true
+		if p.peer != nil {
+			ok = p.peer.Deliver(frame)
+		}
+		// Copy mode completes when the skb is freed, which for veth is
+		// right after veth_xmit (delivered or dropped).
+		p.complete(d.Addr)
+		p.tx.cachedCons++
+		p.counters.txFrames.Add(1)
+		p.maybeSpurious(d.Addr)
+		if !ok {
+			p.counters.txPeerDrops.Add(1)
+			return unix.EBUSY
+		}
+	}
+}
+
+func (p *Port) validTx(d xsk.Desc) bool {
+	return d.Len != 0 &&
+		d.Addr&(p.fs-1)+uint64(d.Len) <= p.fs &&
+		d.Addr < uint64(len(p.umem)) &&
+		d.Options&^(optContd|optTxMetadata) == 0
+}
+
+// complete writes addr at the COMPLETION producer; the caller checked room.
+func (p *Port) complete(addr uint64) {
+	*p.comp.slot(p.comp.cachedProd) = addr
+	p.comp.cachedProd++
+}
+
+// maybeSpurious draws the SpuriousCompletion decision for one transmitted
+// descriptor and, when it hits and COMPLETION has room, completes a chunk
+// that is neither the one just sent nor waiting on TX.
+func (p *Port) maybeSpurious(sent uint64) {
+	num := p.txDescs
+	p.txDescs++
+	if p.txRng == nil {
+		return
+	}
+	if p.txRng.Float64() >= p.cfg.Faults.SpuriousCompletion {
+		return
+	}
+	param := p.txRng.Uint64()
+	if p.cfg.Faults.Limit > 0 && p.txFaults >= p.cfg.Faults.Limit {
+		return
+	}
+	if p.comp.prodFree(1) == 0 {
+		return
+	}
+	chunks := uint64(len(p.umem)) / p.fs
+	// Walk from a random chunk to the first one not on TX: the result
+	// depends only on the draw and the ring's contents.
+	var addr uint64
+	found := false
+	for k := uint64(0); k < chunks && !found; k++ {
+		c := (param + k) % chunks * p.fs
+		if c == sent&^(p.fs-1) || p.onTx(c) {
+			continue
+		}
+		addr, found = c+p.rxOff, true
+	}
+	if !found {
+		return
+	}
+	p.txFaults++
+	slot := p.comp.cachedProd
+	p.complete(addr)
+	p.record(Injection{Kind: SpuriousCompletion, N: num, Slot: slot, Addr: addr})
+}
+
+// onTx reports whether chunk base c has a descriptor between the TX
+// consumer and the producer as last loaded.
+func (p *Port) onTx(c uint64) bool {
+	// Bounded by the ring size: a scribbled producer must not spin us.
+	for i, n := p.tx.cachedCons, uint32(0); i != p.tx.cachedProd && n <= p.tx.mask; i, n = i+1, n+1 {
+		if p.tx.slot(i).Addr&^(p.fs-1) == c {
+			return true
+		}
+	}
+	return false
+}
