@@ -2,21 +2,35 @@ package engine
 
 import "github.com/xskgate/xskgate/internal/xsk"
 
+// Disposition is a Checker's decision about one ring entry.
+type Disposition uint8
+
+const (
+	// Keep: the entry is sound; the worker uses it.
+	Keep Disposition = iota
+	// Free: drop the packet, but the frame is provably this worker's and
+	// idle, so it goes back to the free list.
+	Free
+	// Quarantine: drop the packet and withhold the frame: it may be live
+	// in another ring, or the entry stands for a frame the kernel lost.
+	// It is counted, never reused.
+	Quarantine
+)
+
 // Checker sees every hand-over of a frame between a worker and a ring, in
-// batches, before the worker acts on it. One Checker per worker, called only
-// from that worker: it needs no lock. side selects the worker's outer or
-// inner port.
+// batches, before the worker acts on it. There is one Checker per worker,
+// called only from that worker: it needs no lock. side selects the
+// worker's outer or inner port.
 //
-// Received and Completed mark entries that must not be trusted in bad
-// (len(bad) == len(batch)); the worker quarantines those frames instead of
-// using them. PostFill and PostTx return false for an entry that must not be
-// posted (it would put a frame in two rings).
+// Every method fills out (len(out) == len(batch)) and returns how many
+// entries are not Keep. For FILL and TX, Free is treated as Quarantine: a
+// frame refused on its way into a ring is already suspect.
 type Checker interface {
-	PostFill(side Side, addrs []uint64, ok []bool)
-	Received(side Side, descs []xsk.Desc, bad []bool) (nbad int)
-	PostTx(side Side, descs []xsk.Desc, ok []bool)
-	Completed(side Side, addrs []uint64, bad []bool) (nbad int)
+	PostFill(side Side, addrs []uint64, out []Disposition) (nbad int)
+	Received(side Side, descs []xsk.Desc, out []Disposition) (nbad int)
+	PostTx(side Side, descs []xsk.Desc, out []Disposition) (nbad int)
+	Completed(side Side, addrs []uint64, out []Disposition) (nbad int)
 	// Idle is called when the worker found nothing to do, for periodic
-	// checks (counter reconciliation).
+	// work (counter reconciliation).
 	Idle()
 }

@@ -27,7 +27,13 @@ type Config struct {
 	// beside the softirq that feeds it starves it.
 	CPUs     []int
 	SpinIdle int // empty iterations before sleeping (default 256)
-	Logger   *slog.Logger
+	// InjectFillWhileTx, for demonstrations and tests only, plants a user
+	// bug: with this probability per TX batch, the last frame just put on
+	// TX is also posted to the other port's FILL ring, so it would sit in
+	// two rings at once. The Checker must catch it (its PostFill vetoes
+	// the post); without one, the bug really happens.
+	InjectFillWhileTx float64
+	Logger            *slog.Logger
 }
 
 // Pair is queue q of both interfaces: the ports one worker owns.
@@ -166,8 +172,11 @@ type Worker struct {
 	descs []xsk.Desc
 	addrs []uint64
 	pkts  []Packet
-	flags []bool
+	disp  []Disposition
 	pfds  []unix.PollFd
+
+	inject     float64 // probability per TX batch of the FILL-while-on-TX user bug
+	injectRand uint64
 
 	acct   accountingCell
 	drain  time.Duration
@@ -182,10 +191,11 @@ func newWorker(e *Engine, id int, p Pair, first, n uint32) (*Worker, error) {
 		e: e, id: id, insp: e.cfg.Inspector, batch: e.cfg.Batch,
 		lo: uint64(first) * fs, hi: uint64(first+n) * fs,
 		total: int(n), free: make([]uint64, 0, n), cpu: -1,
-		descs: make([]xsk.Desc, e.cfg.Batch),
-		addrs: make([]uint64, e.cfg.Batch),
-		pkts:  make([]Packet, e.cfg.Batch),
-		flags: make([]bool, e.cfg.Batch),
+		descs:  make([]xsk.Desc, e.cfg.Batch),
+		addrs:  make([]uint64, e.cfg.Batch),
+		pkts:   make([]Packet, e.cfg.Batch),
+		disp:   make([]Disposition, e.cfg.Batch),
+		inject: e.cfg.InjectFillWhileTx, injectRand: uint64(id)*0x9e3779b97f4a7c15 + 1,
 	}
 	if len(e.cfg.CPUs) > 0 {
 		w.cpu = e.cfg.CPUs[id%len(e.cfg.CPUs)]
@@ -350,16 +360,21 @@ func (w *Worker) complete(p *port) (int, error) {
 		return 0, err
 	}
 	addrs := w.addrs[:n]
-	bad := w.flags[:n]
-	clear(bad)
+	disp := w.disp[:n]
+	clear(disp)
 	nbad := 0
 	if w.check != nil {
-		nbad = w.check.Completed(p.side, addrs, bad)
+		nbad = w.check.Completed(p.side, addrs, disp)
 	}
 	umem := w.e.umem
 	for i, a := range addrs {
 		base, _ := umem.Chunk(a)
-		if nbad > 0 && bad[i] || base < w.lo || base >= w.hi {
+		if nbad > 0 && disp[i] == Free && base >= w.lo && base < w.hi {
+			w.free = append(w.free, base)
+			p.stats.Drops[DropViolation].Add(1)
+			continue
+		}
+		if nbad > 0 && disp[i] != Keep || base < w.lo || base >= w.hi {
 			// Not a frame this worker sent, or one the checker distrusts:
 			// it may be live elsewhere, so it never goes back to FILL.
 			w.quar++
@@ -385,15 +400,13 @@ func (w *Worker) refill(p *port) error {
 	// The top of the free stack is what we post.
 	cand := w.free[len(w.free)-want:]
 	if w.check != nil {
-		ok := w.flags[:want]
-		for i := range ok {
-			ok[i] = true
-		}
-		w.check.PostFill(p.side, cand, ok)
+		disp := w.disp[:want]
+		clear(disp)
+		w.check.PostFill(p.side, cand, disp)
 		// Compact: vetoed frames are quarantined, never posted.
 		k := 0
 		for i, a := range cand {
-			if ok[i] {
+			if disp[i] == Keep {
 				cand[k] = a
 				k++
 			} else {
@@ -425,20 +438,24 @@ func (w *Worker) receive(p *port) (int, error) {
 	}
 	p.fillOut -= n
 	descs := w.descs[:n]
-	bad := w.flags[:n]
-	clear(bad)
+	disp := w.disp[:n]
+	clear(disp)
 	nbad := 0
 	if w.check != nil {
-		nbad = w.check.Received(p.side, descs, bad)
+		nbad = w.check.Received(p.side, descs, disp)
 	}
 	umem := w.e.umem
 	fs := uint64(umem.FrameSize())
 	pkts := w.pkts[:0]
 	var bytes uint64
 	for i, d := range descs {
-		if nbad > 0 && bad[i] {
-			w.quar++
+		if nbad > 0 && disp[i] != Keep {
 			p.stats.Drops[DropViolation].Add(1)
+			if base, _ := umem.Chunk(d.Addr); disp[i] == Free && base >= w.lo && base < w.hi {
+				w.free = append(w.free, base)
+			} else {
+				w.quar++
+			}
 			continue
 		}
 		base, _ := umem.Chunk(d.Addr)
@@ -498,14 +515,12 @@ func (w *Worker) transmit(p *port) (int, error) {
 		chunk := q[off:min(len(q), off+w.batch)]
 		off += len(chunk)
 		if w.check != nil {
-			ok := w.flags[:len(chunk)]
-			for i := range ok {
-				ok[i] = true
-			}
-			w.check.PostTx(p.side, chunk, ok)
+			disp := w.disp[:len(chunk)]
+			clear(disp)
+			w.check.PostTx(p.side, chunk, disp)
 			k := 0
 			for i, d := range chunk {
-				if ok[i] {
+				if disp[i] == Keep {
 					chunk[k] = d
 					k++
 				} else {
@@ -529,6 +544,9 @@ func (w *Worker) transmit(p *port) (int, error) {
 		p.stats.TxPackets.Add(uint64(n))
 		p.stats.TxBytes.Add(bytes)
 		moved += int(n)
+		if w.inject > 0 && n > 0 {
+			w.injectFillWhileTx(p, chunk[n-1])
+		}
 		if int(n) < len(chunk) {
 			// No room: the kernel is behind. Dropping here bounds the
 			// queue; the sender's congestion control sees it as loss.
@@ -608,4 +626,34 @@ func (e *Engine) Prime() {
 		}
 		w.publish()
 	}
+}
+
+// injectFillWhileTx is the planted bug of Config.InjectFillWhileTx: post a
+// frame that is on p's TX ring to the other port's FILL ring.
+func (w *Worker) injectFillWhileTx(p *port, d xsk.Desc) {
+	// xorshift: deterministic per worker, no allocation, no lock.
+	w.injectRand ^= w.injectRand << 13
+	w.injectRand ^= w.injectRand >> 7
+	w.injectRand ^= w.injectRand << 17
+	if float64(w.injectRand>>11)/(1<<53) >= w.inject {
+		return
+	}
+	o := &w.ports[p.side.Other()]
+	base, _ := w.e.umem.Chunk(d.Addr)
+	addr := [1]uint64{base}
+	if w.check != nil {
+		disp := w.disp[:1]
+		clear(disp)
+		if w.check.PostFill(o.side, addr[:], disp) > 0 {
+			// Caught before the hand-over: the frame stays on TX only.
+			return
+		}
+	}
+	idx, n, err := o.fill.Reserve(1)
+	if err != nil || n == 0 {
+		return
+	}
+	*o.fill.Slot(idx) = base
+	o.fill.Submit()
+	o.fillOut++ // the accounting now counts this frame twice: the bug
 }

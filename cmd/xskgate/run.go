@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xskgate/xskgate/internal/config"
+	"github.com/xskgate/xskgate/internal/control"
+	"github.com/xskgate/xskgate/internal/gate"
+	"github.com/xskgate/xskgate/internal/metrics"
+)
+
+// runFlags are the command-line overrides of the config file.
+type runFlags struct {
+	fs                         *flag.FlagSet
+	config, outer, inner       string
+	xdpMode, bindMode, cpus    string
+	metrics, control, logLevel string
+	queues, frames, frameSize  int
+	rx, tx, txBudget, batch    int
+}
+
+func cmdRun(ctx context.Context, args []string) error {
+	f := runFlags{fs: newFlags("run", "[--config FILE] [--outer IF --inner IF] [flags]",
+		`Runs the gate daemon: every frame arriving on --outer (Internet side) or --inner
+(protected side) is received through AF_XDP, inspected, and forwarded to the other
+interface from the same UMEM frame (or bounced, or dropped). Flags override the config
+file; 'xskgate config check FILE' validates one. SIGINT/SIGTERM detach the XDP programs,
+drain in-flight frames and exit. Run it in the interfaces' network namespace
+(e.g. 'ip netns exec NS xskgate run ...').`)}
+	fs := f.fs
+	fs.StringVar(&f.config, "config", "", "YAML config file (see deploy/xskgate.yaml)")
+	fs.StringVar(&f.outer, "outer", "", "outer (Internet side) interface")
+	fs.StringVar(&f.inner, "inner", "", "inner (protected side) interface")
+	fs.IntVar(&f.queues, "queues", -1, "queue pairs to serve, one worker each (0 = all)")
+	fs.StringVar(&f.xdpMode, "xdp-mode", "", "XDP attach mode: native or generic")
+	fs.StringVar(&f.bindMode, "bind-mode", "", "AF_XDP bind mode: auto, copy or zerocopy")
+	fs.IntVar(&f.frames, "frames", 0, "UMEM frames")
+	fs.IntVar(&f.frameSize, "frame-size", 0, "UMEM frame size (2048 or 4096)")
+	fs.IntVar(&f.rx, "rx-size", 0, "RX ring entries (power of two)")
+	fs.IntVar(&f.tx, "tx-size", 0, "TX ring entries (power of two)")
+	fs.IntVar(&f.txBudget, "tx-budget", -1, "descriptors per sendto (0 = kernel default 32)")
+	fs.IntVar(&f.batch, "batch", 0, "descriptors per ring operation")
+	fs.StringVar(&f.cpus, "cpus", "", "pin workers to these CPUs, e.g. 1 or 2,3")
+	fs.StringVar(&f.metrics, "metrics", "\x00", `Prometheus listen address ("" disables)`)
+	fs.StringVar(&f.control, "control", "", "control socket path")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	log := logger(cfg.Log.Level, cfg.Log.Format == "json")
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
+	if err := needRoot(); err != nil {
+		return err
+	}
+	if cfg.Outer == "" || cfg.Inner == "" {
+		return errors.New("no interfaces: give --outer and --inner (or outer/inner in the config file)")
+	}
+	checkMemlock(log)
+
+	// The control socket first: a second daemon stops here with a clear
+	// message, before touching any interface.
+	ctl, err := control.Listen(cfg.Control.Socket, log)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+
+	gc := cfg.Gate()
+	gc.Logger = log
+	g, err := gate.Open(gc)
+	if err != nil {
+		return err
+	}
+	col := metrics.NewCollector(metrics.FromEngine(g.Engine))
+	// Order matters: scrapes read ring memory, so the collector closes
+	// before the gate unmaps it.
+	defer func() {
+		col.Close()
+		if err := g.Close(); err != nil {
+			log.Error("shutdown", "err", err)
+		} else {
+			a := g.Engine.Accounting()
+			log.Info("stopped", "frames_total", a.Total, "free", a.Free, "fill", a.Fill, "tx", a.Tx, "quarantined", a.Quarantined)
+		}
+	}()
+	ctl.Handle("stats", func(context.Context, json.RawMessage) (any, error) { return g.Stats(), nil })
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go ctl.Serve(runCtx)
+	if cfg.Metrics.Listen != "" {
+		reg := metrics.NewRegistry(col)
+		ln, err := metrics.Listen(cfg.Metrics.Listen)
+		if err != nil {
+			return err
+		}
+		go metrics.ServeListener(runCtx, ln, reg, log)
+		log.Info("metrics", "listen", ln.Addr().String())
+	}
+	g.Start()
+	log.Info("running", "control", cfg.Control.Socket)
+	select {
+	case <-ctx.Done():
+		log.Info("signal received: detaching and draining")
+		return nil
+	case <-waitFailed(runCtx, g):
+		return g.Engine.Err()
+	}
+}
+
+// waitFailed closes its channel when a worker stops on an error.
+func waitFailed(ctx context.Context, g *gate.Gate) <-chan struct{} {
+	c := make(chan struct{})
+	go func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if g.Engine.Err() != nil {
+					close(c)
+					return
+				}
+			}
+		}
+	}()
+	return c
+}
+
+func (f *runFlags) load() (config.Config, error) {
+	cfg := config.Default()
+	if f.config != "" {
+		var err error
+		if cfg, err = config.Load(f.config); err != nil {
+			return cfg, err
+		}
+	}
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if set["outer"] {
+		cfg.Outer = f.outer
+	}
+	if set["inner"] {
+		cfg.Inner = f.inner
+	}
+	if set["queues"] {
+		cfg.Queues = f.queues
+	}
+	if set["xdp-mode"] {
+		cfg.XDPMode = f.xdpMode
+	}
+	if set["bind-mode"] {
+		cfg.BindMode = f.bindMode
+	}
+	if set["frames"] {
+		cfg.UMEM.Frames = uint32(f.frames)
+	}
+	if set["frame-size"] {
+		cfg.UMEM.FrameSize = uint32(f.frameSize)
+	}
+	if set["rx-size"] {
+		cfg.Rings.RX = uint32(f.rx)
+	}
+	if set["tx-size"] {
+		cfg.Rings.TX = uint32(f.tx)
+	}
+	if set["tx-budget"] {
+		cfg.Rings.TxBudget = uint32(f.txBudget)
+	}
+	if set["batch"] {
+		cfg.Engine.Batch = f.batch
+	}
+	if set["cpus"] {
+		cfg.Engine.CPUs = nil
+		for _, s := range strings.Split(f.cpus, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil {
+				return cfg, fmt.Errorf("--cpus %q: %q is not a CPU number", f.cpus, s)
+			}
+			cfg.Engine.CPUs = append(cfg.Engine.CPUs, n)
+		}
+	}
+	if set["metrics"] {
+		cfg.Metrics.Listen = f.metrics
+	}
+	if set["control"] {
+		cfg.Control.Socket = f.control
+	}
+	if set["log-level"] {
+		cfg.Log.Level = f.logLevel
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("invalid settings (flags override the file):\n%w", err)
+	}
+	return cfg, nil
+}
+
+// checkMemlock warns when the UMEM may not fit the locked-memory limit.
+// Root has CAP_IPC_LOCK and is exempt, so this is a warning, not an error.
+func checkMemlock(log *slog.Logger) {
+	var r unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &r) == nil && r.Cur != unix.RLIM_INFINITY && r.Cur < 64<<20 {
+		log.Debug("RLIMIT_MEMLOCK is low; relying on CAP_IPC_LOCK for the UMEM", "limit_bytes", r.Cur)
+	}
+}
+
+var _ = os.Stdout

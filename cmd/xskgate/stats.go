@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/xskgate/xskgate/internal/config"
+	"github.com/xskgate/xskgate/internal/control"
+	"github.com/xskgate/xskgate/internal/gate"
+)
+
+func cmdStats(ctx context.Context, args []string) error {
+	fs := newFlags("stats", "[--control PATH]", "Prints a running daemon's counters, read over its control socket (root only).")
+	path := fs.String("control", config.Default().Control.Socket, "control socket path")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var ws []gate.WorkerSnapshot
+	if err := control.Call(ctx, *path, "stats", nil, &ws); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "worker\tiface\tqueue\trx pkts\trx bytes\ttx pkts\tforward\tbounce\tdrop\tdrops(other)\tEAGAIN\tEBUSY\trx_dropped\tfill_empty\t")
+	for _, w := range ws {
+		for _, p := range w.Ports {
+			other := uint64(0)
+			for r, n := range p.Drops {
+				if r != "verdict" {
+					other += n
+				}
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", w.Worker, p.Iface, p.Queue,
+				p.RxPackets, p.RxBytes, p.TxPackets, p.Verdicts["forward"], p.Verdicts["bounce"], p.Verdicts["drop"],
+				other, p.KickAgain, p.KickBusy, p.XDP.RxDropped, p.XDP.RxFillRingEmptyDescs)
+		}
+	}
+	tw.Flush()
+	for _, w := range ws {
+		a := w.Frames
+		fmt.Printf("worker %d frames: %d = %d free + %d fill + %d tx + %d quarantined\n", w.Worker, a.Total, a.Free, a.Fill, a.Tx, a.Quarantined)
+	}
+	return nil
+}

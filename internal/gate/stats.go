@@ -1,0 +1,63 @@
+package gate
+
+import (
+	"github.com/xskgate/xskgate/internal/engine"
+	"github.com/xskgate/xskgate/internal/xsk"
+)
+
+// PortSnapshot is one socket's counters, for the control socket and CLI.
+type PortSnapshot struct {
+	Iface      string            `json:"iface"`
+	Side       string            `json:"side"`
+	Queue      int               `json:"queue"`
+	RxPackets  uint64            `json:"rx_packets"`
+	RxBytes    uint64            `json:"rx_bytes"`
+	TxPackets  uint64            `json:"tx_packets"`
+	TxBytes    uint64            `json:"tx_bytes"`
+	Completed  uint64            `json:"completed"`
+	Verdicts   map[string]uint64 `json:"verdicts"`
+	Drops      map[string]uint64 `json:"drops"`
+	Kicks      uint64            `json:"kicks"`
+	KickAgain  uint64            `json:"kick_eagain"`
+	KickBusy   uint64            `json:"kick_ebusy"`
+	KickErrors uint64            `json:"kick_errors"`
+	XDP        xsk.Statistics    `json:"xdp_statistics"`
+}
+
+// WorkerSnapshot is one worker's ports and frames.
+type WorkerSnapshot struct {
+	Worker int               `json:"worker"`
+	Ports  []PortSnapshot    `json:"ports"`
+	Frames engine.Accounting `json:"frames"`
+}
+
+// Stats snapshots every counter. Safe while the gate runs.
+func (g *Gate) Stats() []WorkerSnapshot {
+	var out []WorkerSnapshot
+	for _, w := range g.Engine.Workers() {
+		ws := WorkerSnapshot{Worker: w.ID(), Frames: w.Accounting()}
+		for _, side := range []engine.Side{engine.Outer, engine.Inner} {
+			p := w.Port(side)
+			st := &w.Stats[side]
+			ps := PortSnapshot{
+				Iface: p.Ifname(), Side: side.String(), Queue: p.Queue(),
+				RxPackets: st.RxPackets.Load(), RxBytes: st.RxBytes.Load(),
+				TxPackets: st.TxPackets.Load(), TxBytes: st.TxBytes.Load(),
+				Completed: st.Completed.Load(),
+				Verdicts:  map[string]uint64{}, Drops: map[string]uint64{},
+				Kicks: st.Kicks.Load(), KickAgain: st.KickAgain.Load(),
+				KickBusy: st.KickBusy.Load(), KickErrors: st.KickErrors.Load(),
+			}
+			for v := engine.Forward; v <= engine.Drop; v++ {
+				ps.Verdicts[v.String()] = st.Verdicts[v].Load()
+			}
+			for r := engine.DropReason(0); r < engine.NumDropReasons; r++ {
+				ps.Drops[r.String()] = st.Drops[r].Load()
+			}
+			ps.XDP, _ = p.Stats()
+			ws.Ports = append(ws.Ports, ps)
+		}
+		out = append(out, ws)
+	}
+	return out
+}
