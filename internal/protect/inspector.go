@@ -1,0 +1,427 @@
+package protect
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xskgate/xskgate/internal/engine"
+	"github.com/xskgate/xskgate/internal/flow"
+	"github.com/xskgate/xskgate/internal/packet"
+)
+
+// Options are the parts of an Inspector that a Reload does not change.
+type Options struct {
+	// Workers bounds the worker index Inspect accepts (default 64).
+	Workers int
+	// Table is the flow table; nil: a new one of FlowCapacity flows with
+	// conntrack's default timeouts and no pickup.
+	Table        *flow.Table
+	FlowCapacity int // default 1<<20
+	// Logger receives the sampled drop lines and reload events (default
+	// slog.Default()).
+	Logger *slog.Logger
+	// Clock returns monotonic nanoseconds; it is read once per batch.
+	// Default: time since New. Tests inject a fake.
+	Clock func() int64
+}
+
+const (
+	defaultWorkers = 64
+	maxWorkers     = 4096
+	retransSlots   = 1 << 16 // dropped-first-SYN table
+	srcSlots       = 1 << 14 // per-source SYN meters
+)
+
+// Inspector is the TCP protection stage; it implements engine.Inspector.
+type Inspector struct {
+	rules   atomic.Pointer[ruleset]
+	table   *flow.Table
+	key     sipKey
+	clock   func() int64
+	log     *slog.Logger
+	workers []workerState
+
+	// lastChallenge is when a cookie SYN-ACK last left: cookie ACKs are
+	// only looked for while cookies can still be valid, so scopes never
+	// under SYN flood pay nothing for the SYN proxy.
+	lastChallenge atomic.Int64
+	// retrans holds recently dropped first SYNs: tag<<32 | time in ms.
+	retrans []atomic.Uint64
+	// srcTat are per-source SYN meters, hashed by (rule, source); sources
+	// that collide share one, which errs toward challenging.
+	srcTat []atomic.Int64
+
+	reloadMu  sync.Mutex
+	ruleStats map[string]*ruleStats
+	reloads   [2]atomic.Uint64 // ok, failed
+	lastOK    atomic.Int64     // unix seconds of the last successful (re)load
+}
+
+// workerState is one worker's scratch and counters, padded apart so that
+// workers never share a cache line.
+type workerState struct {
+	pkt packet.Packet
+	seg flow.Segment
+	c   counters
+	_   [64]byte
+}
+
+var _ engine.Inspector = (*Inspector)(nil)
+
+// New validates cfg and builds an Inspector.
+func New(cfg Config, opt Options) (*Inspector, error) {
+	rs, err := compile(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	if opt.Workers == 0 {
+		opt.Workers = defaultWorkers
+	}
+	if opt.Workers < 0 || opt.Workers > maxWorkers {
+		return nil, fmt.Errorf("protect: workers %d out of range [1, %d]", opt.Workers, maxWorkers)
+	}
+	i := &Inspector{
+		table:     opt.Table,
+		clock:     opt.Clock,
+		log:       opt.Logger,
+		workers:   make([]workerState, opt.Workers),
+		retrans:   make([]atomic.Uint64, retransSlots),
+		srcTat:    make([]atomic.Int64, srcSlots),
+		ruleStats: map[string]*ruleStats{},
+	}
+	if i.table == nil {
+		c := opt.FlowCapacity
+		if c == 0 {
+			c = 1 << 20
+		}
+		if i.table, err = flow.New(flow.Config{Capacity: c}); err != nil {
+			return nil, err
+		}
+	}
+	if i.log == nil {
+		i.log = slog.Default()
+	}
+	if i.clock == nil {
+		start := time.Now()
+		i.clock = func() int64 { return int64(time.Since(start)) }
+	}
+	var kb [16]byte
+	if _, err := crand.Read(kb[:]); err != nil {
+		return nil, fmt.Errorf("protect: cookie key: %w", err)
+	}
+	i.key = sipKey{binary.LittleEndian.Uint64(kb[:8]), binary.LittleEndian.Uint64(kb[8:])}
+	i.lastChallenge.Store(-1 << 62)
+	i.publish(rs)
+	i.reloads[0].Add(1)
+	return i, nil
+}
+
+// Table returns the flow table (for housekeeping and listings).
+func (i *Inspector) Table() *flow.Table { return i.table }
+
+// Now returns the flow table's clock (seconds), as Inspect uses it.
+func (i *Inspector) Now() uint32 { return tableNow(i.clock()) }
+
+func tableNow(ns int64) uint32 { return uint32(ns/1e9) + 1 }
+
+// publish attaches persistent per-rule counters and swaps rs in.
+func (i *Inspector) publish(rs *ruleset) {
+	for _, r := range rs.rules {
+		st := i.ruleStats[r.name]
+		if st == nil {
+			st = &ruleStats{}
+			i.ruleStats[r.name] = st
+		}
+		r.stats = st
+	}
+	i.rules.Store(rs)
+	i.lastOK.Store(time.Now().Unix())
+}
+
+// Reload validates cfg and swaps it in atomically. The flow table is not
+// touched, so no flow is lost; a batch in progress finishes with the old
+// rules. Thresholds restart from empty meters. On error the old rules stay.
+func (i *Inspector) Reload(cfg Config) error {
+	rs, err := compile(&cfg)
+	i.reloadMu.Lock()
+	defer i.reloadMu.Unlock()
+	if err != nil {
+		i.reloads[1].Add(1)
+		return err
+	}
+	old := i.rules.Load()
+	if !old.enabled && cfg.Enabled {
+		// ATP's rollout advice: flows set up while the stage was off are
+		// tracked (disabled still tracks), so nothing is lost here; say
+		// so, since operators expect a risk.
+		i.log.Info("protect: enabled", "rules", len(rs.rules))
+	}
+	i.publish(rs)
+	i.reloads[0].Add(1)
+	return nil
+}
+
+// Expire runs the flow table's incremental expiry with the Inspector's
+// clock; a housekeeping goroutine calls it periodically.
+func (i *Inspector) Expire(budget int) int { return i.table.Expire(i.Now(), budget) }
+
+// FlowFilter selects flows for Flows. Zero fields match everything.
+type FlowFilter struct {
+	States []flow.State
+	Dst    netip.Prefix // matches the original destination
+	Limit  int
+}
+
+// Flows lists the tracked flows matching f (for `xskgate flows`).
+func (i *Inspector) Flows(f FlowFilter) []flow.FlowInfo {
+	var out []flow.FlowInfo
+	i.table.Range(i.Now(), func(fi flow.FlowInfo) bool {
+		if len(f.States) > 0 {
+			ok := false
+			for _, s := range f.States {
+				ok = ok || s == fi.State
+			}
+			if !ok {
+				return true
+			}
+		}
+		if f.Dst.IsValid() && !f.Dst.Contains(fi.Dst) {
+			return true
+		}
+		out = append(out, fi)
+		return f.Limit <= 0 || len(out) < f.Limit
+	})
+	return out
+}
+
+// decision is what happened to one TCP segment, counted once.
+type decision struct {
+	reason           reason
+	verdict, outcome verdict
+	rule             *rule
+}
+
+// Inspect implements engine.Inspector.
+func (i *Inspector) Inspect(worker int, from engine.Side, pkts []engine.Packet) {
+	if uint(worker) >= uint(len(i.workers)) {
+		// A wiring bug (more workers than Options.Workers): failing
+		// closed would cut every connection, so pass and count loudly.
+		i.workers[0].c.bypass[bWorkerOutOfRange].v.Add(uint64(len(pkts)))
+		return
+	}
+	w := &i.workers[worker]
+	rs := i.rules.Load()
+	now := i.clock()
+	dir := flow.Inbound
+	if from == engine.Inner {
+		dir = flow.Outbound
+	}
+	for k := range pkts {
+		i.inspect(w, rs, dir, &pkts[k], now)
+	}
+}
+
+func (i *Inspector) inspect(w *workerState, rs *ruleset, dir flow.Dir, pk *engine.Packet, now int64) {
+	p := &w.pkt
+	if err := p.Parse(pk.Data); err != nil {
+		// Parse returns packet.Error values only; a type assertion (not
+		// errors.As) keeps this allocation-free.
+		if pe, ok := err.(packet.Error); ok && pe < packet.NumErrors { //nolint:errorlint
+			w.c.malformed[pe].inc()
+		}
+		if rs.enabled {
+			pk.Verdict = engine.Drop
+		}
+		return
+	}
+	if p.IPVersion == 0 {
+		w.c.bypass[bNonIP].inc()
+		return
+	}
+	if p.Proto != packet.ProtoTCP {
+		w.c.bypass[bNonTCP].inc()
+		return
+	}
+	server, client := p.Dst, p.Src
+	if dir == flow.Outbound {
+		server, client = p.Src, p.Dst
+	}
+	if !contains(rs.prefixes, server) {
+		w.c.bypass[bUnprotected].inc()
+		return
+	}
+	var d decision
+	if dir == flow.Inbound {
+		d = i.inbound(w, rs, pk, client, server, now)
+	} else {
+		d = i.outbound(w, pk, now)
+	}
+	if !rs.enabled && d.outcome != vPass && d.reason != rProxyPending && d.reason != rProxyEstablished {
+		// Switched off: decide nothing (proxy bookkeeping still runs so
+		// connections made while on keep working).
+		d.outcome = vPass
+		pk.Verdict = engine.Forward
+	}
+	w.c.decisions[dir][d.reason][d.verdict][d.outcome].inc()
+	if d.rule != nil {
+		d.rule.stats.n[d.verdict][d.outcome].Add(1)
+	}
+	if d.verdict != vPass && d.outcome != vChallenge && !rs.logQuiet && rs.logLimit.allow(now) {
+		i.logDecision(dir, &d, p)
+	}
+}
+
+func (i *Inspector) logDecision(dir flow.Dir, d *decision, p *packet.Packet) {
+	rule := ""
+	if d.rule != nil {
+		rule = d.rule.name
+	}
+	i.log.LogAttrs(context.Background(), slog.LevelInfo, "protect: drop",
+		slog.String("dir", dir.String()),
+		slog.String("reason", d.reason.String()),
+		slog.String("protection", d.reason.protection()),
+		slog.String("verdict", d.verdict.String()),
+		slog.String("outcome", d.outcome.String()),
+		slog.String("rule", rule),
+		slog.String("src", netip.AddrPortFrom(p.Src, p.SrcPort).String()),
+		slog.String("dst", netip.AddrPortFrom(p.Dst, p.DstPort).String()),
+		slog.Int("flags", int(p.TCP.Flags)),
+	)
+}
+
+func (i *Inspector) fillSegment(s *flow.Segment, p *packet.Packet, dir flow.Dir) {
+	t := &p.TCP
+	*s = flow.Segment{
+		Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort,
+		Flags: t.Flags, Seq: t.Seq, Ack: t.Ack, Window: t.Window, WScale: -1,
+		SACKPerm: t.Opts.Has&packet.HasSACKPerm != 0, PayloadLen: uint32(p.PayloadLen), Dir: dir,
+	}
+	if t.Opts.Has&packet.HasWScale != 0 {
+		s.WScale = int8(min(t.Opts.WScale, 14))
+	}
+}
+
+const synAckMask = packet.SYN | packet.ACK | packet.RST | packet.FIN
+
+func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, client, server netip.Addr, now int64) decision {
+	p := &w.pkt
+	if contains(rs.blocklist, client) {
+		pk.Verdict = engine.Drop
+		return decision{reason: rBlocklist, verdict: vDrop, outcome: vDrop}
+	}
+	r := rs.match(server)
+	if p.L4Off < 0 || p.Fragment {
+		// No trackable header: a later fragment, or a first fragment whose
+		// payload we cannot account for. Legitimate TCP sets DF, so treat
+		// it as out of state rather than a way around the tracker.
+		if contains(rs.allowlist, client) {
+			return decision{reason: rAllowlist}
+		}
+		return i.outOfState(pk, rs, r, rFragment, now)
+	}
+	i.fillSegment(&w.seg, p, flow.Inbound)
+	sec := tableNow(now)
+	allowed := contains(rs.allowlist, client)
+	flags := p.TCP.Flags & synAckMask
+	if r != nil && !allowed && rs.enabled {
+		if flags == packet.SYN && r.synMode != ModeDisabled {
+			if d, done := i.synFlood(w, rs, r, pk, now); done {
+				return d
+			} else if d.reason != rOK {
+				// Monitor (or admitted retransmission): track, count the
+				// SYN decision.
+				v := i.table.Track(&w.seg, sec)
+				if v.Action == flow.Drop && d.reason == rRetransmitPassed {
+					return i.trackDrop(w, rs, r, pk, v, now)
+				}
+				return d
+			}
+		}
+	}
+	if flags == packet.ACK && p.PayloadLen == 0 && now-i.lastChallenge.Load() <= (cookieMaxAge+1)*cookieTick {
+		if d, done := i.cookieACK(w, rs, r, pk, now); done {
+			return d
+		}
+	}
+	v := i.table.Track(&w.seg, sec)
+	if v.SeqAdjust != 0 && !v.Reply {
+		if v.State == flow.StateSynSent {
+			// The server has not answered the proxy's SYN yet, so the
+			// delta is unknown: the client retransmits later.
+			pk.Verdict = engine.Drop
+			return decision{reason: rProxyPending, verdict: vDrop, outcome: vDrop, rule: r}
+		}
+		translate(pk.Data, p, true, v.SeqAdjust)
+	}
+	if v.Action == flow.Pass {
+		return decision{reason: reason(v.Reason), rule: r}
+	}
+	if allowed {
+		return decision{reason: rAllowlist}
+	}
+	return i.trackDrop(w, rs, r, pk, v, now)
+}
+
+// trackDrop handles a tracker Drop on an inbound segment.
+func (i *Inspector) trackDrop(w *workerState, rs *ruleset, r *rule, pk *engine.Packet, v flow.Verdict, now int64) decision {
+	if v.Reason == flow.ReasonTableFull {
+		// Untracked but not invalid: the table is full of assured flows.
+		// Passing keeps service for new clients; SYN floods that fill
+		// the table are the SYN protection's business.
+		return decision{reason: rTableFull, rule: r}
+	}
+	if v.Reason == flow.ReasonNotFound && w.seg.Flags&synAckMask == flow.FlagACK && w.seg.PayloadLen == 0 &&
+		i.lastChallenge.Load() > now-(cookieMaxAge+1)*cookieTick {
+		w.c.cookies[cInvalid].inc()
+	}
+	return i.outOfState(pk, rs, r, reason(v.Reason), now)
+}
+
+// outOfState applies the scope's out-of-state rule to an inbound segment
+// the tracker rejected.
+func (i *Inspector) outOfState(pk *engine.Packet, rs *ruleset, r *rule, why reason, now int64) decision {
+	d := decision{reason: why, rule: r}
+	if r == nil || r.oosMode == ModeDisabled || !rs.enabled {
+		return d
+	}
+	if !r.oos.over(now) {
+		return d // tolerated: below threshold
+	}
+	d.verdict = vDrop
+	if r.oosMode == ModeMitigate {
+		d.outcome = vDrop
+		pk.Verdict = engine.Drop
+	}
+	return d
+}
+
+// outbound tracks a segment from the protected side. Out-of-state rules
+// never drop it: the attacker is on the Internet side and cannot inject
+// here, and dropping a server's segments because our state is stale
+// (restart, eviction, asymmetric pickup) only hurts legitimate users. The
+// inbound half of the same flow is where a spoofed or stale segment is
+// judged.
+func (i *Inspector) outbound(w *workerState, pk *engine.Packet, now int64) decision {
+	p := &w.pkt
+	if p.L4Off < 0 {
+		return decision{reason: rFragment}
+	}
+	i.fillSegment(&w.seg, p, flow.Outbound)
+	v := i.table.Track(&w.seg, tableNow(now))
+	if v.SeqAdjust != 0 && v.Reply {
+		if p.TCP.Flags&synAckMask == packet.SYN|packet.ACK {
+			if d, done := i.serverSynAck(w, pk, v, now); done {
+				return d
+			}
+		}
+		translate(pk.Data, p, false, v.SeqAdjust)
+	}
+	return decision{reason: reason(v.Reason)}
+}

@@ -1,0 +1,202 @@
+package protect
+
+import (
+	"time"
+
+	"github.com/xskgate/xskgate/internal/engine"
+	"github.com/xskgate/xskgate/internal/flow"
+	"github.com/xskgate/xskgate/internal/packet"
+)
+
+// synFlood meters an inbound SYN against its rule. done means the decision
+// is final (dropped or bounced); otherwise the caller tracks the SYN, and a
+// non-OK reason in d is what it counts (monitor, admitted retransmission).
+func (i *Inspector) synFlood(w *workerState, rs *ruleset, r *rule, pk *engine.Packet, now int64) (d decision, done bool) {
+	p := &w.pkt
+	// Both meters see every SYN, so either can trip.
+	over := r.syn.over(now)
+	if r.perSource {
+		var m [3]uint64
+		m[0], m[1] = addrWords(p.Src)
+		m[2] = uint64(r.idx)
+		if hit(&i.srcTat[i.key.sum(m[:])&(srcSlots-1)], r.srcRate, now) {
+			over = true
+		}
+	}
+	if !over {
+		return decision{}, false
+	}
+	if r.synMode == ModeMonitor {
+		v := vChallenge
+		if r.action == ActionRetransmit {
+			v = vDrop
+		}
+		return decision{reason: rChallengeNeeded, verdict: v, outcome: vPass, rule: r}, false
+	}
+	// A SYN of a handshake already under way (retransmitted after being
+	// admitted) belongs to the tracker.
+	if st, ok := i.table.Lookup(&w.seg, tableNow(now)); ok && st.Phase() == "new" {
+		return decision{}, false
+	}
+	if r.action == ActionRetransmit {
+		if i.retransmitted(p, now, r) {
+			return decision{reason: rRetransmitPassed, rule: r}, false
+		}
+		pk.Verdict = engine.Drop
+		return decision{reason: rChallengeNeeded, verdict: vDrop, outcome: vDrop, rule: r}, true
+	}
+	if !rs.challenge.allow(now) {
+		w.c.cookies[cRateLimited].inc()
+		pk.Verdict = engine.Drop
+		return decision{reason: rChallengeRateLimited, verdict: vChallenge, outcome: vDrop, rule: r}, true
+	}
+	n := i.challenge(w, rs, pk.Data, now)
+	if n == 0 {
+		pk.Verdict = engine.Drop
+		return decision{reason: rChallengeNeeded, verdict: vChallenge, outcome: vDrop, rule: r}, true
+	}
+	pk.Data, pk.Len, pk.Verdict = pk.Data[:n], uint32(n), engine.Bounce
+	w.c.cookies[cSent].inc()
+	if i.lastChallenge.Load() < now {
+		i.lastChallenge.Store(now)
+	}
+	return decision{reason: rChallengeNeeded, verdict: vChallenge, outcome: vChallenge, rule: r}, true
+}
+
+// retransmitted reports whether the SYN in p repeats (same tuple and ISN:
+// a stack retransmits its SYN unchanged) a first SYN dropped between
+// rtMin and rtMax ago. Otherwise it records the SYN as a first one. The
+// table is a fixed array of (tag, time) words; a collision only costs a
+// legitimate client one more retry.
+func (i *Inspector) retransmitted(p *packet.Packet, now int64, r *rule) bool {
+	var m [5]uint64
+	m[0], m[1] = addrWords(p.Src)
+	m[2], m[3] = addrWords(p.Dst)
+	m[4] = uint64(p.SrcPort)<<48 | uint64(p.DstPort)<<32 | uint64(p.TCP.Seq)
+	h := i.key.sum(m[:])
+	slot := &i.retrans[h&(retransSlots-1)]
+	tag := uint32(h>>32) | 1
+	ms := uint32(now / 1e6)
+	old := slot.Load()
+	if uint32(old>>32) == tag {
+		age := time.Duration(ms-uint32(old)) * time.Millisecond
+		switch {
+		case age >= r.rtMin && age <= r.rtMax:
+			slot.CompareAndSwap(old, 0)
+			return true
+		case age < r.rtMin:
+			return false // too soon for an RTO: keep the first sighting
+		}
+	}
+	slot.Store(uint64(tag)<<32 | uint64(ms))
+	return false
+}
+
+// challenge rewrites the SYN in frame (parsed in w.pkt) into the cookie
+// SYN-ACK and returns its length, 0 if it does not fit.
+func (i *Inspector) challenge(w *workerState, rs *ruleset, frame []byte, now int64) int {
+	p := &w.pkt
+	o := p.TCP.Opts
+	cmss := uint16(536)
+	if p.IPVersion == 6 {
+		cmss = 1220
+	}
+	if o.Has&packet.HasMSS != 0 {
+		cmss = o.MSS
+	}
+	co := cookieOpts{mssIdx: mssIndex(cmss), wscale: wscaleNone, sack: rs.proxy.sack && o.Has&packet.HasSACKPerm != 0}
+	if o.Has&packet.HasWScale != 0 {
+		co.wscale = min(o.WScale, 14)
+	}
+	t := tuple{p.Src, p.Dst, p.SrcPort, p.DstPort}
+	cookie := i.key.makeCookie(&t, p.TCP.Seq, co, now)
+	mss := rs.proxy.mss
+	if p.IPVersion == 6 {
+		mss -= 20
+	}
+	ws := uint8(wscaleNone)
+	if co.wscale != wscaleNone {
+		ws = rs.proxy.wscale
+	}
+	var ob [12]byte
+	n := synOpts(ob[:], mss, ws, co.sack)
+	return reply(frame, p, tcpFields{seq: cookie, ack: p.TCP.Seq + 1, flags: packet.SYN | packet.ACK, window: rs.proxy.window}, ob[:n])
+}
+
+// cookieACK handles a pure inbound ACK while cookies may be live. With a
+// valid cookie and no flow yet, the ACK becomes the SYN to the server and
+// a half-open proxied flow is inserted; the flow's SeqAdjust temporarily
+// holds the cookie ISN, which marks it as proxied until the server's
+// SYN-ACK replaces it with the real delta (serverSynAck). A cookie of
+// exactly zero would not be recognised; its odds are 2^-32 per handshake.
+func (i *Inspector) cookieACK(w *workerState, rs *ruleset, r *rule, pk *engine.Packet, now int64) (decision, bool) {
+	p := &w.pkt
+	t := tuple{p.Src, p.Dst, p.SrcPort, p.DstPort}
+	isn, cookie := p.TCP.Seq-1, p.TCP.Ack-1
+	o, ok := i.key.checkCookie(&t, isn, cookie, now)
+	if !ok {
+		return decision{}, false
+	}
+	sec := tableNow(now)
+	if _, exists := i.table.Lookup(&w.seg, sec); exists {
+		return decision{}, false
+	}
+	ws := int8(-1)
+	win := uint32(p.TCP.Window)
+	if o.wscale != wscaleNone {
+		ws = int8(o.wscale)
+		win <<= o.wscale // a window field is scaled by its sender's own shift
+	}
+	v := i.table.Insert(&w.seg, flow.Open{State: flow.StateSynSent, ClientISN: isn, ClientWScale: ws,
+		ClientWindow: uint16(min(win, 65535)), SACKPerm: o.sack, SeqAdjust: cookie}, sec)
+	if v.Reason == flow.ReasonTableFull {
+		pk.Verdict = engine.Drop
+		return decision{reason: rTableFull, verdict: vDrop, outcome: vDrop, rule: r}, true
+	}
+	if !v.New {
+		return decision{}, false // another worker raced us; the tracker decides
+	}
+	var ob [12]byte
+	n := synOpts(ob[:], mssTable[o.mssIdx], o.wscale, o.sack)
+	l := forwardAs(pk.Data, p, tcpFields{seq: isn, flags: packet.SYN, window: uint16(min(win, 65535))}, ob[:n])
+	if l == 0 {
+		pk.Verdict = engine.Drop
+		return decision{reason: rChallengePassed, verdict: vPass, outcome: vDrop, rule: r}, true
+	}
+	pk.Data, pk.Len = pk.Data[:l], uint32(l)
+	w.c.cookies[cValid].inc()
+	return decision{reason: rChallengePassed, rule: r}, true
+}
+
+// serverSynAck handles the server's SYN-ACK on a proxied flow: it records
+// the sequence delta and turns the frame into the ACK that completes the
+// server's handshake, bounced back into inner. The client already holds
+// the proxy's SYN-ACK, so it never sees this one. A retransmitted SYN-ACK
+// (our ACK was lost) is recognised because seq minus the stored delta is
+// again a valid cookie, and is answered the same way.
+func (i *Inspector) serverSynAck(w *workerState, pk *engine.Packet, v flow.Verdict, now int64) (decision, bool) {
+	p := &w.pkt
+	t := tuple{p.Dst, p.Src, p.DstPort, p.SrcPort}
+	isn := p.TCP.Ack - 1
+	o, ok := i.key.checkCookie(&t, isn, v.SeqAdjust, now)
+	if ok {
+		if !i.table.SetSeqAdjust(&w.seg, p.TCP.Seq-v.SeqAdjust) {
+			return decision{}, false
+		}
+	} else if o, ok = i.key.checkCookie(&t, isn, p.TCP.Seq-v.SeqAdjust, now); !ok {
+		return decision{}, false
+	}
+	win := uint16(65535)
+	if o.wscale != wscaleNone && p.TCP.Opts.Has&packet.HasWScale != 0 {
+		// Scaling is on: about 64 KiB until the client's next segment
+		// carries its real window.
+		win = uint16(max(65535>>o.wscale, 1))
+	}
+	n := reply(pk.Data, p, tcpFields{seq: p.TCP.Ack, ack: p.TCP.Seq + 1, flags: packet.ACK, window: win}, nil)
+	if n == 0 {
+		pk.Verdict = engine.Drop
+		return decision{reason: rProxyEstablished, verdict: vPass, outcome: vDrop}, true
+	}
+	pk.Data, pk.Len, pk.Verdict = pk.Data[:n], uint32(n), engine.Bounce
+	return decision{reason: rProxyEstablished}, true
+}
