@@ -208,7 +208,7 @@ func (f *runFlags) load() (config.Config, error) {
 		cfg.Log.Level = f.logLevel
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("invalid settings (flags override the file):\n%w", err)
+		return cfg, fmt.Errorf("invalid settings: %w", err)
 	}
 	return cfg, nil
 }

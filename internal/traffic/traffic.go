@@ -40,6 +40,8 @@ func (s *stream) Read(p []byte) (int, error) { return s.r.Read(p) }
 type Server struct {
 	ln            net.Listener
 	wg            sync.WaitGroup
+	mu            sync.Mutex
+	conns         map[net.Conn]struct{}
 	Conns, Failed atomic.Uint64
 	errMu         sync.Mutex
 	errs          []error
@@ -48,7 +50,7 @@ type Server struct {
 // Serve starts serving on ln (already listening, possibly in another
 // network namespace).
 func Serve(ln net.Listener) *Server {
-	s := &Server{ln: ln}
+	s := &Server{ln: ln, conns: map[net.Conn]struct{}{}}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -57,10 +59,18 @@ func Serve(ln net.Listener) *Server {
 			if err != nil {
 				return
 			}
+			s.mu.Lock()
+			s.conns[c] = struct{}{}
+			s.mu.Unlock()
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				defer c.Close()
+				defer func() {
+					s.mu.Lock()
+					delete(s.conns, c)
+					s.mu.Unlock()
+					c.Close()
+				}()
 				if err := s.handle(c); err != nil {
 					s.Failed.Add(1)
 					s.errMu.Lock()
@@ -99,9 +109,15 @@ func (s *Server) handle(c net.Conn) error {
 	return err
 }
 
-// Close stops accepting and waits for open connections.
+// Close stops accepting, closes open connections and waits for their
+// handlers.
 func (s *Server) Close() error {
 	err := s.ln.Close()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
 	return err
 }
