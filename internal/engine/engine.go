@@ -403,17 +403,7 @@ func (w *Worker) refill(p *port) error {
 		disp := w.disp[:want]
 		clear(disp)
 		w.check.PostFill(p.side, cand, disp)
-		// Compact: vetoed frames are quarantined, never posted.
-		k := 0
-		for i, a := range cand {
-			if disp[i] == Keep {
-				cand[k] = a
-				k++
-			} else {
-				w.quar++
-				p.stats.Drops[DropViolation].Add(1)
-			}
-		}
+		k := keepOnly(w, p, cand, disp)
 		w.free = w.free[:len(w.free)-want+k]
 		cand = cand[:k]
 	}
@@ -518,17 +508,7 @@ func (w *Worker) transmit(p *port) (int, error) {
 			disp := w.disp[:len(chunk)]
 			clear(disp)
 			w.check.PostTx(p.side, chunk, disp)
-			k := 0
-			for i, d := range chunk {
-				if disp[i] == Keep {
-					chunk[k] = d
-					k++
-				} else {
-					w.quar++
-					p.stats.Drops[DropViolation].Add(1)
-				}
-			}
-			chunk = chunk[:k]
+			chunk = chunk[:keepOnly(w, p, chunk, disp)]
 		}
 		idx, n, err := p.tx.Reserve(uint32(len(chunk)))
 		if err != nil {
@@ -656,4 +636,21 @@ func (w *Worker) injectFillWhileTx(p *port, d xsk.Desc) {
 	*o.fill.Slot(idx) = base
 	o.fill.Submit()
 	o.fillOut++ // the accounting now counts this frame twice: the bug
+}
+
+// keepOnly compacts the entries the Checker kept to the front of v and
+// returns how many there are. Vetoed frames are quarantined, never posted:
+// a frame refused on its way into a ring is already suspect.
+func keepOnly[T any](w *Worker, p *port, v []T, disp []Disposition) int {
+	k := 0
+	for i := range v {
+		if disp[i] == Keep {
+			v[k] = v[i]
+			k++
+			continue
+		}
+		w.quar++
+		p.stats.Drops[DropViolation].Add(1)
+	}
+	return k
 }

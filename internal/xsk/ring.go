@@ -178,13 +178,13 @@ type consRing struct {
 	cachedProd uint32 // producer index as last loaded
 	cachedCons uint32 // next slot we will read; published on Release
 	released   uint32 // consumer index as last published
-	poison     bool
+	poisonOn   bool
 }
 
 // SetPoison makes Release overwrite every consumed slot with Poison before
 // publishing it, so a slot the kernel exposes without writing it reads as
 // Poison instead of as a plausible old descriptor.
-func (r *consRing) SetPoison(on bool) { r.poison = on }
+func (r *consRing) SetPoison(on bool) { r.poisonOn = on }
 
 // Poison is written into consumed RX and COMPLETION slots when poisoning is on.
 const Poison = 0xdeadbeefdeadbeef
@@ -228,31 +228,32 @@ func (r *consRing) CheckOwn() error {
 	return nil
 }
 
+// prodSlots is a user-produced ring of T (FILL: uint64, TX: Desc).
+type prodSlots[T any] struct {
+	prodRing
+	slots []T
+}
+
+// consSlots is a user-consumed ring of T (COMPLETION: uint64, RX: Desc).
+type consSlots[T any] struct {
+	consRing
+	slots  []T
+	poison T // written into released slots when poisoning is on
+}
+
 // FillRing is the FILL ring of one (interface, queue): frames user space
 // gives the kernel to receive into.
-type FillRing struct {
-	prodRing
-	slots []uint64
-}
+type FillRing struct{ prodSlots[uint64] }
+
+// TxRing is a socket's TX ring.
+type TxRing struct{ prodSlots[Desc] }
 
 // CompRing is the COMPLETION ring of one (interface, queue): frames the
 // kernel has finished transmitting.
-type CompRing struct {
-	consRing
-	slots []uint64
-}
+type CompRing struct{ consSlots[uint64] }
 
 // RxRing is a socket's RX ring.
-type RxRing struct {
-	consRing
-	slots []Desc
-}
-
-// TxRing is a socket's TX ring.
-type TxRing struct {
-	prodRing
-	slots []Desc
-}
+type RxRing struct{ consSlots[Desc] }
 
 // NewFillRing builds a FILL ring view over mem, as mapped at
 // XDP_UMEM_PGOFF_FILL_RING or laid out by a kernel model.
@@ -261,25 +262,7 @@ func NewFillRing(mem []byte, off RingOffsets, size uint32) (*FillRing, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &FillRing{prodRing{ring: r}, unsafe.Slice((*uint64)(d), size)}, nil
-}
-
-// NewCompRing builds a COMPLETION ring view over mem.
-func NewCompRing(mem []byte, off RingOffsets, size uint32) (*CompRing, error) {
-	r, d, err := newRing(KindComp, mem, off, size, 8)
-	if err != nil {
-		return nil, err
-	}
-	return &CompRing{consRing: consRing{ring: r}, slots: unsafe.Slice((*uint64)(d), size)}, nil
-}
-
-// NewRxRing builds an RX ring view over mem.
-func NewRxRing(mem []byte, off RingOffsets, size uint32) (*RxRing, error) {
-	r, d, err := newRing(KindRx, mem, off, size, 16)
-	if err != nil {
-		return nil, err
-	}
-	return &RxRing{consRing: consRing{ring: r}, slots: unsafe.Slice((*Desc)(d), size)}, nil
+	return &FillRing{prodSlots[uint64]{prodRing{ring: r}, unsafe.Slice((*uint64)(d), size)}}, nil
 }
 
 // NewTxRing builds a TX ring view over mem.
@@ -288,59 +271,51 @@ func NewTxRing(mem []byte, off RingOffsets, size uint32) (*TxRing, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &TxRing{prodRing{ring: r}, unsafe.Slice((*Desc)(d), size)}, nil
+	return &TxRing{prodSlots[Desc]{prodRing{ring: r}, unsafe.Slice((*Desc)(d), size)}}, nil
+}
+
+// NewCompRing builds a COMPLETION ring view over mem.
+func NewCompRing(mem []byte, off RingOffsets, size uint32) (*CompRing, error) {
+	r, d, err := newRing(KindComp, mem, off, size, 8)
+	if err != nil {
+		return nil, err
+	}
+	return &CompRing{consSlots[uint64]{consRing{ring: r}, unsafe.Slice((*uint64)(d), size), Poison}}, nil
+}
+
+// NewRxRing builds an RX ring view over mem.
+func NewRxRing(mem []byte, off RingOffsets, size uint32) (*RxRing, error) {
+	r, d, err := newRing(KindRx, mem, off, size, 16)
+	if err != nil {
+		return nil, err
+	}
+	return &RxRing{consSlots[Desc]{consRing{ring: r}, unsafe.Slice((*Desc)(d), size), Desc{Addr: Poison}}}, nil
 }
 
 // Slot returns the slot for ring index idx (reserved or peeked).
-func (r *FillRing) Slot(idx uint32) *uint64 { return &r.slots[idx&r.mask] }
-func (r *CompRing) Slot(idx uint32) *uint64 { return &r.slots[idx&r.mask] }
-func (r *RxRing) Slot(idx uint32) *Desc     { return &r.slots[idx&r.mask] }
-func (r *TxRing) Slot(idx uint32) *Desc     { return &r.slots[idx&r.mask] }
+func (r *prodSlots[T]) Slot(idx uint32) *T { return &r.slots[idx&r.mask] }
 
-// Put hands up to len(addrs) frames to the kernel for receiving and returns
-// how many it took; the rest stay the caller's.
-func (r *FillRing) Put(addrs []uint64) (int, error) {
-	idx, n, err := r.Reserve(uint32(len(addrs)))
+// Slot returns the slot for ring index idx (reserved or peeked).
+func (r *consSlots[T]) Slot(idx uint32) *T { return &r.slots[idx&r.mask] }
+
+// Put hands up to len(vals) entries to the kernel (frames to receive into,
+// or to transmit) and returns how many it took; the rest stay the caller's.
+// On TX the caller still has to kick the socket.
+func (r *prodSlots[T]) Put(vals []T) (int, error) {
+	idx, n, err := r.Reserve(uint32(len(vals)))
 	if err != nil || n == 0 {
 		return 0, err
 	}
 	for i := uint32(0); i < n; i++ {
-		r.slots[(idx+i)&r.mask] = addrs[i]
+		r.slots[(idx+i)&r.mask] = vals[i]
 	}
 	r.Submit()
 	return int(n), nil
 }
 
-// Put hands up to len(descs) frames to the kernel for transmission and
-// returns how many it took. The caller still has to kick the socket.
-func (r *TxRing) Put(descs []Desc) (int, error) {
-	idx, n, err := r.Reserve(uint32(len(descs)))
-	if err != nil || n == 0 {
-		return 0, err
-	}
-	for i := uint32(0); i < n; i++ {
-		r.slots[(idx+i)&r.mask] = descs[i]
-	}
-	r.Submit()
-	return int(n), nil
-}
-
-// Get takes up to len(dst) received descriptors; the frames are the
-// caller's from now on.
-func (r *RxRing) Get(dst []Desc) (int, error) {
-	idx, n, err := r.Peek(uint32(len(dst)))
-	if err != nil || n == 0 {
-		return 0, err
-	}
-	for i := uint32(0); i < n; i++ {
-		dst[i] = r.slots[(idx+i)&r.mask]
-	}
-	r.Release()
-	return int(n), nil
-}
-
-// Get takes up to len(dst) completed frame addresses.
-func (r *CompRing) Get(dst []uint64) (int, error) {
+// Get takes up to len(dst) entries (received descriptors, or completed
+// addresses); the frames are the caller's from now on.
+func (r *consSlots[T]) Get(dst []T) (int, error) {
 	idx, n, err := r.Peek(uint32(len(dst)))
 	if err != nil || n == 0 {
 		return 0, err
@@ -355,21 +330,10 @@ func (r *CompRing) Get(dst []uint64) (int, error) {
 // Release publishes every peeked entry with one store-release of the
 // consumer index, poisoning the slots first when enabled. A slot must not be
 // touched after it is released: the kernel may already be rewriting it.
-func (r *RxRing) Release() {
-	if r.poison {
+func (r *consSlots[T]) Release() {
+	if r.poisonOn {
 		for i := r.released; i != r.cachedCons; i++ {
-			r.slots[i&r.mask] = Desc{Addr: Poison, Len: 0, Options: 0}
-		}
-	}
-	r.released = r.cachedCons
-	atomic.StoreUint32(r.consumer, r.cachedCons)
-}
-
-// Release publishes every peeked entry, poisoning them first when enabled.
-func (r *CompRing) Release() {
-	if r.poison {
-		for i := r.released; i != r.cachedCons; i++ {
-			r.slots[i&r.mask] = Poison
+			r.slots[i&r.mask] = r.poison
 		}
 	}
 	r.released = r.cachedCons
