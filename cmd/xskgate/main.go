@@ -30,6 +30,11 @@ func init() {
 		{"bench", "[flags]", "measure packets/s: plain Linux forwarding vs xskgate, interleaved", cmdBench},
 		{"lab", "up|down|list [flags]", "create or remove the client | gate | server test bed", cmdLab},
 		{"stats", "[--control PATH]", "print a running daemon's counters", cmdStats},
+		{"flows", "[--state S] [--dst P]", "list the TCP flows a running daemon tracks", cmdFlows},
+		{"violations", "", "print a running daemon's integrity violations and evidence files", cmdViolations},
+		{"dump", "", "write a running daemon's flight recorder now", cmdDump},
+		{"checks", "[NAME=on|off ...]", "show or switch a running daemon's integrity checks", cmdChecks},
+		{"reload", "", "re-read the config file (rules, checks) without losing flows", cmdReload},
 		{"config", "check FILE", "validate a configuration file", cmdConfig},
 	}
 }
@@ -42,7 +47,7 @@ Usage: xskgate <command> [flags]
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-7s %-22s %s\n", c.name, c.args, c.summary)
+		fmt.Fprintf(w, "  %-10s %-22s %s\n", c.name, c.args, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'xskgate <command> -h' for a command's flags. Most commands need root.\n")
 }

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +19,9 @@ import (
 	"github.com/xskgate/xskgate/internal/config"
 	"github.com/xskgate/xskgate/internal/control"
 	"github.com/xskgate/xskgate/internal/gate"
+	"github.com/xskgate/xskgate/internal/integrity"
 	"github.com/xskgate/xskgate/internal/metrics"
+	"github.com/xskgate/xskgate/internal/protect"
 )
 
 // runFlags are the command-line overrides of the config file.
@@ -28,6 +32,7 @@ type runFlags struct {
 	metrics, control, logLevel string
 	queues, frames, frameSize  int
 	rx, tx, txBudget, batch    int
+	inject                     float64
 }
 
 func cmdRun(ctx context.Context, args []string) error {
@@ -55,6 +60,7 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 	fs.StringVar(&f.metrics, "metrics", "\x00", `Prometheus listen address ("" disables)`)
 	fs.StringVar(&f.control, "control", "", "control socket path")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error")
+	fs.Float64Var(&f.inject, "inject", 0, "TESTING ONLY: plant the FILL-while-on-TX user bug with this probability per TX batch, to see the integrity checks catch it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,6 +90,18 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 
 	gc := cfg.Gate()
 	gc.Logger = log
+	ic := cfg.IntegrityChecks()
+	ic.Logger = log
+	gc.Integrity = &ic
+	gc.Engine.InjectFillWhileTx = f.inject
+	if f.inject > 0 {
+		log.Warn("planting the FILL-while-on-TX bug for demonstration", "probability_per_tx_batch", f.inject)
+	}
+	insp, err := protect.New(cfg.Protection, protect.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	gc.Engine.Inspector = insp
 	g, err := gate.Open(gc)
 	if err != nil {
 		return err
@@ -100,12 +118,81 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 			log.Info("stopped", "frames_total", a.Total, "free", a.Free, "fill", a.Fill, "tx", a.Tx, "quarantined", a.Quarantined)
 		}
 	}()
+	reload := func() error {
+		if f.config == "" {
+			return errors.New("no --config file to reload")
+		}
+		nc, err := f.load()
+		if err != nil {
+			return err
+		}
+		if err := insp.Reload(nc.Protection); err != nil {
+			return err
+		}
+		ni := nc.IntegrityChecks()
+		for ck, on := range map[integrity.Check]bool{integrity.CheckOwnership: ni.Ownership, integrity.CheckOrder: ni.Order,
+			integrity.CheckPoison: ni.Poison, integrity.CheckBounds: ni.Bounds, integrity.CheckMetadata: ni.Metadata, integrity.CheckIPLength: ni.IPLength} {
+			g.Checks.SetEnabled(ck, on)
+		}
+		log.Info("configuration reloaded", "file", f.config)
+		return nil
+	}
 	ctl.Handle("stats", func(context.Context, json.RawMessage) (any, error) { return g.Stats(), nil })
+	ctl.Handle("reload", func(context.Context, json.RawMessage) (any, error) { return "reloaded", reload() })
+	ctl.Handle("dump", func(_ context.Context, args json.RawMessage) (any, error) {
+		return g.Checks.DumpNow("requested over the control socket")
+	})
+	ctl.Handle("violations", func(context.Context, json.RawMessage) (any, error) {
+		var out []string
+		for _, v := range g.Checks.Violations() {
+			out = append(out, v.String())
+		}
+		counts := map[string]uint64{}
+		for cl, n := range g.Checks.Counts() {
+			if n > 0 {
+				counts[integrity.Class(cl).String()] = n
+			}
+		}
+		return map[string]any{"counts": counts, "first": out, "dumps": g.Checks.Dumps(), "capture": g.Checks.CapturePath()}, nil
+	})
+	ctl.Handle("checks", func(_ context.Context, args json.RawMessage) (any, error) {
+		var set map[string]bool
+		if len(args) > 0 && string(args) != "null" {
+			if err := json.Unmarshal(args, &set); err != nil {
+				return nil, err
+			}
+		}
+		for name, on := range set {
+			ck, err := integrity.ParseCheck(name)
+			if err != nil {
+				return nil, err
+			}
+			g.Checks.SetEnabled(ck, on)
+		}
+		now := map[string]bool{}
+		for ck := integrity.Check(0); ck < integrity.NumChecks; ck++ {
+			now[ck.String()] = g.Checks.Enabled(ck)
+		}
+		return now, nil
+	})
+	ctl.Handle("flows", func(_ context.Context, args json.RawMessage) (any, error) {
+		var q flowQuery
+		if len(args) > 0 && string(args) != "null" {
+			if err := json.Unmarshal(args, &q); err != nil {
+				return nil, err
+			}
+		}
+		ff, err := q.filter()
+		if err != nil {
+			return nil, err
+		}
+		return insp.Flows(ff), nil
+	})
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go ctl.Serve(runCtx)
 	if cfg.Metrics.Listen != "" {
-		reg := metrics.NewRegistry(col)
+		reg := metrics.NewRegistry(col, metrics.NewIntegrityCollector(g.Checks), insp.Collector())
 		ln, err := metrics.Listen(cfg.Metrics.Listen)
 		if err != nil {
 			return err
@@ -113,6 +200,26 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 		go metrics.ServeListener(runCtx, ln, reg, log)
 		log.Info("metrics", "listen", ln.Addr().String())
 	}
+	// Housekeeping: expire flows a slice at a time; reload on SIGHUP.
+	go func() {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+				insp.Expire(1 << 16)
+			case <-hup:
+				if err := reload(); err != nil {
+					log.Error("reload failed; keeping the running configuration", "err", err)
+				}
+			}
+		}
+	}()
 	g.Start()
 	log.Info("running", "control", cfg.Control.Socket)
 	select {
@@ -221,5 +328,3 @@ func checkMemlock(log *slog.Logger) {
 		log.Debug("RLIMIT_MEMLOCK is low; relying on CAP_IPC_LOCK for the UMEM", "limit_bytes", r.Cur)
 	}
 }
-
-var _ = os.Stdout

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/gate"
+	"github.com/xskgate/xskgate/internal/integrity"
+	"github.com/xskgate/xskgate/internal/protect"
 	"github.com/xskgate/xskgate/internal/xdpprog"
 	"github.com/xskgate/xskgate/internal/xsk"
 )
@@ -34,8 +34,8 @@ type Config struct {
 	Control    ControlConfig   `yaml:"control"`
 	Log        LogConfig       `yaml:"log"`
 	Integrity  IntegrityConfig `yaml:"integrity"`
-	// Protection is reserved for the TCP protection; it is kept unparsed.
-	Protection yaml.Node `yaml:"protection,omitempty"`
+	// Protection is the TCP protection stage's rules (package protect).
+	Protection protect.Config `yaml:"protection"`
 }
 
 // UMEMConfig is the packet memory shared by every socket.
@@ -84,6 +84,7 @@ type IntegrityConfig struct {
 	Poison         bool   `yaml:"poison"`          // true
 	Bounds         bool   `yaml:"bounds"`          // true
 	Metadata       bool   `yaml:"metadata"`        // true
+	IPLength       bool   `yaml:"ip_length"`       // true
 	Policy         string `yaml:"policy"`          // drop | freeze | panic
 	DumpDir        string `yaml:"dump_dir"`        // "/var/lib/xskgate"
 	FlightRecorder uint32 `yaml:"flight_recorder"` // 4096 events per socket, a power of two
@@ -104,7 +105,7 @@ func Default() Config {
 		Control:    ControlConfig{Socket: "/run/xskgate/xskgate.sock"},
 		Log:        LogConfig{Level: "info", Format: "text"},
 		Integrity: IntegrityConfig{
-			Ownership: true, Order: true, Poison: true, Bounds: true, Metadata: true,
+			Ownership: true, Order: true, Poison: true, Bounds: true, Metadata: true, IPLength: true,
 			Policy: "drop", DumpDir: "/var/lib/xskgate", FlightRecorder: 4096,
 		},
 	}
@@ -249,6 +250,15 @@ func (c Config) problems() []*Error {
 	if n := c.Integrity.FlightRecorder; !isPow2(n) {
 		bad("integrity.flight_recorder", "%d is not a power of two", n)
 	}
+	// The protection stage validates its own rules; its messages name
+	// the field ("protection.rules[0].mode: ...").
+	if err := c.Protection.Validate(); err != nil {
+		key, msg, ok := strings.Cut(err.Error(), ": ")
+		if !ok || !strings.HasPrefix(key, "protection") {
+			key, msg = "protection", err.Error()
+		}
+		bad(key, "%s", msg)
+	}
 	return ps
 }
 
@@ -330,4 +340,17 @@ func (c Config) Gate() gate.Config {
 		},
 		Drain: c.Drain,
 	}
+}
+
+// IntegrityChecks returns the integrity checks' configuration. Call it on a
+// validated Config.
+func (c Config) IntegrityChecks() integrity.Config {
+	ic := integrity.DefaultConfig()
+	ic.Ownership, ic.Order, ic.Poison = c.Integrity.Ownership, c.Integrity.Order, c.Integrity.Poison
+	ic.Bounds, ic.Metadata, ic.IPLength = c.Integrity.Bounds, c.Integrity.Metadata, c.Integrity.IPLength
+	ic.Policy, _ = integrity.ParsePolicy(c.Integrity.Policy)
+	ic.DumpDir = c.Integrity.DumpDir
+	ic.RecorderSize = int(c.Integrity.FlightRecorder)
+	ic.Ftrace = c.Integrity.Ftrace
+	return ic
 }

@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/xskgate/xskgate/internal/protect"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -88,13 +89,18 @@ integrity:
   poison: false
   bounds: false
   metadata: false
+  ip_length: false
   policy: freeze
   dump_dir: /tmp/dumps
   flight_recorder: 1024
   ftrace: true
 protection:
-  syn_cookies: true
-  limits: {pps: 1000}
+  enabled: true
+  prefixes: [198.18.0.0/24]
+  rules:
+    - scope: 198.18.0.0/24
+      mode: mitigate
+      syn_flood: {rate: 1000, action: challenge}
 `
 
 func TestFullRoundTrip(t *testing.T) {
@@ -114,16 +120,13 @@ func TestFullRoundTrip(t *testing.T) {
 		Integrity: IntegrityConfig{Policy: "freeze", DumpDir: "/tmp/dumps", FlightRecorder: 1024, Ftrace: true},
 	}
 	got := cfg
-	got.Protection = yaml.Node{}
+	prot := got.Protection
+	got.Protection = protect.Config{}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("parsed\n got %+v\nwant %+v", got, want)
 	}
-	var prot struct {
-		SynCookies bool           `yaml:"syn_cookies"`
-		Limits     map[string]int `yaml:"limits"`
-	}
-	if err := cfg.Protection.Decode(&prot); err != nil || !prot.SynCookies || prot.Limits["pps"] != 1000 {
-		t.Fatalf("protection kept as %+v, %v", prot, err)
+	if !prot.Enabled || len(prot.Rules) != 1 || prot.Rules[0].Mode != protect.ModeMitigate || prot.Rules[0].SynFlood.Rate != 1000 {
+		t.Fatalf("protection parsed as %+v", prot)
 	}
 
 	// Marshal and parse again: nothing may be lost or changed.
@@ -142,7 +145,7 @@ func TestFullRoundTrip(t *testing.T) {
 	if string(out) != string(out2) {
 		t.Fatalf("round trip changed the config:\n%s\n---\n%s", out, out2)
 	}
-	again.Protection = yaml.Node{}
+	again.Protection = protect.Config{}
 	if !reflect.DeepEqual(again, want) {
 		t.Fatalf("round trip\n got %+v\nwant %+v", again, want)
 	}
@@ -180,7 +183,7 @@ func TestBadFiles(t *testing.T) {
 		{"not a mapping", "- a\n- b\n",
 			`c.yaml:1: the file must be a mapping of keys such as "outer: eth0", got a list`},
 		{"protection not a mapping", "protection: on\n",
-			`c.yaml:1: protection: want a mapping, got "on"`},
+			`c.yaml:1: protection: want a section of keys, got "on"`},
 		{"not power of two", "# rings\nrings:\n  rx: 1000\n",
 			`c.yaml:3: rings.rx: 1000 is not a power of two`},
 		{"frame size", "umem:\n  frame_size: 8192\n",

@@ -2,10 +2,12 @@ package config
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 	"os"
 	"reflect"
 	"regexp"
@@ -122,6 +124,11 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		if n.Kind != yaml.MappingNode {
 			w.fail(n, path, "want a mapping, got %s", describe(n))
 		}
+	case t.Kind() == reflect.Pointer:
+		w.walk(n, t.Elem(), path)
+	case reflect.PointerTo(t).Implements(textUnmarshaler):
+		// netip.Prefix and the like: a struct written as one scalar.
+		w.scalar(n, t, path)
 	case t.Kind() == reflect.Struct:
 		w.walkStruct(n, t, path)
 	case t.Kind() == reflect.Slice:
@@ -215,8 +222,12 @@ func (w *walker) scalar(n *yaml.Node, t reflect.Type, path string) {
 	}
 }
 
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+
 func wantText(t reflect.Type) string {
 	switch {
+	case t == reflect.TypeFor[netip.Prefix]():
+		return "a prefix such as 198.18.0.0/24"
 	case t == durationType:
 		return "a duration such as 500ms or 2s"
 	case t.Kind() == reflect.Bool:

@@ -21,7 +21,9 @@ import (
 
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/gate"
+	"github.com/xskgate/xskgate/internal/integrity"
 	"github.com/xskgate/xskgate/internal/lab"
+	"github.com/xskgate/xskgate/internal/protect"
 	"github.com/xskgate/xskgate/internal/traffic"
 	"github.com/xskgate/xskgate/internal/xdpprog"
 	"github.com/xskgate/xskgate/internal/xsk"
@@ -38,8 +40,15 @@ type Options struct {
 	Progress bool   // live progress line
 	Out      io.Writer
 	Logger   *slog.Logger
-	// Inspector, when set, replaces forward-everything.
+	// Inspector, when set, replaces the TCP protection stage.
 	Inspector engine.Inspector
+	// NoChecks turns the integrity checks off (they are on by default).
+	NoChecks bool
+	// DumpDir receives integrity evidence (flight-recorder dumps, pcapng);
+	// empty: none written.
+	DumpDir string
+	// InjectFillWhileTx plants the FILL-while-on-TX user bug (see engine).
+	InjectFillWhileTx float64
 	// Hook, when set, runs with the gate open before traffic starts.
 	Hook func(*lab.Lab, *gate.Gate) error
 }
@@ -57,6 +66,10 @@ type Report struct {
 	XDP              [2]xsk.Statistics
 	ServerRxPackets  uint64 // kernel counter of the server's eth0
 	ClientRxPackets  uint64
+	Violations       map[string]uint64 // integrity violations by class
+	FirstViolations  []string
+	Evidence         []string       // dump and capture files
+	Protection       *protect.Stats // nil when a custom Inspector ran
 }
 
 // SideStats sums one interface's counters over its queues.
@@ -135,6 +148,23 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	fmt.Fprintf(out, "lab: %s-client %s %s  <->  [outer | %s-gate | inner]  <->  %s-server %s %s\n",
 		l.Prefix, l.ClientIP4, l.ClientIP6, l.Prefix, l.Prefix, l.ServerIP4, l.ServerIP6)
 
+	var insp *protect.Inspector
+	if o.Inspector == nil {
+		// The lab's addresses are the protected prefix: out-of-state
+		// segments are dropped, SYN floods challenged with SYN cookies.
+		// Legitimate connections are tracked from their SYN and pass.
+		insp, err = protect.New(DemoProtection(), protect.Options{Logger: o.Logger})
+		if err != nil {
+			return nil, err
+		}
+		o.Inspector = insp
+	}
+	var ic *integrity.Config
+	if !o.NoChecks {
+		c := integrity.DefaultConfig()
+		c.DumpDir = o.DumpDir
+		ic = &c
+	}
 	var g *gate.Gate
 	err = l.Do(l.GateNS, func() error {
 		var err error
@@ -142,7 +172,8 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			Outer: lab.OuterName, Inner: lab.InnerName, Queues: o.Queues,
 			Umem:    xsk.UmemConfig{NumFrames: 8192},
 			XDPMode: o.XDPMode, Logger: o.Logger,
-			Engine: engine.Config{Inspector: o.Inspector},
+			Engine:    engine.Config{Inspector: o.Inspector, InjectFillWhileTx: o.InjectFillWhileTx},
+			Integrity: ic,
 		})
 		return err
 	})
@@ -163,7 +194,27 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 				rep.XDP[s] = addStats(rep.XDP[s], st)
 			}
 		}
+		if g.Checks != nil {
+			rep.Violations = map[string]uint64{}
+			for cl, n := range g.Checks.Counts() {
+				if n > 0 {
+					rep.Violations[integrity.Class(cl).String()] = n
+				}
+			}
+			for _, v := range g.Checks.Violations() {
+				if len(rep.FirstViolations) < 5 {
+					rep.FirstViolations = append(rep.FirstViolations, v.String())
+				}
+			}
+		}
+		if insp != nil {
+			st := insp.Stats()
+			rep.Protection = &st
+		}
 		cerr := g.Close()
+		if g.Checks != nil {
+			rep.Evidence = append(g.Checks.Dumps(), g.Checks.CapturePath())
+		}
 		// After the drain: the workers' counters are final now.
 		rep.Sides = sum(g.Engine)
 		rep.AccountingAtStop = g.Engine.Accounting()
@@ -371,6 +422,25 @@ func (r *Report) print(out io.Writer) {
 	}
 	fmt.Fprintf(out, "kernel:      server eth0 received %d pkts, client eth0 received %d pkts (all of them crossed the gate's AF_XDP sockets: the gate has no other path)\n",
 		r.ServerRxPackets, r.ClientRxPackets)
+	if r.Violations == nil {
+		fmt.Fprintf(out, "integrity:   checks off\n")
+	} else if len(r.Violations) == 0 {
+		fmt.Fprintf(out, "integrity:   every ring hand-over checked (ownership, FILL->RX order, poison, bounds, XDP length, IP length): 0 violations\n")
+	} else {
+		fmt.Fprintf(out, "integrity:   violations %v\n", r.Violations)
+		for _, v := range r.FirstViolations {
+			fmt.Fprintf(out, "  %s\n", v)
+		}
+		for _, e := range r.Evidence {
+			if e != "" {
+				fmt.Fprintf(out, "  evidence: %s\n", e)
+			}
+		}
+	}
+	if p := r.Protection; p != nil {
+		fmt.Fprintf(out, "protection:  TCP judged: pass %d, drop %d, challenge %d\n",
+			p.Count("", "pass", ""), p.Count("", "drop", ""), p.Count("", "challenge", ""))
+	}
 	a := r.AccountingAtStop
 	fmt.Fprintf(out, "frames:      %d total = %d free + %d fill + %d tx + %d quarantined at shutdown: %s\n",
 		a.Total, a.Free, a.Fill, a.Tx, a.Quarantined, map[bool]string{true: "balanced", false: "NOT BALANCED"}[a.Balanced()])
@@ -380,4 +450,20 @@ func (r *Report) print(out io.Writer) {
 func Interactive(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// DemoProtection is the protection the demo runs: the lab's addresses are
+// the protected prefixes, in mitigate mode.
+func DemoProtection() protect.Config {
+	return protect.Config{
+		Enabled:  true,
+		Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("2001:2::/64")},
+		Rules: []protect.Rule{{
+			Name: "lab", Scope: netip.MustParsePrefix("198.18.0.0/24"), Mode: protect.ModeMitigate,
+			SynFlood: protect.SynFloodRule{Rate: 2000, Burst: 2000, Action: protect.ActionChallenge},
+		}, {
+			Name: "lab6", Scope: netip.MustParsePrefix("2001:2::/64"), Mode: protect.ModeMitigate,
+			SynFlood: protect.SynFloodRule{Rate: 2000, Burst: 2000, Action: protect.ActionChallenge},
+		}},
+	}
 }

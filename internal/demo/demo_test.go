@@ -50,6 +50,14 @@ func TestEndToEnd(t *testing.T) {
 			if !rep.Accounting.Balanced() {
 				t.Fatalf("accounting under load %+v", rep.Accounting)
 			}
+			// No fault injected: the checks saw every hand-over and must
+			// report nothing, and the protection dropped nothing legitimate.
+			if rep.Violations == nil || len(rep.Violations) != 0 {
+				t.Fatalf("violations without a fault: %v %v", rep.Violations, rep.FirstViolations)
+			}
+			if rep.Protection == nil || rep.Protection.Count("", "pass", "") == 0 || rep.Protection.Count("", "drop", "") != 0 {
+				t.Fatalf("protection: %+v", rep.Protection)
+			}
 			if _, err := lab.Open(prefix); err == nil {
 				t.Errorf("lab %s left behind", prefix)
 			}

@@ -5,7 +5,8 @@
 //
 //	setup:    UMEM → sockets (each with its FILL/COMPLETION) → FILL primed
 //	          → XSKMAP entries → program attached → workers started
-//	teardown: program detached → workers drained → sockets → UMEM
+//	teardown: program detached → integrity checks closed → workers drained
+//	          → sockets → UMEM
 //
 // Detaching first means no frame is redirected to a socket that is going
 // away; priming FILL before attaching means the first frames find buffers.
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/xskgate/xskgate/internal/engine"
+	"github.com/xskgate/xskgate/internal/integrity"
 	"github.com/xskgate/xskgate/internal/xdpprog"
 	"github.com/xskgate/xskgate/internal/xsk"
 )
@@ -33,8 +35,10 @@ type Config struct {
 	TxBudget     uint32 // XDP_MAX_TX_SKB_BUDGET where supported; 0: kernel default (32)
 	XDPMode      xdpprog.Mode
 	Engine       engine.Config
-	Drain        time.Duration // how long Close waits for TX completions (default 1s)
-	Logger       *slog.Logger
+	// Integrity, when set, checks every ring hand-over (package integrity).
+	Integrity *integrity.Config
+	Drain     time.Duration // how long Close waits for TX completions (default 1s)
+	Logger    *slog.Logger
 }
 
 // Gate is an open gate. Open it on a thread in the interfaces' network
@@ -45,6 +49,7 @@ type Gate struct {
 	Outer  []*xsk.Socket
 	Inner  []*xsk.Socket
 	Engine *engine.Engine
+	Checks *integrity.Checks // nil when Config.Integrity was nil
 	progs  []*xdpprog.Program
 	atts   []*xdpprog.Attachment
 	log    *slog.Logger
@@ -118,6 +123,24 @@ func Open(cfg Config) (g *Gate, err error) {
 	if cfg.Engine.Logger == nil {
 		cfg.Engine.Logger = cfg.Logger
 	}
+	if cfg.Integrity != nil {
+		ic := *cfg.Integrity
+		if ic.Logger == nil {
+			ic.Logger = cfg.Logger
+		}
+		if ic.RxOffset == 0 && cfg.Umem.Mode != xsk.ModeZeroCopy {
+			// Copy mode puts every received frame at headroom + 256 in
+			// its chunk; zero-copy only guarantees >= headroom.
+			ic.RxOffset = g.Umem.RxOffset()
+		}
+		if cfg.XDPMode == xdpprog.ModeGeneric {
+			ic.NoSeqOrder = true
+		}
+		if g.Checks, err = integrity.New(g.Umem, ic); err != nil {
+			return nil, err
+		}
+		cfg.Engine.NewChecker = g.Checks.NewChecker
+	}
 	if g.Engine, err = engine.New(g.Umem, pairs, cfg.Engine); err != nil {
 		return nil, err
 	}
@@ -163,6 +186,13 @@ func (g *Gate) Close() error {
 		}
 	}
 	g.atts = nil
+	// Close the checks before stopping the workers: it releases a worker
+	// frozen by the freeze policy, which Stop would otherwise wait for.
+	if g.Checks != nil {
+		if err := g.Checks.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if g.Engine != nil {
 		if err := g.Engine.Stop(g.cfg.Drain); err != nil {
 			errs = append(errs, err)

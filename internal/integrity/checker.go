@@ -381,8 +381,10 @@ func (k *Checker) PostFill(side engine.Side, addrs []uint64, out []engine.Dispos
 			if st&stKind == stTx {
 				cls = FillWhileTx
 			}
+			// The bytes in the chunk are the frame it is busy with (on
+			// TX, or received): capture those.
 			k.violate(s, &Violation{Class: cls, Ring: xsk.KindFill, Addr: a,
-				Detail: "chunk is " + k.stateString(st)}, nil)
+				Detail: "chunk is " + k.stateString(st)}, k.lastFrame(a))
 			out[i] = engine.Quarantine
 			nbad++
 			continue
@@ -578,7 +580,7 @@ func (k *Checker) rx(s *sock, d xsk.Desc, slot uint32) engine.Disposition {
 		m = xdpprog.ParseMeta(k.area[d.Addr-xdpprog.MetaSize : d.Addr])
 		haveMeta = m.Magic == xdpprog.MetaMagic
 	}
-	regress := haveMeta && s.haveSeq && int32(m.Seq-s.lastSeq) <= 0
+	regress := haveMeta && s.haveSeq && !k.c.cfg.NoSeqOrder && int32(m.Seq-s.lastSeq) <= 0
 
 	st := k.own[ci-k.lo]
 	if st != fillOf(s.side) {

@@ -41,7 +41,13 @@ type Config struct {
 	// UMEM headroom + 256 (xsk.Umem.RxOffset). 0 checks only that the frame
 	// fits its chunk (zero-copy guarantees no more).
 	RxOffset uint64
-	Logger   *slog.Logger
+	// NoSeqOrder drops the rule that the XDP metadata sequence of a queue
+	// only grows. It holds in native XDP, where NAPI serialises a queue;
+	// generic XDP runs the program on whichever CPU received the skb and
+	// orders the RX ring by lock acquisition, so a sequence there may
+	// legitimately arrive out of order. The gate sets it for generic mode.
+	NoSeqOrder bool
+	Logger     *slog.Logger
 }
 
 // DefaultConfig has every check on, Policy Drop and 4096 events per socket.

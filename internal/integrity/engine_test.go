@@ -192,9 +192,8 @@ func TestFillWhileTx(t *testing.T) {
 		t.Fatalf("accounting %+v", a)
 	}
 	if st := g.sink.Stats(); st.Unique != frames || st.Duplicates != 0 {
-		os, _ := g.outer[0].Stats()
-		is, _ := g.inner[0].Stats()
-		t.Fatalf("sink %+v\nouter %+v %+v\ninner %+v %+v\n%+v", st, os, g.outer[0].Counters(), is, g.inner[0].Counters(), g.e.Accounting())
+		ks, _ := g.outer[0].Stats()
+		t.Fatalf("sink %+v, outer %+v %+v, %+v", st, ks, g.outer[0].Counters(), g.e.Accounting())
 	}
 }
 
@@ -210,10 +209,16 @@ func TestEvidence(t *testing.T) {
 	g.settle(t, 2000)
 	g.stop(t)
 	in := g.outer[0].Injected()[0]
+	if p, err := g.checks.DumpNow("operator request"); err != nil || !strings.Contains(p, "operator_request") {
+		t.Fatalf("DumpNow = %q, %v", p, err)
+	}
 	if err := g.checks.Close(); err != nil {
 		t.Fatal(err)
 	}
 	dumps := g.checks.Dumps()
+	if len(dumps) != 2 {
+		t.Fatalf("dumps %v, want the violation's and the operator's", dumps)
+	}
 	if len(dumps) == 0 {
 		t.Fatal("no dump")
 	}

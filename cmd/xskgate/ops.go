@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/xskgate/xskgate/internal/config"
+	"github.com/xskgate/xskgate/internal/control"
+	"github.com/xskgate/xskgate/internal/flow"
+	"github.com/xskgate/xskgate/internal/protect"
+)
+
+// flowQuery is the flows command's filter as it crosses the control socket.
+type flowQuery struct {
+	States []string `json:"states,omitempty"`
+	Dst    string   `json:"dst,omitempty"`
+	Limit  int      `json:"limit,omitempty"`
+}
+
+func (q flowQuery) filter() (protect.FlowFilter, error) {
+	f := protect.FlowFilter{Limit: q.Limit}
+	for _, s := range q.States {
+		st, ok := parseState(s)
+		if !ok {
+			return f, fmt.Errorf("unknown flow state %q", s)
+		}
+		f.States = append(f.States, st)
+	}
+	if q.Dst != "" {
+		p, err := netip.ParsePrefix(q.Dst)
+		if err != nil {
+			a, aerr := netip.ParseAddr(q.Dst)
+			if aerr != nil {
+				return f, fmt.Errorf("--dst %q: not an address or prefix", q.Dst)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		f.Dst = p
+	}
+	return f, nil
+}
+
+func parseState(s string) (flow.State, bool) {
+	for st := flow.State(0); st < flow.NumStates; st++ {
+		if strings.EqualFold(st.String(), s) {
+			return st, true
+		}
+	}
+	return 0, false
+}
+
+func controlFlag(name, args, about string) (*flag.FlagSet, *string) {
+	fs := newFlags(name, args, about)
+	path := fs.String("control", config.Default().Control.Socket, "control socket path")
+	return fs, path
+}
+
+func sortStrings(s []string) { slices.Sort(s) }
+
+func cmdFlows(ctx context.Context, args []string) error {
+	fs, path := controlFlag("flows", "[--state S,...] [--dst PREFIX] [--limit N]", "Lists the TCP flows a running daemon tracks.")
+	states := fs.String("state", "", "comma-separated states, e.g. established,syn_sent")
+	dst := fs.String("dst", "", "only flows to this address or prefix")
+	limit := fs.Int("limit", 100, "at most this many flows")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	q := flowQuery{Dst: *dst, Limit: *limit}
+	if *states != "" {
+		q.States = strings.Split(*states, ",")
+	}
+	var flows []flow.FlowInfo
+	if err := control.Call(ctx, *path, "flows", q, &flows); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	b, _ := json.Marshal(flows)
+	var rows []map[string]any
+	json.Unmarshal(b, &rows)
+	if len(rows) == 0 {
+		fmt.Println("no flows")
+		return nil
+	}
+	var keys []string
+	for k := range rows[0] {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	fmt.Fprintln(tw, strings.Join(keys, "\t"))
+	for _, r := range rows {
+		var vals []string
+		for _, k := range keys {
+			vals = append(vals, fmt.Sprint(r[k]))
+		}
+		fmt.Fprintln(tw, strings.Join(vals, "\t"))
+	}
+	return tw.Flush()
+}
+
+func cmdDump(ctx context.Context, args []string) error {
+	fs, path := controlFlag("dump", "[--control PATH]", "Writes the flight recorder of a running daemon to its dump directory now, and prints the file.")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var file string
+	if err := control.Call(ctx, *path, "dump", nil, &file); err != nil {
+		return err
+	}
+	fmt.Println(file)
+	return nil
+}
+
+func cmdViolations(ctx context.Context, args []string) error {
+	fs, path := controlFlag("violations", "[--control PATH]", "Prints a running daemon's integrity violations: counts by class, the first ones, and the evidence files.")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var out struct {
+		Counts  map[string]uint64 `json:"counts"`
+		First   []string          `json:"first"`
+		Dumps   []string          `json:"dumps"`
+		Capture string            `json:"capture"`
+	}
+	if err := control.Call(ctx, *path, "violations", nil, &out); err != nil {
+		return err
+	}
+	if len(out.Counts) == 0 {
+		fmt.Println("no violations")
+		return nil
+	}
+	for c, n := range out.Counts {
+		fmt.Printf("%-22s %d\n", c, n)
+	}
+	for _, v := range out.First {
+		fmt.Println(v)
+	}
+	for _, d := range out.Dumps {
+		fmt.Println("flight recorder dump:", d)
+	}
+	if out.Capture != "" {
+		fmt.Println("pcapng capture:", out.Capture)
+	}
+	return nil
+}
+
+func cmdReload(ctx context.Context, args []string) error {
+	fs, path := controlFlag("reload", "[--control PATH]", "Makes a running daemon re-read its config file (protection rules, check switches) without losing flows; same as SIGHUP.")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var s string
+	if err := control.Call(ctx, *path, "reload", nil, &s); err != nil {
+		return err
+	}
+	fmt.Println(s)
+	return nil
+}
+
+func cmdChecks(ctx context.Context, args []string) error {
+	fs, path := controlFlag("checks", "[NAME=on|off ...]", "Shows or switches a running daemon's integrity checks (ownership, order, poison, bounds, metadata, ip_length).")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	for _, a := range fs.Args() {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || (v != "on" && v != "off") {
+			return fmt.Errorf("%q: want NAME=on or NAME=off", a)
+		}
+		set[k] = v == "on"
+	}
+	var now map[string]bool
+	if err := control.Call(ctx, *path, "checks", set, &now); err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(now))
+	for k := range now {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	for _, k := range keys {
+		fmt.Printf("%-10s %v\n", k, map[bool]string{true: "on", false: "off"}[now[k]])
+	}
+	return nil
+}
