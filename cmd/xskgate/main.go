@@ -28,6 +28,7 @@ func init() {
 		{"run", "[flags]", "run the gate daemon between two interfaces", cmdRun},
 		{"demo", "[flags]", "build the lab, forward verified TCP through the gate, report, clean up", cmdDemo},
 		{"bench", "[flags]", "measure packets/s: plain Linux forwarding vs xskgate, interleaved", cmdBench},
+		{"replay", "--fault NAME [flags]", "reproduce a kernel fault on the software model and show it caught", cmdReplay},
 		{"lab", "up|down|list [flags]", "create or remove the client | gate | server test bed", cmdLab},
 		{"stats", "[--control PATH]", "print a running daemon's counters", cmdStats},
 		{"flows", "[--state S] [--dst P]", "list the TCP flows a running daemon tracks", cmdFlows},

@@ -117,12 +117,19 @@ func (s *sock) init(c *Checks, side engine.Side, p engine.Port) {
 	if tx != nil {
 		s.txSeen, _ = tx.Indices()
 	}
+	// Poison what the worker consumes, so that a slot the kernel publishes
+	// without writing reads as xsk.Poison instead of a plausible old
+	// descriptor. Set here, before the worker runs: the ring is the
+	// worker's alone afterwards. Switching the check off at runtime stops
+	// the detection; the (cheap) poisoning goes on.
 	if rx != nil {
 		rxSize = rx.Size()
 		_, s.rxSlot = rx.Indices()
+		rx.SetPoison(c.cfg.Poison)
 	}
 	if comp != nil {
 		_, s.compSlot = comp.Indices()
+		comp.SetPoison(c.cfg.Poison)
 	}
 	// The deque can hold more than the FILL ring: entries the kernel
 	// consumed but whose RX descriptors are not read yet.
