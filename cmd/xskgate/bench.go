@@ -10,7 +10,8 @@ import (
 func cmdBench(ctx context.Context, args []string) error {
 	fs := newFlags("bench", "[flags]", `Builds a one-queue lab and measures delivered packets/s of 64-byte UDP frames through
 (a) plain Linux IPv4 forwarding in the gate namespace and (b) xskgate, interleaved
-a b a b ..., counting what the server's eth0 receives (kernel counters). Then measures
+a b a b ..., counting what the server's eth0 receives (kernel counters); with --all
+also xskgate with its integrity checks off and with the TCP protection stage on. Then measures
 loss at half of each path's median rate, and TCP throughput with iperf3 through both.
 The generator (XDP live frames, BPF_PROG_RUN) is pinned to --gen-cpu; the device under
 test (Linux's forwarding NAPI thread, or xskgate's worker) to --gate-cpu.`)
@@ -22,11 +23,20 @@ test (Linux's forwarding NAPI thread, or xskgate's worker) to --gate-cpu.`)
 	fs.IntVar(&o.GateCPU, "gate-cpu", 1, "CPU for the device under test")
 	fs.BoolVar(&o.TCP, "tcp", true, "also measure TCP with iperf3")
 	fs.DurationVar(&o.TCPTime, "tcp-time", 3e9, "iperf3 duration")
+	all := fs.Bool("all", false, "also measure xskgate with integrity checks off and with TCP protection on")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := needRoot(); err != nil {
 		return err
+	}
+	if *all {
+		o.Variants = []bench.Variant{
+			{Name: "linux-forwarding", Kernel: true},
+			{Name: "xskgate", Checks: true},
+			{Name: "xskgate-nochecks"},
+			{Name: "xskgate+protection", Checks: true, Protection: true},
+		}
 	}
 	_, err := bench.Run(ctx, o)
 	return err

@@ -33,17 +33,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xskgate/xskgate/internal/demo"
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/gate"
+	"github.com/xskgate/xskgate/internal/integrity"
 	"github.com/xskgate/xskgate/internal/lab"
+	"github.com/xskgate/xskgate/internal/protect"
 	"github.com/xskgate/xskgate/internal/xsk"
 )
 
 // Variant is one path to measure.
 type Variant struct {
 	Name   string
-	Kernel bool                 // plain Linux forwarding instead of xskgate
-	Engine func() engine.Config // xskgate's engine settings (checks, inspector)
+	Kernel bool // plain Linux forwarding instead of xskgate
+	// For xskgate: integrity checks on, and the TCP protection stage (a
+	// fresh one per run, protecting the lab's prefix) as the inspector.
+	Checks, Protection bool
 }
 
 // Options tune a benchmark run.
@@ -108,7 +113,7 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if len(o.Variants) == 0 {
-		o.Variants = []Variant{{Name: "linux-forwarding", Kernel: true}, {Name: "xskgate"}}
+		o.Variants = []Variant{{Name: "linux-forwarding", Kernel: true}, {Name: "xskgate", Checks: true}}
 	}
 	l, err := lab.UpContext(ctx, lab.Config{Queues: 1, StaticNeighbors: true})
 	if err != nil {
@@ -234,14 +239,22 @@ func (b *bencher) setup(v Variant) (*gate.Gate, func(), error) {
 	}
 	var g *gate.Gate
 	err := l.Do(l.GateNS, func() error {
-		cfg := engine.Config{}
-		if v.Engine != nil {
-			cfg = v.Engine()
+		cfg := engine.Config{CPUs: []int{b.o.GateCPU}}
+		if v.Protection {
+			insp, err := protect.New(demo.DemoProtection(), protect.Options{Logger: b.o.Logger})
+			if err != nil {
+				return err
+			}
+			cfg.Inspector = insp
 		}
-		cfg.CPUs = []int{b.o.GateCPU}
+		var ic *integrity.Config
+		if v.Checks {
+			c := integrity.DefaultConfig()
+			ic = &c
+		}
 		var err error
 		g, err = gate.Open(gate.Config{Outer: lab.OuterName, Inner: lab.InnerName, Queues: 1,
-			Umem: xsk.UmemConfig{NumFrames: 4096}, Engine: cfg, Logger: b.o.Logger})
+			Umem: xsk.UmemConfig{NumFrames: 4096}, Engine: cfg, Integrity: ic, Logger: b.o.Logger})
 		return err
 	})
 	if err != nil {
@@ -388,6 +401,19 @@ func report(w io.Writer, res []*Result) {
 		for _, r := range res[1:] {
 			fmt.Fprintf(w, "ratio %s / %s (medians): %.2f\n", r.Name, res[0].Name, median(r.PPS)/median(res[0].PPS))
 		}
+	}
+	// The cost of the checks and of the protection, against xskgate alone.
+	by := map[string]*Result{}
+	for _, r := range res {
+		by[r.Name] = r
+	}
+	if on, off := by["xskgate"], by["xskgate-nochecks"]; on != nil && off != nil && median(off.PPS) > 0 {
+		fmt.Fprintf(w, "integrity checks: %.1f%% of throughput (xskgate %.3f vs no checks %.3f Mpps, medians)\n",
+			100*(1-median(on.PPS)/median(off.PPS)), median(on.PPS)/1e6, median(off.PPS)/1e6)
+	}
+	if on, off := by["xskgate+protection"], by["xskgate"]; on != nil && off != nil && median(off.PPS) > 0 {
+		fmt.Fprintf(w, "TCP protection stage: %.1f%% of throughput (%.3f vs %.3f Mpps, medians; the UDP test frames are parsed and passed)\n",
+			100*(1-median(on.PPS)/median(off.PPS)), median(on.PPS)/1e6, median(off.PPS)/1e6)
 	}
 }
 
