@@ -128,10 +128,24 @@ func Open(cfg Config) (g *Gate, err error) {
 		if ic.Logger == nil {
 			ic.Logger = cfg.Logger
 		}
-		if ic.RxOffset == 0 && cfg.Umem.Mode != xsk.ModeZeroCopy {
+		// What the kernel chose, not what was asked: auto may be either.
+		zc := false
+		for _, s := range append(g.Outer, g.Inner...) {
+			if o, err := s.Options(); err == nil && o.ZeroCopy {
+				zc = true
+			}
+		}
+		if !zc && ic.RxOffset == 0 {
 			// Copy mode puts every received frame at headroom + 256 in
 			// its chunk; zero-copy only guarantees >= headroom.
 			ic.RxOffset = g.Umem.RxOffset()
+		}
+		if zc && ic.Order {
+			// A zero-copy driver hands out buffers recycled into the
+			// pool (XDP_DROP, failed redirects) before FILL entries, so
+			// RX need not follow FILL order: that check is copy mode's.
+			g.log.Info("zero-copy mode: FILL->RX order check off (drivers reuse recycled buffers first)")
+			ic.Order = false
 		}
 		if cfg.XDPMode == xdpprog.ModeGeneric {
 			ic.NoSeqOrder = true
