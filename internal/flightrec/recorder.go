@@ -34,12 +34,6 @@ const (
 // slot is one ring entry. Every word is atomic because a reader may copy the
 // slot while the writer overwrites it; the head check in Snapshot discards
 // such copies, but they must still not be data races.
-type slot struct {
-	time     atomic.Int64
-	addr     atomic.Uint64
-	lenBatch atomic.Uint64 // Len<<32 | Batch
-	opAux    atomic.Uint64 // Op<<32 | Aux
-}
 
 // Recorder is the flight recorder of one AF_XDP socket. Create it with
 // [NewRecorder]. A nil *Recorder is valid and records nothing, so callers can
@@ -146,10 +140,7 @@ func (r *Recorder) RecordAt(t int64, op Op, addr uint64, length uint32, batch ui
 	}
 	n := r.next
 	s := &r.slots[r.nextSlot]
-	s.time.Store(t)
-	s.addr.Store(addr)
-	s.lenBatch.Store(uint64(length)<<32 | uint64(batch))
-	s.opAux.Store(uint64(op)<<32 | uint64(aux))
+	s.store(t, addr, uint64(length)<<32|uint64(batch), uint64(op)<<32|uint64(aux))
 	r.next = n + 1
 	if r.nextSlot++; r.nextSlot == len(r.slots) {
 		r.nextSlot = 0
@@ -177,11 +168,10 @@ func (r *Recorder) Snapshot(dst []Event) []Event {
 		if j++; j == len(r.slots) {
 			j = 0
 		}
-		lb := s.lenBatch.Load()
-		oa := s.opAux.Load()
+		t, a, lb, oa := s.load()
 		dst = append(dst, Event{
-			Time:  s.time.Load(),
-			Addr:  s.addr.Load(),
+			Time:  t,
+			Addr:  a,
 			Len:   uint32(lb >> 32),
 			Batch: uint32(lb),
 			Op:    Op(oa >> 32),
