@@ -303,7 +303,7 @@ func TestWarnings(t *testing.T) {
 		warn   bool
 	}{
 		{"127.0.0.1:9470", false}, {"[::1]:9470", false}, {"localhost:1", false}, {"", false},
-		{"0.0.0.0:9470", true}, {":9470", true}, {"10.1.2.3:80", true},
+		{"0.0.0.0:9470", true}, {":9470", true}, {"198.19.1.3:80", true},
 	} {
 		c := Default()
 		c.Metrics.Listen = tc.listen

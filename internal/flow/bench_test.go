@@ -64,7 +64,7 @@ func benchTable(b *testing.B) (*Table, []Segment) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		srv4, srv6 := netip.MustParseAddr("198.18.0.10"), netip.MustParseAddr("2001:db8::10")
+		srv4, srv6 := netip.MustParseAddr("198.18.0.10"), netip.MustParseAddr("2001:2:db8::10")
 		segs := make([]Segment, benchFlows)
 		for i := range segs {
 			var src, dst netip.Addr

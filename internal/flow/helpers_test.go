@@ -13,7 +13,7 @@ type peer struct {
 }
 
 var (
-	client = peer{netip.MustParseAddr("203.0.113.7"), 40000, Inbound}
+	client = peer{netip.MustParseAddr("198.19.113.7"), 40000, Inbound}
 	server = peer{netip.MustParseAddr("198.18.0.10"), 443, Outbound}
 )
 

@@ -394,8 +394,8 @@ func TestSynProxyHalfOpen(t *testing.T) {
 }
 
 func TestKeyNormalisation(t *testing.T) {
-	a4, b4 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
-	a6, b6 := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	a4, b4 := netip.MustParseAddr("198.19.10.1"), netip.MustParseAddr("198.19.10.2")
+	a6, b6 := netip.MustParseAddr("2001:2:db8::1"), netip.MustParseAddr("2001:2:db8::2")
 	tests := []struct {
 		src, dst netip.Addr
 		sp, dp   uint16

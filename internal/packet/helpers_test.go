@@ -16,10 +16,10 @@ import (
 var (
 	macA = net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
 	macB = net.HardwareAddr{0x02, 0, 0, 0, 0, 2}
-	v4A  = net.IPv4(192, 0, 2, 1).To4()
-	v4B  = net.IPv4(198, 51, 100, 7).To4()
-	v6A  = net.ParseIP("2001:db8::1")
-	v6B  = net.ParseIP("2001:db8:ffff::2")
+	v4A  = net.IPv4(198, 19, 2, 1).To4()
+	v4B  = net.IPv4(198, 19, 100, 7).To4()
+	v6A  = net.ParseIP("2001:2:db8::1")
+	v6B  = net.ParseIP("2001:2:ffff::2")
 )
 
 func serialize(tb testing.TB, ls ...gopacket.SerializableLayer) []byte {

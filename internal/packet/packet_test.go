@@ -7,8 +7,8 @@ import (
 )
 
 func TestParseValid(t *testing.T) {
-	ipA4, ipB4 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.7")
-	ipA6, ipB6 := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8:ffff::2")
+	ipA4, ipB4 := netip.MustParseAddr("198.19.2.1"), netip.MustParseAddr("198.19.100.7")
+	ipA6, ipB6 := netip.MustParseAddr("2001:2:db8::1"), netip.MustParseAddr("2001:2:ffff::2")
 	tests := []struct {
 		name  string
 		frame func(testing.TB) []byte
@@ -25,7 +25,7 @@ func TestParseValid(t *testing.T) {
 			want(t, p.TCP.Opts, TCPOptions{MSS: 1460, WScale: 7, SACKPerm: true, TSVal: 0xdeadbeef, TSEcr: 0x01020304,
 				Has: HasMSS | HasWScale | HasSACKPerm | HasTimestamps | HasSACK})
 			src, dst := p.Flow()
-			want(t, src, netip.MustParseAddrPort("192.0.2.1:40000"), dst, netip.MustParseAddrPort("198.51.100.7:443"))
+			want(t, src, netip.MustParseAddrPort("198.19.2.1:40000"), dst, netip.MustParseAddrPort("198.19.100.7:443"))
 		}},
 		{"ipv6 tcp ack", frameIPv6TCPACK, "", func(t *testing.T, p *Packet, f []byte) {
 			want(t, p.IPVersion, 6, p.Src, ipA6, p.Dst, ipB6, p.TTL, 57, p.IPHeaderLen, 40, p.L4Off, 54)
@@ -262,7 +262,7 @@ func ethHdr(etherType uint16, rest ...byte) []byte {
 // total length and header checksum.
 func ipv4L4(proto byte, l4 []byte) []byte {
 	total := 20 + len(l4)
-	ip := []byte{0x45, 0, byte(total >> 8), byte(total), 0, 1, 0, 0, 64, proto, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7}
+	ip := []byte{0x45, 0, byte(total >> 8), byte(total), 0, 1, 0, 0, 64, proto, 0, 0, 198, 19, 2, 1, 198, 19, 100, 7}
 	c := IPv4HeaderChecksum(ip)
 	ip[10], ip[11] = byte(c>>8), byte(c)
 	return append(ethHdr(EtherTypeIPv4, ip...), l4...)

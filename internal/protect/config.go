@@ -44,8 +44,8 @@ const (
 //	protection:
 //	  enabled: true
 //	  prefixes: [198.18.0.0/24, 2001:2::/64]
-//	  allowlist: [203.0.113.0/24]
-//	  blocklist: [192.0.2.0/24]
+//	  allowlist: [198.19.113.0/24]
+//	  blocklist: [198.19.2.0/24]
 //	  syn_proxy: {mss: 1460, wscale: 7, sack_perm: true, window: 64240, challenge_rate: 100000, challenge_burst: 10000}
 //	  log: {rate: 10}
 //	  rules:

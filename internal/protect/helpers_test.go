@@ -13,9 +13,9 @@ import (
 )
 
 var (
-	cli4 = netip.MustParseAddr("203.0.113.7")
+	cli4 = netip.MustParseAddr("198.19.113.7")
 	srv4 = netip.MustParseAddr("198.18.0.2")
-	cli6 = netip.MustParseAddr("2001:db8::7")
+	cli6 = netip.MustParseAddr("2001:2:db8::7")
 	srv6 = netip.MustParseAddr("2001:2::2")
 	macC = [6]byte{2, 0, 0, 0, 0, 1}
 	macS = [6]byte{2, 0, 0, 0, 0, 2}

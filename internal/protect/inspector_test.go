@@ -47,7 +47,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no prefixes", func(c *Config) { c.Prefixes = nil }, "protection.prefixes"},
 		{"bad mode", func(c *Config) { c.Rules[0].Mode = "on" }, `rules[0].mode: unknown or missing mode "on"`},
 		{"bad sub mode", func(c *Config) { c.Rules[1].OutOfState.Mode = "x" }, "rules[1].out_of_state.mode"},
-		{"scope outside", func(c *Config) { c.Rules[0].Scope = netip.MustParsePrefix("10.0.0.0/8") }, "overlaps no protected prefix"},
+		{"scope outside", func(c *Config) { c.Rules[0].Scope = netip.MustParsePrefix("198.19.0.0/16") }, "overlaps no protected prefix"},
 		{"dup name", func(c *Config) { c.Rules[1].Name = "v4" }, `"v4" already names rules[0]`},
 		{"bad action", func(c *Config) { c.Rules[0].SynFlood.Action = "rst" }, "syn_flood.action"},
 		{"bad window", func(c *Config) { c.Rules[0].SynFlood.RetransmitWindow = 100 * time.Millisecond }, "retransmit window"},
@@ -88,7 +88,7 @@ func TestRuleMostSpecific(t *testing.T) {
 	if r := rs.match(netip.MustParseAddr("198.18.0.3")); r.name != "v4" {
 		t.Fatalf("matched %q", r.name)
 	}
-	if r := rs.match(netip.MustParseAddr("10.1.1.1")); r != nil {
+	if r := rs.match(netip.MustParseAddr("198.19.11.1")); r != nil {
 		t.Fatal("matched outside")
 	}
 }
@@ -116,13 +116,13 @@ func TestOutOfState(t *testing.T) {
 		{"disabled", func(c *Config) { c.Rules[0].Mode = ModeDisabled }, cli4, srv4, engine.Forward, "not_found", "pass", "pass"},
 		{"global off", func(c *Config) { c.Enabled = false }, cli4, srv4, engine.Forward, "not_found", "pass", "pass"},
 		{"no rule", func(c *Config) { c.Rules = c.Rules[1:] }, cli4, srv4, engine.Forward, "not_found", "pass", "pass"},
-		{"allowlisted", func(c *Config) { c.Allowlist = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")} }, cli4, srv4, engine.Forward, "allowlist", "pass", "pass"},
-		{"blocklisted", func(c *Config) { c.Blocklist = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")} }, cli4, srv4, engine.Drop, "blocklist", "drop", "drop"},
+		{"allowlisted", func(c *Config) { c.Allowlist = []netip.Prefix{netip.MustParsePrefix("198.19.113.0/24")} }, cli4, srv4, engine.Forward, "allowlist", "pass", "pass"},
+		{"blocklisted", func(c *Config) { c.Blocklist = []netip.Prefix{netip.MustParsePrefix("198.19.113.0/24")} }, cli4, srv4, engine.Drop, "blocklist", "drop", "drop"},
 		{"block beats allow", func(c *Config) {
-			c.Allowlist = []netip.Prefix{netip.MustParsePrefix("203.0.113.7/32")}
-			c.Blocklist = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}
+			c.Allowlist = []netip.Prefix{netip.MustParsePrefix("198.19.113.7/32")}
+			c.Blocklist = []netip.Prefix{netip.MustParsePrefix("198.19.113.0/24")}
 		}, cli4, srv4, engine.Drop, "blocklist", "drop", "drop"},
-		{"unprotected dst", nil, cli4, netip.MustParseAddr("192.0.2.1"), engine.Forward, "", "", ""},
+		{"unprotected dst", nil, cli4, netip.MustParseAddr("198.19.2.1"), engine.Forward, "", "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -330,7 +330,7 @@ func TestSynThresholdPerSource(t *testing.T) {
 		got = append(got, run(i, engine.Outer, synFrom(cli4, uint16(2000+n), 1).frame()).Verdict)
 	}
 	// Another source is unaffected.
-	other := run(i, engine.Outer, synFrom(netip.MustParseAddr("203.0.113.99"), 2000, 1).frame()).Verdict
+	other := run(i, engine.Outer, synFrom(netip.MustParseAddr("198.19.113.99"), 2000, 1).frame()).Verdict
 	if got[0] != engine.Forward || got[2] != engine.Forward || got[3] != engine.Drop || got[4] != engine.Drop || other != engine.Forward {
 		t.Fatalf("per-source: %v, other %v", got, other)
 	}
