@@ -1,78 +1,129 @@
 package flow
 
-// batchChunk is how many segments a batch call hashes and warms at once:
-// enough independent cache misses in flight to hide DRAM latency, few
-// enough that the warmed lines are still in L1/L2 when they are used.
-const batchChunk = 16
+import "unsafe"
 
-type chunk struct {
-	k  [batchChunk]key
-	h  [batchChunk]uint64
-	lo [batchChunk]bool
-	n  int
+// Batch calls are software-pipelined in three stages that run lookAhead
+// segments apart: stage 1 hashes segment i and prefetches its home index
+// line; stage 2 walks the probe sequence of segment i-lookAhead (its index
+// line has arrived meanwhile) to the first slot whose tag matches and
+// prefetches that entry's lines; stage 3 does the real work for segment
+// i-2*lookAhead, whose lines are then in cache. A prefetch, unlike a load
+// that misses, does not hold up the core, so about 2*lookAhead misses of
+// different flows are in flight while the core computes, instead of two
+// misses per segment one after the other. The prefetches are hints: a
+// concurrent writer can at worst make one fetch the wrong line.
+const (
+	lookAhead = 8
+	pipeMask  = 31 // ring size - 1; the ring holds 2*lookAhead+1 segments
+)
+
+// The ring must be a power of two larger than 2*lookAhead.
+var _ [pipeMask + 1 - (2*lookAhead + 1)]struct{}
+var _ [0]struct{} = [(pipeMask + 1) & pipeMask]struct{}{}
+
+type pipe struct {
+	s [pipeMask + 1]pipeSlot
 }
 
-func (t *Table) prepare(c *chunk, segs []Segment) {
-	c.n = len(segs)
-	for i := range segs {
-		c.k[i], c.lo[i] = makeKey(&segs[i])
-		c.h[i] = t.h.hash(&c.k[i])
+type pipeSlot struct {
+	k    key
+	h    uint64
+	home uint32
+	lo   bool
+}
+
+// fetchIndex is stage 1 for segment s.
+func (t *Table) fetchIndex(q *pipeSlot, s *Segment) {
+	q.lo = q.k.set(s)
+	q.h = t.h.hash(&q.k)
+	sh := t.shardOf(q.h)
+	q.home = sh.home(q.h)
+	// Only the home slot's line: a probe rarely runs past it, and a
+	// second prefetch per segment costs more than it saves (the core's
+	// miss buffers are the bottleneck).
+	prefetch(uintptr(unsafe.Pointer(&sh.index[q.home])))
+}
+
+// fetchEntry is stage 2: walk q's probe sequence (without the lock, with
+// atomic loads) to the first slot whose tag matches and prefetch the
+// entry's first line and, for Track, the rest of it.
+func (t *Table) fetchEntry(q *pipeSlot, whole bool) {
+	sh := t.shardOf(q.h)
+	index := sh.index
+	n := uint32(len(index))
+	tag := slotTag(q.h)
+	j := q.home
+	for range 8 {
+		s := loadSlot(&index[j])
+		if s == 0 {
+			return
+		}
+		if s&0xffff0000 == tag {
+			e := &sh.entries[s&0xffff-1]
+			p := uintptr(unsafe.Pointer(e))
+			if whole {
+				// An entry spans up to three lines.
+				prefetch3(p, p+unsafe.Sizeof(*e)/2, p+unsafe.Sizeof(*e)-1)
+			} else {
+				// The key and sd span up to two.
+				prefetch2(p, uintptr(unsafe.Pointer(&e.ports)))
+			}
+			return
+		}
+		if j++; j == n {
+			j = 0
+		}
 	}
-	warm(t, c)
 }
 
 // TrackBatch is Track for a receive batch: out[i] is the verdict for
 // segs[i], and segments are applied in order, so several segments of one
-// flow in a batch behave exactly as with Track. Hashing a chunk of segments
-// first and touching their index slots and entries before taking any lock
-// lets the CPU overlap the cache misses of different flows, which the
-// per-segment lock (a full barrier) otherwise serialises. out must be at
-// least as long as segs.
+// flow in a batch behave exactly as with Track (the pipeline only
+// prefetches ahead). out must be at least as long as segs.
 func (t *Table) TrackBatch(segs []Segment, now uint32, out []Verdict) {
 	_ = out[:len(segs)]
-	var c chunk
-	for base := 0; base < len(segs); base += batchChunk {
-		part := segs[base:min(base+batchChunk, len(segs))]
-		t.prepare(&c, part)
-		for i := range part {
-			s := &part[i]
+	var p pipe
+	n := len(segs)
+	for i := 0; i < n+2*lookAhead; i++ {
+		if i < n {
+			t.fetchIndex(&p.s[i&pipeMask], &segs[i])
+		}
+		if j := i - lookAhead; j >= 0 && j < n {
+			t.fetchEntry(&p.s[j&pipeMask], true)
+		}
+		if j := i - 2*lookAhead; j >= 0 {
+			q := &p.s[j&pipeMask]
+			s := &segs[j]
 			f := s.Flags & flagMask
 			if !validFlags[f] {
-				out[base+i] = Verdict{Action: Drop, Reason: ReasonInvalidFlags}
+				out[j] = Verdict{Action: Drop, Reason: ReasonInvalidFlags}
 				continue
 			}
-			sh := t.shardOf(c.h[i])
+			sh := t.shardOf(q.h)
 			sh.mu.Lock()
-			out[base+i] = t.trackLocked(sh, s, &c.k[i], c.h[i], c.lo[i], flagClass(f), now)
+			out[j] = t.trackLocked(sh, s, &q.k, q.h, q.lo, flagClass(f), now)
 			sh.mu.Unlock()
 		}
 	}
 }
 
-// LookupResult is one answer of LookupBatch.
-type LookupResult struct {
-	State State
-	Found bool
-}
-
-// LookupBatch is Lookup for a batch; see TrackBatch. out must be at least
-// as long as segs.
+// LookupBatch is Lookup for a batch, pipelined as TrackBatch. out must be
+// at least as long as segs.
 func (t *Table) LookupBatch(segs []Segment, now uint32, out []LookupResult) {
 	_ = out[:len(segs)]
-	var c chunk
-	for base := 0; base < len(segs); base += batchChunk {
-		part := segs[base:min(base+batchChunk, len(segs))]
-		t.prepare(&c, part)
-		for i := range part {
-			sh := t.shardOf(c.h[i])
-			sh.mu.Lock()
-			_, e := sh.find(&c.k[i], c.h[i])
-			r := LookupResult{}
-			if e != nil && !expired(e.deadline, now) {
-				r = LookupResult{State: e.state, Found: true}
-			}
-			sh.mu.Unlock()
-			out[base+i] = r
+	var p pipe
+	n := len(segs)
+	for i := 0; i < n+2*lookAhead; i++ {
+		if i < n {
+			t.fetchIndex(&p.s[i&pipeMask], &segs[i])
+		}
+		if j := i - lookAhead; j >= 0 && j < n {
+			t.fetchEntry(&p.s[j&pipeMask], false)
+		}
+		if j := i - 2*lookAhead; j >= 0 {
+			q := &p.s[j&pipeMask]
+			st, ok := t.lookupKey(&q.k, q.h, now)
+			out[j] = LookupResult{State: st, Found: ok}
 		}
 	}
 }

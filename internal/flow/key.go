@@ -35,6 +35,13 @@ func wordsAddr(hi, lo uint64) netip.Addr {
 // makeKey normalises the segment's tuple. senderLo reports whether the
 // segment's source is the key's first (lower) endpoint.
 func makeKey(s *Segment) (k key, senderLo bool) {
+	senderLo = k.set(s)
+	return k, senderLo
+}
+
+// set is makeKey writing in place, which spares the hot paths a copy of
+// the key through the stack.
+func (k *key) set(s *Segment) (senderLo bool) {
 	sh, sl := addrWords(s.Src)
 	dh, dl := addrWords(s.Dst)
 	switch {
@@ -46,13 +53,13 @@ func makeKey(s *Segment) (k key, senderLo bool) {
 		senderLo = s.SrcPort <= s.DstPort
 	}
 	if senderLo {
-		k.addr = [4]uint64{sh, sl, dh, dl}
+		k.addr[0], k.addr[1], k.addr[2], k.addr[3] = sh, sl, dh, dl
 		k.ports = uint32(s.SrcPort)<<16 | uint32(s.DstPort)
 	} else {
-		k.addr = [4]uint64{dh, dl, sh, sl}
+		k.addr[0], k.addr[1], k.addr[2], k.addr[3] = dh, dl, sh, sl
 		k.ports = uint32(s.DstPort)<<16 | uint32(s.SrcPort)
 	}
-	return k, senderLo
+	return senderLo
 }
 
 // hasher is a keyed hash over the fixed 36-byte key, built from the 64x64→128

@@ -100,23 +100,83 @@ const (
 
 // entry is one flow. It is 104 bytes (asserted in a test); the index adds
 // 8 bytes per flow at its 50% load.
+//
+// The first 44 bytes are what a lock-free reader (Lookup, LookupBatch)
+// reads: the key and sd, one word holding the deadline, the state and a
+// 16-bit sequence number. Writers hold the shard lock and store these
+// fields with sync/atomic; the sequence number grows each time the entry
+// is freed, so a reader that sees the same sd before and after reading the
+// key knows the key belongs to the flow whose state it read (a seqlock
+// whose "write in progress" mark is StateNone). The rest (tcpState) is
+// touched only under the lock.
 type entry struct {
-	addr     [4]uint64 // key
-	ports    uint32    // key
-	td       [2]window // [original, reply]
-	lastEnd  uint32    // last_end
-	deadline uint32    // expiry time; free-list link while the entry is free
-	created  uint32
-	pkts     [2]uint32
-	seqAdj   uint32
-	lastWin  uint16
-	state    State // StateNone marks a free entry
-	flags    uint8
-	tflags   [2]uint8
-	tscale   [2]uint8
-	last     uint8 // last_index | last_dir<<3
-	lastOpt  uint8 // options of the last ignored SYN: scale | tfWScale/tfSACK <<4
+	addr  [4]uint64 // key
+	sd    uint64    // deadline | state<<32 | lastOpt<<40 | seq<<48
+	ports uint32    // key
+	tcpState
 }
+
+// sd layout. deadline is the expiry time, or the free-list link while the
+// entry is free. lastOpt holds the options of the last ignored SYN:
+// scale | tfWScale/tfSACK <<4.
+const (
+	sdState   = 32
+	sdLastOpt = 40
+	sdSeq     = 48
+)
+
+// tcpState is the part of an entry only the lock holder reads.
+type tcpState struct {
+	td      [2]window // [original, reply]
+	lastEnd uint32    // last_end
+	created uint32
+	pkts    [2]uint32
+	seqAdj  uint32
+	lastWin uint16
+	flags   uint8
+	tflags  [2]uint8
+	tscale  [2]uint8
+	last    uint8 // last_index | last_dir<<3
+}
+
+// Accessors of sd. Reads are plain: only the lock holder calls them, and
+// every store to sd is made under the lock.
+func (e *entry) deadline() uint32 { return uint32(e.sd) }
+func (e *entry) state() State     { return State(e.sd >> sdState) }
+func (e *entry) lastOpt() uint8   { return uint8(e.sd >> sdLastOpt) }
+
+func (e *entry) setDeadline(d uint32) {
+	if w := e.sd&^0xffffffff | uint64(d); w != e.sd {
+		atomic.StoreUint64(&e.sd, w)
+	}
+}
+
+func (e *entry) setState(s State) {
+	atomic.StoreUint64(&e.sd, e.sd&^(0xff<<sdState)|uint64(s)<<sdState)
+}
+
+func (e *entry) setLastOpt(o uint8) {
+	atomic.StoreUint64(&e.sd, e.sd&^(0xff<<sdLastOpt)|uint64(o)<<sdLastOpt)
+}
+
+// free marks the entry free with next as its free-list link, bumping the
+// sequence number.
+func (e *entry) free(next uint32) {
+	seq := (e.sd>>sdSeq + 1) << sdSeq
+	atomic.StoreUint64(&e.sd, seq|uint64(next))
+	e.tcpState = tcpState{}
+}
+
+// setKey stores a new key in a free entry.
+func (e *entry) setKey(k *key) {
+	for i, w := range k.addr {
+		atomic.StoreUint64(&e.addr[i], w)
+	}
+	atomic.StoreUint32(&e.ports, k.ports)
+}
+
+// sdFields splits an sd word read by a lock-free reader.
+func sdFields(w uint64) (State, uint32) { return State(w >> sdState), uint32(w) }
 
 func (e *entry) lastIndex() uint8 { return e.last & 7 }
 func (e *entry) lastDir() uint8   { return e.last >> 3 }
@@ -133,6 +193,10 @@ type shardStats struct {
 // shard is an independent open-addressing table with its own lock.
 type shard struct {
 	mu sync.Mutex
+	// ver is odd while remove moves index slots (a backward shift can make
+	// a present flow briefly invisible to a lock-free probe); a reader that
+	// found nothing checks ver did not change.
+	ver atomic.Uint32
 	// index is a linear-probing array at ≤ 50% load. A slot is
 	// tag<<16 | entry index+1; 0 is empty.
 	index   []uint32
@@ -197,9 +261,9 @@ func New(cfg Config) (*Table, error) {
 		sh.entries = carve[entry](mem, &off, per)
 		sh.index = carve[uint32](mem, &off, 2*per)
 		for j := range sh.entries {
-			sh.entries[j].deadline = uint32(j + 2)
+			sh.entries[j].sd = uint64(j + 2)
 		}
-		sh.entries[per-1].deadline = 0
+		sh.entries[per-1].sd = 0
 		sh.free = 1
 	}
 	t.capacity = ns * per
@@ -307,8 +371,9 @@ func (sh *shard) remove(t *Table, pos uint32) {
 	n := uint32(len(sh.index))
 	ei := sh.index[pos]&0xffff - 1
 	e := &sh.entries[ei]
-	sh.st.states[e.state]--
-	*e = entry{deadline: sh.free}
+	sh.st.states[e.state()]--
+	sh.ver.Add(1)
+	e.free(sh.free)
 	sh.free = ei + 1
 	sh.live--
 
@@ -331,11 +396,12 @@ func (sh *shard) remove(t *Table, pos uint32) {
 			stays = j < hm || hm <= i
 		}
 		if !stays {
-			sh.index[j] = s
+			atomic.StoreUint32(&sh.index[j], s)
 			j = i
 		}
 	}
-	sh.index[j] = 0
+	atomic.StoreUint32(&sh.index[j], 0)
+	sh.ver.Add(1)
 }
 
 // insert takes a free entry for key k, evicting if needed. pos must be the
@@ -350,9 +416,11 @@ func (t *Table) insert(sh *shard, pos uint32, k *key, h uint64, now uint32) *ent
 	}
 	ei := sh.free - 1
 	e := &sh.entries[ei]
-	sh.free = e.deadline
-	*e = entry{addr: k.addr, ports: k.ports}
-	sh.index[pos] = slotTag(h) | (ei + 1)
+	sh.free = e.deadline()
+	e.setKey(k)
+	e.setDeadline(0)
+	// Publish the slot last: a reader that sees it sees the key.
+	atomic.StoreUint32(&sh.index[pos], slotTag(h)|(ei+1))
 	sh.live++
 	sh.st.inserts++
 	return e
@@ -375,20 +443,20 @@ func (t *Table) evict(sh *shard, now uint32) bool {
 			sh.hand = 0
 		}
 		e := &sh.entries[i]
-		if e.state == StateNone {
+		if e.state() == StateNone {
 			continue
 		}
 		rank := 0
 		switch {
-		case expired(e.deadline, now):
+		case expired(e.deadline(), now):
 			rank = 3
-		case e.state.closing():
+		case e.state().closing():
 			rank = 2
 		case e.flags&efAssured == 0:
 			rank = 1
 		}
-		if rank > best || (rank == best && rank > 0 && before(e.deadline, bestDL)) {
-			victim, best, bestDL = i, rank, e.deadline
+		if rank > best || (rank == best && rank > 0 && before(e.deadline(), bestDL)) {
+			victim, best, bestDL = i, rank, e.deadline()
 			if rank == 3 {
 				break
 			}
@@ -407,9 +475,12 @@ func (t *Table) evict(sh *shard, now uint32) bool {
 }
 
 func (sh *shard) setState(e *entry, s State) {
-	sh.st.states[e.state]--
+	if e.state() == s {
+		return // most segments: spare the atomic store
+	}
+	sh.st.states[e.state()]--
 	sh.st.states[s]++
-	e.state = s
+	e.setState(s)
 }
 
 // Track runs one segment through the tracker and returns the verdict. It
@@ -422,7 +493,8 @@ func (t *Table) Track(s *Segment, now uint32) Verdict {
 		return Verdict{Action: Drop, Reason: ReasonInvalidFlags}
 	}
 	class := flagClass(f)
-	k, senderLo := makeKey(s)
+	var k key
+	senderLo := k.set(s)
 	h := t.h.hash(&k)
 	sh := t.shardOf(h)
 	sh.mu.Lock()
@@ -433,7 +505,7 @@ func (t *Table) Track(s *Segment, now uint32) Verdict {
 
 func (t *Table) trackLocked(sh *shard, s *Segment, k *key, h uint64, senderLo bool, class uint8, now uint32) Verdict {
 	pos, e := sh.find(k, h)
-	if e != nil && expired(e.deadline, now) {
+	if e != nil && expired(e.deadline(), now) {
 		sh.remove(t, pos)
 		sh.st.expired++
 		pos, e = sh.find(k, h)
@@ -448,7 +520,7 @@ func (t *Table) trackLocked(sh *shard, s *Segment, k *key, h uint64, senderLo bo
 	// The reply must come from the other interface: a segment that matches
 	// the flow but enters on the wrong side has a spoofed source.
 	if (s.Dir == Outbound) != ((e.flags&efOrigOutbound != 0) != (dir == 1)) {
-		return Verdict{Action: Drop, Reason: ReasonWrongDirection, State: e.state, Reply: dir == 1}
+		return Verdict{Action: Drop, Reason: ReasonWrongDirection, State: e.state(), Reply: dir == 1}
 	}
 	e.pkts[dir]++
 	v, out := t.packet(sh, e, s, dir, class, now)
@@ -481,7 +553,7 @@ func (t *Table) open(sh *shard, pos uint32, s *Segment, k *key, h uint64, sender
 	if e == nil {
 		return Verdict{Action: Drop, Reason: ReasonTableFull}
 	}
-	e.state = StateNone
+	e.setState(StateNone)
 	sh.st.states[StateNone]++
 	e.created = now
 	e.pkts[0] = 1
@@ -536,22 +608,6 @@ func synOptions(s *Segment) (flags, scale uint8) {
 	return flags, scale
 }
 
-// Lookup returns the state of the segment's flow without changing it.
-// Expired flows are reported as absent.
-func (t *Table) Lookup(s *Segment, now uint32) (State, bool) {
-	k, _ := makeKey(s)
-	h := t.h.hash(&k)
-	sh := t.shardOf(h)
-	sh.mu.Lock()
-	_, e := sh.find(&k, h)
-	st, ok := StateNone, false
-	if e != nil && !expired(e.deadline, now) {
-		st, ok = e.state, true
-	}
-	sh.mu.Unlock()
-	return st, ok
-}
-
 // Open describes a connection whose handshake a SYN proxy completed or is
 // completing: the client solved a cookie, so the table never saw its SYN.
 type Open struct {
@@ -583,13 +639,13 @@ func (t *Table) Insert(s *Segment, o Open, now uint32) Verdict {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	pos, e := sh.find(&k, h)
-	if e != nil && expired(e.deadline, now) {
+	if e != nil && expired(e.deadline(), now) {
 		sh.remove(t, pos)
 		sh.st.expired++
 		pos, e = sh.find(&k, h)
 	}
 	if e != nil {
-		return Verdict{State: e.state, SeqAdjust: e.seqAdj, Reply: senderLo != (e.flags&efOrigLo != 0)}
+		return Verdict{State: e.state(), SeqAdjust: e.seqAdj, Reply: senderLo != (e.flags&efOrigLo != 0)}
 	}
 	if e = t.insert(sh, pos, &k, h, now); e == nil {
 		return Verdict{Action: Drop, Reason: ReasonTableFull}
@@ -626,10 +682,10 @@ func (t *Table) Insert(s *Segment, o Open, now uint32) Verdict {
 		e.flags |= efSeenReply | efAssured
 		e.setLast(classACK, 0)
 	}
-	e.state = o.State
+	e.setState(o.State)
 	sh.st.states[o.State]++
-	e.deadline = now + t.tmo[o.State]
-	return Verdict{State: e.state, New: true, SeqAdjust: e.seqAdj}
+	e.setDeadline(now + t.tmo[o.State])
+	return Verdict{State: e.state(), New: true, SeqAdjust: e.seqAdj}
 }
 
 // SetSeqAdjust stores the SYN-proxy sequence offset (server ISN minus cookie
@@ -664,7 +720,7 @@ func (t *Table) Expire(now uint32, budget int) int {
 		sh.mu.Lock()
 		for i := t.gcPos; i < t.gcPos+n; i++ {
 			e := &sh.entries[i]
-			if e.state != StateNone && expired(e.deadline, now) {
+			if e.state() != StateNone && expired(e.deadline(), now) {
 				sh.remove(t, sh.posOf(t, uint32(i)))
 				sh.st.expired++
 				removed++
@@ -766,7 +822,7 @@ func (t *Table) Range(now uint32, fn func(FlowInfo) bool) {
 		sh.mu.Lock()
 		for j := range sh.entries {
 			e := &sh.entries[j]
-			if e.state != StateNone {
+			if e.state() != StateNone {
 				buf = append(buf, e.info(now))
 			}
 		}
@@ -785,7 +841,7 @@ func (e *entry) info(now uint32) FlowInfo {
 	lp, hp := uint16(e.ports>>16), uint16(e.ports)
 	fi := FlowInfo{
 		Src: lo, Dst: hi, SrcPort: lp, DstPort: hp,
-		State:     e.state,
+		State:     e.state(),
 		Age:       now - e.created,
 		Packets:   e.pkts,
 		PickedUp:  e.flags&efPickedUp != 0,
@@ -798,8 +854,8 @@ func (e *entry) info(now uint32) FlowInfo {
 	if e.flags&efOrigOutbound != 0 {
 		fi.Dir = Outbound
 	}
-	if !expired(e.deadline, now) {
-		fi.ExpiresIn = e.deadline - now
+	if !expired(e.deadline(), now) {
+		fi.ExpiresIn = e.deadline() - now
 	}
 	return fi
 }

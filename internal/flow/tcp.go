@@ -24,7 +24,7 @@ const maxAckWinConst = 66000
 // packet is tcp_packet for an existing entry: state transition, special
 // cases, window check, timeout. dir is 0 for the original direction.
 func (t *Table) packet(sh *shard, e *entry, s *Segment, dir, class uint8, now uint32) (Verdict, outcome) {
-	old := e.state
+	old := e.state()
 	ns := transitions[dir][class][old]
 	v := Verdict{State: old, Reply: dir == 1, SeqAdjust: e.seqAdj}
 	ack := s.Ack
@@ -57,8 +57,8 @@ func (t *Table) packet(sh *shard, e *entry, s *Segment, dir, class uint8, now ui
 			old, ns = StateSynSent, StateSynRecv
 			ld := e.lastDir()
 			e.td[ld] = window{end: e.lastEnd, maxend: e.lastEnd, maxwin: max(uint32(e.lastWin), 1)}
-			e.tscale[ld] = e.lastOpt & 0xf
-			e.tflags[ld] = e.lastOpt >> 4
+			e.tscale[ld] = e.lastOpt() & 0xf
+			e.tflags[ld] = e.lastOpt() >> 4
 			e.td[dir] = window{}
 			e.tflags[dir], e.tscale[dir] = 0, 0
 			break
@@ -70,7 +70,7 @@ func (t *Table) packet(sh *shard, e *entry, s *Segment, dir, class uint8, now ui
 		e.lastWin = s.Window
 		if class == classSYN && dir == 0 {
 			f, sc := synOptions(s)
-			e.lastOpt = sc | f<<4
+			e.setLastOpt(sc | f<<4)
 			if old == StateLastAck {
 				// A SYN in LAST_ACK draws an RFC 5961 challenge ACK that
 				// must not be taken as acking the last FIN.
@@ -210,7 +210,7 @@ func (t *Table) packet(sh *shard, e *entry, s *Segment, dir, class uint8, now ui
 		ns == StateEstablished {
 		e.flags |= efAssured
 	}
-	e.deadline = now + tmo
+	e.setDeadline(now + tmo)
 	return v, outKeep
 }
 
@@ -247,7 +247,7 @@ func (t *Table) inWindow(e *entry, s *Segment, dir, class uint8, ack uint32) win
 			}
 		}
 	} else if syn && after(end, sender.end) &&
-		(e.state == StateSynSent || e.state == StateSynRecv) {
+		(e.state() == StateSynSent || e.state() == StateSynRecv) {
 		// A new SYN (or SYN-ACK) with a later ISN re-initialises this
 		// direction (RFC 793: a reinitialised TCP uses larger numbers).
 		t.initSender(e, s, dir, end)
@@ -261,7 +261,7 @@ func (t *Table) inWindow(e *entry, s *Segment, dir, class uint8, ack uint32) win
 	} else if s.Flags&FlagRST != 0 && ack == 0 {
 		ack = receiver.end // stacks that send RST|ACK with ack 0
 	}
-	if s.Flags&FlagRST != 0 && seq == 0 && e.state == StateSynSent {
+	if s.Flags&FlagRST != 0 && seq == 0 && e.state() == StateSynSent {
 		seq, end = sender.end, sender.end // RST answering a SYN
 	}
 	liberal := *sf&tfLiberal != 0
