@@ -11,7 +11,9 @@ func cmdBench(ctx context.Context, args []string) error {
 	fs := newFlags("bench", "[flags]", `Builds a one-queue lab and measures delivered packets/s of 64-byte UDP frames through
 (a) plain Linux IPv4 forwarding in the gate namespace and (b) xskgate, interleaved
 a b a b ..., counting what the server's eth0 receives (kernel counters); with --all
-also xskgate with its integrity checks off and with the TCP protection stage on. Then measures
+also xskgate with its integrity checks off, with the TCP protection stage on, and the
+protection dropping an ACK flood (out-of-state segments): how many per second it drops
+and how many still reach the server. Then measures
 loss at half of each path's median rate, and TCP throughput with iperf3 through both.
 The generator (XDP live frames, BPF_PROG_RUN) is pinned to --gen-cpu; the device under
 test (Linux's forwarding NAPI thread, or xskgate's worker) to --gate-cpu.`)
@@ -36,6 +38,7 @@ test (Linux's forwarding NAPI thread, or xskgate's worker) to --gate-cpu.`)
 			{Name: "xskgate", Checks: true},
 			{Name: "xskgate-nochecks"},
 			{Name: "xskgate+protection", Checks: true, Protection: true},
+			{Name: "protection-ackflood", Checks: true, Protection: true, AckFlood: true},
 		}
 	}
 	_, err := bench.Run(ctx, o)

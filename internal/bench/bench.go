@@ -49,6 +49,9 @@ type Variant struct {
 	// For xskgate: integrity checks on, and the TCP protection stage (a
 	// fresh one per run, protecting the lab's prefix) as the inspector.
 	Checks, Protection bool
+	// AckFlood sends out-of-state TCP ACKs instead of UDP: what the
+	// protection stage drops per second, and what still gets through.
+	AckFlood bool
 }
 
 // Options tune a benchmark run.
@@ -71,6 +74,7 @@ type Result struct {
 	PPS        []float64 // delivered packets/s, one per run
 	Offered    []float64 // generated packets/s
 	EngineDrop []uint64  // xskgate's own drop count per run
+	Handled    []float64 // frames/s the gate's workers received (xskgate only)
 	LossBelow  float64   // loss at half the variant's median rate
 	RateBelow  float64
 	TCPGbps    float64
@@ -144,18 +148,26 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 			if err := ctx.Err(); err != nil {
 				return res, err
 			}
-			pps, offered, drops, err := b.measure(ctx, v, 0)
+			pps, offered, drops, handled, err := b.measureAll(ctx, v, 0)
 			if err != nil {
 				return res, fmt.Errorf("%s run %d: %w", v.Name, run+1, err)
 			}
 			res[i].PPS = append(res[i].PPS, pps)
+			res[i].Handled = append(res[i].Handled, handled)
 			res[i].Offered = append(res[i].Offered, offered)
 			res[i].EngineDrop = append(res[i].EngineDrop, drops)
-			fmt.Fprintf(o.Out, "  run %d %-18s %6.3f Mpps delivered (offered %.2f Mpps)\n", run+1, v.Name, pps/1e6, offered/1e6)
+			if v.AckFlood {
+				fmt.Fprintf(o.Out, "  run %d %-18s %6.3f Mpps handled by the gate, %.4f Mpps reached the server (offered %.2f Mpps)\n", run+1, v.Name, handled/1e6, pps/1e6, offered/1e6)
+			} else {
+				fmt.Fprintf(o.Out, "  run %d %-18s %6.3f Mpps delivered (offered %.2f Mpps)\n", run+1, v.Name, pps/1e6, offered/1e6)
+			}
 		}
 	}
 	// Below saturation: half of each path's median, where loss must be ~0.
 	for i, v := range o.Variants {
+		if v.AckFlood {
+			continue
+		}
 		rate := median(res[i].PPS) / 2
 		pps, offered, _, err := b.measure(ctx, v, rate)
 		if err != nil {
@@ -168,6 +180,9 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 	}
 	if o.TCP {
 		for i, v := range o.Variants {
+			if v.AckFlood {
+				continue
+			}
 			res[i].TCPGbps, err = b.tcp(ctx, v)
 			if err != nil {
 				res[i].TCPErr = err.Error()
@@ -274,24 +289,44 @@ func (b *bencher) gateSh(script string) error {
 
 // measure runs one window and returns delivered and offered packets/s.
 func (b *bencher) measure(ctx context.Context, v Variant, rate float64) (pps, offered float64, drops uint64, err error) {
+	pps, offered, drops, _, err = b.measureAll(ctx, v, rate)
+	return
+}
+
+// gateRx sums what the gate's workers received on outer.
+func gateRx(g *gate.Gate) (n uint64) {
+	if g == nil {
+		return 0
+	}
+	for _, w := range g.Engine.Workers() {
+		n += w.Stats[engine.Outer].RxPackets.Load()
+	}
+	return n
+}
+
+func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (pps, offered float64, drops uint64, handled float64, err error) {
 	l := b.l
 	g, teardown, err := b.setup(v)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	defer teardown()
 	unsink, err := b.sink()
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	defer unsink()
 	dst := l.ServerMAC
 	if v.Kernel {
 		dst = l.OuterMAC // the gate is a router now
 	}
-	gen, err := NewGenerator(l.ClientIndex, UDPFrame(dst, l.ClientMAC, l.ClientIP4, l.ServerIP4))
+	frame := UDPFrame(dst, l.ClientMAC, l.ClientIP4, l.ServerIP4)
+	if v.AckFlood {
+		frame = TCPAckFrame(dst, l.ClientMAC, l.ClientIP4, l.ServerIP4)
+	}
+	gen, err := NewGenerator(l.ClientIndex, frame)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	defer gen.Close()
 	stop := make(chan struct{})
@@ -316,21 +351,21 @@ func (b *bencher) measure(ctx context.Context, v Variant, rate float64) (pps, of
 		}
 	}()
 	if err := wait(b.o.Warmup); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	r0, _, err := l.LinkStats(l.ServerNS, lab.HostIfName)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
-	s0, t0 := gen.Sent(), time.Now()
+	s0, h0, t0 := gen.Sent(), gateRx(g), time.Now()
 	if err := wait(b.o.Window); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	r1, _, err := l.LinkStats(l.ServerNS, lab.HostIfName)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
-	s1, dt := gen.Sent(), time.Since(t0).Seconds()
+	s1, h1, dt := gen.Sent(), gateRx(g), time.Since(t0).Seconds()
 	if g != nil {
 		for _, w := range g.Engine.Workers() {
 			for s := range w.Stats {
@@ -340,7 +375,7 @@ func (b *bencher) measure(ctx context.Context, v Variant, rate float64) (pps, of
 			}
 		}
 	}
-	return float64(r1-r0) / dt, float64(s1-s0) / dt, drops, nil
+	return float64(r1-r0) / dt, float64(s1-s0) / dt, drops, float64(h1-h0) / dt, nil
 }
 
 // tcp runs iperf3 from client to server through the variant's path.
@@ -378,7 +413,12 @@ func (b *bencher) tcp(ctx context.Context, v Variant) (float64, error) {
 
 func report(w io.Writer, res []*Result) {
 	fmt.Fprintf(w, "\n%-18s %9s %9s %9s %12s %14s %10s\n", "path", "min Mpps", "median", "max", "engine drops", "loss @ 50%", "TCP Gbit/s")
+	var floods []*Result
 	for _, r := range res {
+		if len(r.Handled) > 0 && strings.Contains(r.Name, "ackflood") {
+			floods = append(floods, r)
+			continue
+		}
 		s := slices.Clone(r.PPS)
 		slices.Sort(s)
 		var drops uint64
@@ -399,8 +439,15 @@ func report(w io.Writer, res []*Result) {
 	}
 	if len(res) >= 2 && median(res[0].PPS) > 0 {
 		for _, r := range res[1:] {
+			if strings.Contains(r.Name, "ackflood") {
+				continue
+			}
 			fmt.Fprintf(w, "ratio %s / %s (medians): %.2f\n", r.Name, res[0].Name, median(r.PPS)/median(res[0].PPS))
 		}
+	}
+	for _, r := range floods {
+		fmt.Fprintf(w, "%s: the gate handled (and dropped) median %.3f Mpps of out-of-state ACKs (min %.3f, max %.3f); median %.4f Mpps reached the server\n",
+			r.Name, median(r.Handled)/1e6, slices.Min(r.Handled)/1e6, slices.Max(r.Handled)/1e6, median(r.PPS)/1e6)
 	}
 	// The cost of the checks and of the protection, against xskgate alone.
 	by := map[string]*Result{}

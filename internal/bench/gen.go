@@ -209,3 +209,34 @@ func fold(s uint32) uint16 {
 	}
 	return uint16(s)
 }
+
+// TCPAckFrame builds a 60-byte Ethernet/IPv4/TCP ACK with valid checksums:
+// an out-of-state segment (no flow), the shape of an ACK flood.
+func TCPAckFrame(dst, src net.HardwareAddr, sip, dip netip.Addr) []byte {
+	f := make([]byte, 60)
+	copy(f[0:], dst)
+	copy(f[6:], src)
+	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	ip := f[14:34]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], 40)
+	ip[8] = 64
+	ip[9] = unix.IPPROTO_TCP
+	s, d := sip.As4(), dip.As4()
+	copy(ip[12:], s[:])
+	copy(ip[16:], d[:])
+	binary.BigEndian.PutUint16(ip[10:], ^fold(sum16(ip, 0)))
+	tcp := f[34:54]
+	binary.BigEndian.PutUint16(tcp[0:], 40000)
+	binary.BigEndian.PutUint16(tcp[2:], 80)
+	binary.BigEndian.PutUint32(tcp[4:], 0x12345678)
+	binary.BigEndian.PutUint32(tcp[8:], 0x9abcdef0)
+	tcp[12] = 5 << 4
+	tcp[13] = 0x10 // ACK
+	binary.BigEndian.PutUint16(tcp[14:], 512)
+	ph := sum16(s[:], 0)
+	ph = sum16(d[:], ph)
+	ph += unix.IPPROTO_TCP + 20
+	binary.BigEndian.PutUint16(tcp[16:], ^fold(sum16(tcp, ph)))
+	return f
+}
