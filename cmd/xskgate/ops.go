@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -80,26 +79,26 @@ func cmdFlows(ctx context.Context, args []string) error {
 	if err := control.Call(ctx, *path, "flows", q, &flows); err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	b, _ := json.Marshal(flows)
-	var rows []map[string]any
-	json.Unmarshal(b, &rows)
-	if len(rows) == 0 {
+	if len(flows) == 0 {
 		fmt.Println("no flows")
 		return nil
 	}
-	var keys []string
-	for k := range rows[0] {
-		keys = append(keys, k)
-	}
-	sortStrings(keys)
-	fmt.Fprintln(tw, strings.Join(keys, "\t"))
-	for _, r := range rows {
-		var vals []string
-		for _, k := range keys {
-			vals = append(vals, fmt.Sprint(r[k]))
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ORIGINAL\tREPLY\tFROM\tSTATE\tAGE\tEXPIRES\tPKTS ORIG/REPLY\tFLAGS")
+	for _, f := range flows {
+		var flags []string
+		if f.Assured {
+			flags = append(flags, "assured")
 		}
-		fmt.Fprintln(tw, strings.Join(vals, "\t"))
+		if f.PickedUp {
+			flags = append(flags, "picked-up")
+		}
+		if f.SeqAdjust != 0 {
+			flags = append(flags, "syn-proxied")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\t%ds\t%d/%d\t%s\n",
+			netip.AddrPortFrom(f.Src, f.SrcPort), netip.AddrPortFrom(f.Dst, f.DstPort), f.Dir, f.State,
+			f.Age, f.ExpiresIn, f.Packets[0], f.Packets[1], strings.Join(flags, ","))
 	}
 	return tw.Flush()
 }

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xskgate/xskgate/internal/lab"
+	"github.com/xskgate/xskgate/internal/traffic"
+)
+
+const protectedConf = `protection:
+  enabled: true
+  prefixes: [198.18.0.0/24, "2001:2::/64"]
+  rules:
+    - scope: 198.18.0.0/24
+      mode: %MODE%
+      syn_flood: {rate: 5000, action: challenge}
+`
+
+// TestReloadUnderTraffic: the daemon runs with the TCP protection in
+// mitigate mode; while verified connections run, the config flips between
+// mitigate and monitor and is reloaded with SIGHUP and with `xskgate
+// reload`. No connection may fail (no flow lost), `xskgate flows` lists the
+// live connections, and every reload is logged.
+func TestReloadUnderTraffic(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: run the tests as root")
+	}
+	l := lab.ForTest(t, lab.Config{Queues: 2})
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "ctl.sock")
+	conf := filepath.Join(dir, "xskgate.yaml")
+	write := func(mode string) {
+		os.WriteFile(conf, []byte(strings.ReplaceAll(protectedConf, "%MODE%", mode)+"metrics:\n  listen: \"\"\ncontrol:\n  socket: "+sock+"\n"), 0o600)
+	}
+	write("mitigate")
+	d := exec.Command("ip", "netns", "exec", l.GateNS, bin, "run", "--config", conf, "--outer", "outer", "--inner", "inner")
+	stderr, _ := d.StderrPipe()
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Process.Kill(); d.Wait() })
+	lines := make(chan string, 10000)
+	go func() {
+		buf := make([]byte, 64<<10)
+		var rest string
+		for {
+			n, err := stderr.Read(buf)
+			rest += string(buf[:n])
+			for i := strings.IndexByte(rest, '\n'); i >= 0; i = strings.IndexByte(rest, '\n') {
+				select {
+				case lines <- rest[:i]:
+				default:
+				}
+				rest = rest[i+1:]
+			}
+			if err != nil {
+				close(lines)
+				return
+			}
+		}
+	}()
+	waitFor(t, lines, "msg=running")
+
+	var srv *traffic.Server
+	if err := l.Do(l.ServerNS, func() error {
+		ln, err := net.Listen("tcp4", netip.AddrPortFrom(l.ServerIP4, 5201).String())
+		srv = traffic.Serve(ln)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	// Long connections that live across every reload.
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := uint64(0); i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var c net.Conn
+			if err := l.Do(l.ClientNS, func() error {
+				var err error
+				c, err = net.DialTimeout("tcp4", netip.AddrPortFrom(l.ServerIP4, 5201).String(), 5*time.Second)
+				return err
+			}); err != nil {
+				errs <- err
+				return
+			}
+			if res := traffic.Exchange(ctx, c, i, 48<<20, 48<<20); res.Err != nil {
+				errs <- res.Err
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	out, err := exec.Command(bin, "flows", "--control", sock, "--state", "established").CombinedOutput()
+	if err != nil || strings.Count(string(out), "198.18.0.2:5201") < 4 || !strings.Contains(string(out), "established") {
+		t.Errorf("flows: %v\n%s", err, out)
+	}
+	t.Logf("xskgate flows:\n%s", out)
+	for k, mode := range []string{"monitor", "mitigate", "monitor", "mitigate"} {
+		write(mode)
+		if k%2 == 0 {
+			d.Process.Signal(syscall.SIGHUP)
+		} else if out, err := exec.Command(bin, "reload", "--control", sock).CombinedOutput(); err != nil {
+			t.Fatalf("reload: %v %s", err, out)
+		}
+		waitFor(t, lines, "configuration reloaded")
+		time.Sleep(200 * time.Millisecond)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("a connection failed across the reloads: %v", err)
+	}
+	d.Process.Signal(syscall.SIGTERM)
+	waitFor(t, lines, "msg=stopped")
+	d.Wait()
+}
