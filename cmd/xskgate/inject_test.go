@@ -31,37 +31,7 @@ func TestInjectedBugCaught(t *testing.T) {
 	sock := filepath.Join(dir, "ctl.sock")
 	conf := filepath.Join(dir, "xskgate.yaml")
 	os.WriteFile(conf, []byte("integrity:\n  dump_dir: "+dumps+"\nmetrics:\n  listen: \"\"\ncontrol:\n  socket: "+sock+"\n"), 0o600)
-	d := exec.Command("ip", "netns", "exec", l.GateNS, bin, "run", "--config", conf, "--outer", "outer", "--inner", "inner", "--inject", "0.05")
-	stderr, _ := d.StderrPipe()
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Process.Kill(); d.Wait() })
-	lines := make(chan string, 1000)
-	go func() {
-		buf := make([]byte, 64<<10)
-		var rest string
-		for {
-			n, err := stderr.Read(buf)
-			rest += string(buf[:n])
-			for {
-				i := strings.IndexByte(rest, '\n')
-				if i < 0 {
-					break
-				}
-				select {
-				case lines <- rest[:i]:
-				default:
-				}
-				rest = rest[i+1:]
-			}
-			if err != nil {
-				close(lines)
-				return
-			}
-		}
-	}()
-	waitFor(t, lines, "msg=running")
+	d, lines := startDaemon(t, l, "--config", conf, "--inject", "0.05")
 
 	var srv *traffic.Server
 	if err := l.Do(l.ServerNS, func() error {

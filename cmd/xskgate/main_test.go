@@ -78,27 +78,9 @@ func TestDaemonLifecycle(t *testing.T) {
 	}
 	l := lab.ForTest(t, lab.Config{Queues: 2})
 	sock := filepath.Join(t.TempDir(), "ctl.sock")
-	start := func(extra ...string) *exec.Cmd {
-		args := append([]string{"netns", "exec", l.GateNS, bin, "run", "--outer", "outer", "--inner", "inner", "--control", sock, "--metrics", ""}, extra...)
-		return exec.Command("ip", args...)
-	}
-	d := start()
-	stderr, _ := d.StderrPipe()
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Process.Kill(); d.Wait() })
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	waitFor(t, lines, "msg=running")
+	d, lines := startDaemon(t, l, "--control", sock, "--metrics", "")
 
-	out, err := start().CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", l.GateNS, bin, "run", "--outer", "outer", "--inner", "inner", "--control", sock, "--metrics", "").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "another xskgate is running") {
 		t.Fatalf("second daemon: %v %q", err, out)
 	}
@@ -179,6 +161,35 @@ func TestDaemonLifecycle(t *testing.T) {
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("control socket left behind: %v", err)
 	}
+}
+
+// startDaemon runs `xskgate run` in the lab's gate namespace with args and
+// streams its log lines; the process is killed at cleanup if still alive.
+func startDaemon(t *testing.T, l *lab.Lab, args ...string) (*exec.Cmd, <-chan string) {
+	t.Helper()
+	d := exec.Command("ip", append([]string{"netns", "exec", l.GateNS, bin, "run", "--outer", "outer", "--inner", "inner"}, args...)...)
+	stderr, err := d.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Process.Kill(); d.Wait() })
+	lines := make(chan string, 10000)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default: // a test that stopped reading must not block the daemon
+			}
+		}
+	}()
+	waitFor(t, lines, "msg=running")
+	return d, lines
 }
 
 func waitFor(t *testing.T, lines <-chan string, substr string) string {

@@ -43,33 +43,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 		os.WriteFile(conf, []byte(strings.ReplaceAll(protectedConf, "%MODE%", mode)+"metrics:\n  listen: \"\"\ncontrol:\n  socket: "+sock+"\n"), 0o600)
 	}
 	write("mitigate")
-	d := exec.Command("ip", "netns", "exec", l.GateNS, bin, "run", "--config", conf, "--outer", "outer", "--inner", "inner")
-	stderr, _ := d.StderrPipe()
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Process.Kill(); d.Wait() })
-	lines := make(chan string, 10000)
-	go func() {
-		buf := make([]byte, 64<<10)
-		var rest string
-		for {
-			n, err := stderr.Read(buf)
-			rest += string(buf[:n])
-			for i := strings.IndexByte(rest, '\n'); i >= 0; i = strings.IndexByte(rest, '\n') {
-				select {
-				case lines <- rest[:i]:
-				default:
-				}
-				rest = rest[i+1:]
-			}
-			if err != nil {
-				close(lines)
-				return
-			}
-		}
-	}()
-	waitFor(t, lines, "msg=running")
+	d, lines := startDaemon(t, l, "--config", conf)
 
 	var srv *traffic.Server
 	if err := l.Do(l.ServerNS, func() error {

@@ -166,30 +166,51 @@ func (g *Generator) Run(cpu int, rate float64, stop <-chan struct{}) error {
 // Close unloads the program.
 func (g *Generator) Close() error { return errors.Join(g.prog.Close(), g.state.Close()) }
 
-// UDPFrame builds a 60-byte Ethernet/IPv4/UDP frame (64 on the wire with
-// the FCS) with valid checksums, to the discard port.
-func UDPFrame(dst, src net.HardwareAddr, sip, dip netip.Addr) []byte {
-	f := make([]byte, 60)
+// ipv4Frame builds a 60-byte Ethernet/IPv4 frame carrying an l4Len-byte
+// transport header of protocol proto, with a valid IP checksum. It returns
+// the frame, the transport header, and the pseudo-header sum its checksum
+// starts from.
+func ipv4Frame(dst, src net.HardwareAddr, sip, dip netip.Addr, proto uint8, l4Len int) (f, l4 []byte, pseudo uint32) {
+	f = make([]byte, 60)
 	copy(f[0:], dst)
 	copy(f[6:], src)
 	binary.BigEndian.PutUint16(f[12:], 0x0800)
 	ip := f[14:34]
 	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:], 46)
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+l4Len))
 	ip[8] = 64
-	ip[9] = unix.IPPROTO_UDP
+	ip[9] = proto
 	s, d := sip.As4(), dip.As4()
 	copy(ip[12:], s[:])
 	copy(ip[16:], d[:])
 	binary.BigEndian.PutUint16(ip[10:], ^fold(sum16(ip, 0)))
-	udp := f[34:]
+	pseudo = sum16(d[:], sum16(s[:], 0)) + uint32(proto) + uint32(l4Len)
+	return f, f[34 : 34+l4Len], pseudo
+}
+
+// UDPFrame builds a 60-byte Ethernet/IPv4/UDP frame (64 on the wire with
+// the FCS) with valid checksums, to the discard port.
+func UDPFrame(dst, src net.HardwareAddr, sip, dip netip.Addr) []byte {
+	f, udp, ph := ipv4Frame(dst, src, sip, dip, unix.IPPROTO_UDP, 26)
 	binary.BigEndian.PutUint16(udp[0:], 9)
 	binary.BigEndian.PutUint16(udp[2:], 9)
 	binary.BigEndian.PutUint16(udp[4:], 26)
-	ph := sum16(s[:], 0)
-	ph = sum16(d[:], ph)
-	ph += unix.IPPROTO_UDP + 26
 	binary.BigEndian.PutUint16(udp[6:], ^fold(sum16(udp, ph)))
+	return f
+}
+
+// TCPAckFrame builds a 60-byte Ethernet/IPv4/TCP ACK with valid checksums:
+// an out-of-state segment (no flow), the shape of an ACK flood.
+func TCPAckFrame(dst, src net.HardwareAddr, sip, dip netip.Addr) []byte {
+	f, tcp, ph := ipv4Frame(dst, src, sip, dip, unix.IPPROTO_TCP, 20)
+	binary.BigEndian.PutUint16(tcp[0:], 40000)
+	binary.BigEndian.PutUint16(tcp[2:], 80)
+	binary.BigEndian.PutUint32(tcp[4:], 0x12345678)
+	binary.BigEndian.PutUint32(tcp[8:], 0x9abcdef0)
+	tcp[12] = 5 << 4
+	tcp[13] = 0x10 // ACK
+	binary.BigEndian.PutUint16(tcp[14:], 512)
+	binary.BigEndian.PutUint16(tcp[16:], ^fold(sum16(tcp, ph)))
 	return f
 }
 
@@ -208,35 +229,4 @@ func fold(s uint32) uint16 {
 		s = s&0xffff + s>>16
 	}
 	return uint16(s)
-}
-
-// TCPAckFrame builds a 60-byte Ethernet/IPv4/TCP ACK with valid checksums:
-// an out-of-state segment (no flow), the shape of an ACK flood.
-func TCPAckFrame(dst, src net.HardwareAddr, sip, dip netip.Addr) []byte {
-	f := make([]byte, 60)
-	copy(f[0:], dst)
-	copy(f[6:], src)
-	binary.BigEndian.PutUint16(f[12:], 0x0800)
-	ip := f[14:34]
-	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:], 40)
-	ip[8] = 64
-	ip[9] = unix.IPPROTO_TCP
-	s, d := sip.As4(), dip.As4()
-	copy(ip[12:], s[:])
-	copy(ip[16:], d[:])
-	binary.BigEndian.PutUint16(ip[10:], ^fold(sum16(ip, 0)))
-	tcp := f[34:54]
-	binary.BigEndian.PutUint16(tcp[0:], 40000)
-	binary.BigEndian.PutUint16(tcp[2:], 80)
-	binary.BigEndian.PutUint32(tcp[4:], 0x12345678)
-	binary.BigEndian.PutUint32(tcp[8:], 0x9abcdef0)
-	tcp[12] = 5 << 4
-	tcp[13] = 0x10 // ACK
-	binary.BigEndian.PutUint16(tcp[14:], 512)
-	ph := sum16(s[:], 0)
-	ph = sum16(d[:], ph)
-	ph += unix.IPPROTO_TCP + 20
-	binary.BigEndian.PutUint16(tcp[16:], ^fold(sum16(tcp, ph)))
-	return f
 }
