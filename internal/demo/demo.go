@@ -170,7 +170,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		var err error
 		g, err = gate.Open(gate.Config{
 			Outer: lab.OuterName, Inner: lab.InnerName, Queues: o.Queues,
-			Umem:    xsk.UmemConfig{NumFrames: 8192},
+			Umem:    xsk.UmemConfig{NumFrames: 16384},
 			XDPMode: o.XDPMode, Logger: o.Logger,
 			Engine:    engine.Config{Inspector: o.Inspector, InjectFillWhileTx: o.InjectFillWhileTx},
 			Integrity: ic,

@@ -18,7 +18,7 @@ import (
 // Config tunes the engine. Zero values take the defaults.
 type Config struct {
 	Batch      int    // descriptors per ring operation (default 64)
-	FillTarget uint32 // frames kept posted on each FILL ring (default: half the worker's share, at most the ring size)
+	FillTarget uint32 // frames kept posted on each FILL ring (default: a quarter of the worker's share, at most the ring size)
 	Inspector  Inspector
 	// NewChecker, when set, gives each worker its integrity checker.
 	NewChecker func(worker int, outer, inner Port) Checker
@@ -219,7 +219,10 @@ func newWorker(e *Engine, id int, p Pair, first, n uint32) (*Worker, error) {
 	}
 	w.target = int(e.cfg.FillTarget)
 	if w.target == 0 {
-		w.target = int(n) / 2
+		// Post half the share to the two FILL rings and keep half free:
+		// frames spend time on TX and COMPLETION, and a burst arriving
+		// while many are in flight must still find FILL stocked.
+		w.target = int(n) / 4
 	}
 	for s := range w.ports {
 		w.target = min(w.target, int(w.ports[s].fill.Size()))
