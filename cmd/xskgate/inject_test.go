@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,24 +31,12 @@ func TestInjectedBugCaught(t *testing.T) {
 	os.WriteFile(conf, []byte("integrity:\n  dump_dir: "+dumps+"\nmetrics:\n  listen: \"\"\ncontrol:\n  socket: "+sock+"\n"), 0o600)
 	d, lines := startDaemon(t, l, "--config", conf, "--inject", "0.05")
 
-	var srv *traffic.Server
-	if err := l.Do(l.ServerNS, func() error {
-		ln, err := net.Listen("tcp4", netip.AddrPortFrom(l.ServerIP4, 5201).String())
-		srv = traffic.Serve(ln)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	serveTraffic(t, l)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	for i := uint64(0); i < 4; i++ {
-		var c net.Conn
-		if err := l.Do(l.ClientNS, func() error {
-			var err error
-			c, err = net.DialTimeout("tcp4", netip.AddrPortFrom(l.ServerIP4, 5201).String(), 5*time.Second)
-			return err
-		}); err != nil {
+		c, err := dialServer(ctx, l)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if res := traffic.Exchange(ctx, c, i, 4<<20, 4<<20); res.Err != nil {

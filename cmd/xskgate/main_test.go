@@ -85,28 +85,15 @@ func TestDaemonLifecycle(t *testing.T) {
 		t.Fatalf("second daemon: %v %q", err, out)
 	}
 
-	var srv *traffic.Server
-	err = l.Do(l.ServerNS, func() error {
-		ln, err := net.Listen("tcp4", netip.AddrPortFrom(l.ServerIP4, 5201).String())
-		srv = traffic.Serve(ln)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	serveTraffic(t, l)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	// Load: connections that run past the signal.
 	for i := 0; i < 4; i++ {
 		go func() {
 			for seed := uint64(i); ctx.Err() == nil; seed += 4 {
-				var c net.Conn
-				if l.Do(l.ClientNS, func() error {
-					var err error
-					c, err = (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp4", netip.AddrPortFrom(l.ServerIP4, 5201).String())
-					return err
-				}) != nil {
+				c, err := dialServer(ctx, l)
+				if err != nil {
 					continue
 				}
 				traffic.Exchange(ctx, c, seed, 8<<20, 8<<20)
@@ -190,6 +177,35 @@ func startDaemon(t *testing.T, l *lab.Lab, args ...string) (*exec.Cmd, <-chan st
 	}()
 	waitFor(t, lines, "msg=running")
 	return d, lines
+}
+
+// serveTraffic runs a verifying traffic server on the lab server's IPv4
+// address, port 5201, until the test ends.
+func serveTraffic(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	var srv *traffic.Server
+	if err := l.Do(l.ServerNS, func() error {
+		ln, err := net.Listen("tcp4", netip.AddrPortFrom(l.ServerIP4, 5201).String())
+		if err != nil {
+			return err
+		}
+		srv = traffic.Serve(ln)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+}
+
+// dialServer connects from the client namespace to serveTraffic's server.
+func dialServer(ctx context.Context, l *lab.Lab) (net.Conn, error) {
+	var c net.Conn
+	err := l.Do(l.ClientNS, func() error {
+		var err error
+		c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp4", netip.AddrPortFrom(l.ServerIP4, 5201).String())
+		return err
+	})
+	return c, err
 }
 
 func waitFor(t *testing.T, lines <-chan string, substr string) string {

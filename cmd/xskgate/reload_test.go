@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,15 +43,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 	write("mitigate")
 	d, lines := startDaemon(t, l, "--config", conf)
 
-	var srv *traffic.Server
-	if err := l.Do(l.ServerNS, func() error {
-		ln, err := net.Listen("tcp4", netip.AddrPortFrom(l.ServerIP4, 5201).String())
-		srv = traffic.Serve(ln)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	serveTraffic(t, l)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	// Long connections that live across every reload.
@@ -63,12 +53,8 @@ func TestReloadUnderTraffic(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var c net.Conn
-			if err := l.Do(l.ClientNS, func() error {
-				var err error
-				c, err = net.DialTimeout("tcp4", netip.AddrPortFrom(l.ServerIP4, 5201).String(), 5*time.Second)
-				return err
-			}); err != nil {
+			c, err := dialServer(ctx, l)
+			if err != nil {
 				errs <- err
 				return
 			}
