@@ -9,25 +9,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/packet"
 	"github.com/xskgate/xskgate/internal/xsk"
 )
 
-// socket is what an engine needs of an AF_XDP socket; the model must serve
-// it exactly like *xsk.Socket.
-type socket interface {
-	Rings() (fill *xsk.FillRing, comp *xsk.CompRing, rx *xsk.RxRing, tx *xsk.TxRing)
-	Kick() unix.Errno
-	Stats() (xsk.Statistics, error)
-	Ifname() string
-	Queue() int
-	TxBatch() uint32
-}
-
-var (
-	_ socket = (*xsk.Socket)(nil)
-	_ socket = (*Port)(nil)
-)
+// The model must serve the engine exactly as *xsk.Socket does (engine
+// asserts that side in port.go).
+var _ engine.Port = (*Port)(nil)
 
 const testFS = 2048
 
