@@ -237,6 +237,10 @@ func newWorker(e *Engine, id int, p Pair, first, n uint32) (*Worker, error) {
 	return w, nil
 }
 
+// owns reports whether the chunk at base is in the worker's share: only
+// those may go back to its free list.
+func (w *Worker) owns(base uint64) bool { return base >= w.lo && base < w.hi }
+
 // Accounting returns the worker's frame accounting as of its last iteration.
 func (w *Worker) Accounting() Accounting { return w.acct.load() }
 
@@ -372,12 +376,12 @@ func (w *Worker) complete(p *port) (int, error) {
 	umem := w.e.umem
 	for i, a := range addrs {
 		base, _ := umem.Chunk(a)
-		if nbad > 0 && disp[i] == Free && base >= w.lo && base < w.hi {
+		if nbad > 0 && disp[i] == Free && w.owns(base) {
 			w.free = append(w.free, base)
 			p.stats.Drops[DropViolation].Add(1)
 			continue
 		}
-		if nbad > 0 && disp[i] != Keep || base < w.lo || base >= w.hi {
+		if nbad > 0 && disp[i] != Keep || !w.owns(base) {
 			// Not a frame this worker sent, or one the checker distrusts:
 			// it may be live elsewhere, so it never goes back to FILL.
 			w.quar++
@@ -444,7 +448,7 @@ func (w *Worker) receive(p *port) (int, error) {
 	for i, d := range descs {
 		if nbad > 0 && disp[i] != Keep {
 			p.stats.Drops[DropViolation].Add(1)
-			if base, _ := umem.Chunk(d.Addr); disp[i] == Free && base >= w.lo && base < w.hi {
+			if base, _ := umem.Chunk(d.Addr); disp[i] == Free && w.owns(base) {
 				w.free = append(w.free, base)
 			} else {
 				w.quar++
@@ -452,7 +456,7 @@ func (w *Worker) receive(p *port) (int, error) {
 			continue
 		}
 		base, _ := umem.Chunk(d.Addr)
-		if umem.Frame(d.Addr, d.Len) == nil || d.Len == 0 || base < w.lo || base >= w.hi {
+		if umem.Frame(d.Addr, d.Len) == nil || d.Len == 0 || !w.owns(base) {
 			// The kernel consumed a FILL entry for this slot but the
 			// descriptor does not name a frame of ours: withhold the loss.
 			w.quar++
