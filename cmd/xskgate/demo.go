@@ -20,6 +20,7 @@ Ctrl-C stops early and still cleans up.`)
 	fs.Int64Var(&o.Size, "size", 4<<20, "bytes each way per connection")
 	fs.IntVar(&o.Queues, "queues", 2, "queues per veth end (one worker per queue)")
 	mode := fs.String("xdp-mode", "native", "XDP attach mode: native or generic")
+	carrier := fs.String("carrier", "auto", "how the XDP program hands the frame length to user space: auto, meta, head or none")
 	fs.StringVar(&o.Prefix, "prefix", "", "lab name prefix (default random)")
 	verbose := fs.Bool("v", false, "log the daemon's lines to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -33,6 +34,9 @@ Ctrl-C stops early and still cleans up.`)
 		return err
 	}
 	o.XDPMode = m
+	if o.Carrier, err = xdpprog.ParseCarrier(*carrier); err != nil {
+		return err
+	}
 	if *verbose {
 		o.Logger = logger("info", false)
 	}

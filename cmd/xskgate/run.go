@@ -29,6 +29,7 @@ type runFlags struct {
 	fs                         *flag.FlagSet
 	config, outer, inner       string
 	xdpMode, bindMode, cpus    string
+	carrier                    string
 	metrics, control, logLevel string
 	queues, frames, frameSize  int
 	rx, tx, txBudget, batch    int
@@ -49,6 +50,7 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 	fs.StringVar(&f.inner, "inner", "", "inner (protected side) interface")
 	fs.IntVar(&f.queues, "queues", -1, "queue pairs to serve, one worker each (0 = all)")
 	fs.StringVar(&f.xdpMode, "xdp-mode", "", "XDP attach mode: native or generic")
+	fs.StringVar(&f.carrier, "carrier", "", "how the XDP program hands the frame length to user space: auto, meta, head or none (default auto)")
 	fs.StringVar(&f.bindMode, "bind-mode", "", "AF_XDP bind mode: auto, copy or zerocopy")
 	fs.IntVar(&f.frames, "frames", 0, "UMEM frames")
 	fs.IntVar(&f.frameSize, "frame-size", 0, "UMEM frame size (2048 or 4096)")
@@ -106,7 +108,7 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 	if err != nil {
 		return err
 	}
-	col := metrics.NewCollector(metrics.FromEngine(g.Engine))
+	col := metrics.NewCollector(metrics.FromGate(g))
 	// Order matters: scrapes read ring memory, so the collector closes
 	// before the gate unmaps it.
 	defer func() {
@@ -137,7 +139,7 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 		log.Info("configuration reloaded", "file", f.config)
 		return nil
 	}
-	ctl.Handle("stats", func(context.Context, json.RawMessage) (any, error) { return g.Stats(), nil })
+	ctl.Handle("stats", func(context.Context, json.RawMessage) (any, error) { return g.Snapshot(), nil })
 	ctl.Handle("reload", func(context.Context, json.RawMessage) (any, error) { return "reloaded", reload() })
 	ctl.Handle("dump", func(_ context.Context, args json.RawMessage) (any, error) {
 		return g.Checks.DumpNow("requested over the control socket")
@@ -270,6 +272,9 @@ func (f *runFlags) load() (config.Config, error) {
 	}
 	if set["queues"] {
 		cfg.Queues = f.queues
+	}
+	if set["carrier"] {
+		cfg.XDPCarrier = f.carrier
 	}
 	if set["xdp-mode"] {
 		cfg.XDPMode = f.xdpMode

@@ -17,12 +17,17 @@ func cmdStats(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var ws []gate.WorkerSnapshot
-	if err := control.Call(ctx, *path, "stats", nil, &ws); err != nil {
+	var snap gate.Snapshot
+	if err := control.Call(ctx, *path, "stats", nil, &snap); err != nil {
 		return err
 	}
+	ws := snap.Workers
+	fmt.Printf("xdp record carrier: %s (%s)\n", snap.Carrier, snap.CarrierWhy)
+	for _, p := range snap.Programs {
+		fmt.Printf("xdp program on %s: meta_refused %d, no_headroom %d\n", p.Iface, p.MetaRefused, p.NoHeadroom)
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "worker\tiface\tqueue\trx pkts\trx bytes\ttx pkts\tforward\tbounce\tdrop\tdrops(other)\tEAGAIN\tEBUSY\trx_dropped\tfill_empty\t")
+	fmt.Fprintln(tw, "worker\tiface\tqueue\trx pkts\trx bytes\ttx pkts\tforward\tbounce\tdrop\tdrops(other)\tEAGAIN\tEBUSY\trx_dropped\tfill_empty\tmeta_fallback\t")
 	for _, w := range ws {
 		for _, p := range w.Ports {
 			other := uint64(0)
@@ -31,9 +36,9 @@ func cmdStats(ctx context.Context, args []string) error {
 					other += n
 				}
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", w.Worker, p.Iface, p.Queue,
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", w.Worker, p.Iface, p.Queue,
 				p.RxPackets, p.RxBytes, p.TxPackets, p.Verdicts["forward"], p.Verdicts["bounce"], p.Verdicts["drop"],
-				other, p.KickAgain, p.KickBusy, p.XDP.RxDropped, p.XDP.RxFillRingEmptyDescs)
+				other, p.KickAgain, p.KickBusy, p.XDP.RxDropped, p.XDP.RxFillRingEmptyDescs, p.MetaFallback)
 		}
 	}
 	tw.Flush()

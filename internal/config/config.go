@@ -24,6 +24,7 @@ type Config struct {
 	Inner      string          `yaml:"inner"`       // protected-side interface
 	Queues     int             `yaml:"queues"`      // queue pairs to serve; 0: all queues the interfaces have
 	XDPMode    string          `yaml:"xdp_mode"`    // native | generic
+	XDPCarrier string          `yaml:"xdp_carrier"` // auto | meta | head | none: how the XDP program hands the frame length to user space
 	BindMode   string          `yaml:"bind_mode"`   // auto | copy | zerocopy
 	NeedWakeup bool            `yaml:"need_wakeup"` // true
 	UMEM       UMEMConfig      `yaml:"umem"`
@@ -95,6 +96,7 @@ type IntegrityConfig struct {
 func Default() Config {
 	return Config{
 		XDPMode:    "native",
+		XDPCarrier: "auto",
 		BindMode:   "auto",
 		NeedWakeup: true,
 		UMEM:       UMEMConfig{FrameSize: 4096, Frames: 8192},
@@ -170,6 +172,9 @@ func (c Config) problems() []*Error {
 	}
 	if _, err := xdpprog.ParseMode(c.XDPMode); err != nil {
 		bad("xdp_mode", "%q is not an XDP mode: use native or generic", c.XDPMode)
+	}
+	if _, err := xdpprog.ParseCarrier(c.XDPCarrier); err != nil {
+		bad("xdp_carrier", "%q is not a record carrier: use auto, meta, head or none", c.XDPCarrier)
 	}
 	if _, err := xsk.ParseMode(c.BindMode); err != nil {
 		bad("bind_mode", "%q is not a bind mode: use auto, copy or zerocopy", c.BindMode)
@@ -325,6 +330,7 @@ func (c Config) Umem() xsk.UmemConfig {
 // validated Config; an invalid XDP mode maps to native.
 func (c Config) Gate() gate.Config {
 	xm, _ := xdpprog.ParseMode(c.XDPMode)
+	xc, _ := xdpprog.ParseCarrier(c.XDPCarrier)
 	return gate.Config{
 		Outer:    c.Outer,
 		Inner:    c.Inner,
@@ -334,6 +340,7 @@ func (c Config) Gate() gate.Config {
 		TxSize:   c.Rings.TX,
 		TxBudget: c.Rings.TxBudget,
 		XDPMode:  xm,
+		Carrier:  xc,
 		Engine: engine.Config{
 			Batch: c.Engine.Batch,
 			CPUs:  append([]int(nil), c.Engine.CPUs...),

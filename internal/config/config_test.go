@@ -60,6 +60,7 @@ const full = `outer: ens1f0
 inner: ens1f1
 queues: 2
 xdp_mode: generic
+xdp_carrier: head
 bind_mode: copy
 need_wakeup: false
 umem:
@@ -109,7 +110,7 @@ func TestFullRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		Outer: "ens1f0", Inner: "ens1f1", Queues: 2, XDPMode: "generic", BindMode: "copy", NeedWakeup: false,
+		Outer: "ens1f0", Inner: "ens1f1", Queues: 2, XDPMode: "generic", XDPCarrier: "head", BindMode: "copy", NeedWakeup: false,
 		UMEM:      UMEMConfig{FrameSize: 2048, Frames: 16384, Headroom: 64},
 		Rings:     RingsConfig{Fill: 4096, Completion: 1024, RX: 512, TX: 256, TxBudget: 128},
 		Engine:    EngineConfig{Batch: 32, CPUs: []int{0}},
@@ -200,6 +201,8 @@ func TestBadFiles(t *testing.T) {
 			`c.yaml:1: drain: -1s is negative`},
 		{"bad xdp mode", "\nxdp_mode: fast\n",
 			`c.yaml:2: xdp_mode: "fast" is not an XDP mode: use native or generic`},
+		{"bad carrier", "\nxdp_carrier: tail\n",
+			`c.yaml:2: xdp_carrier: "tail" is not a record carrier: use auto, meta, head or none`},
 		{"bad bind mode", "bind_mode: turbo\n",
 			`c.yaml:1: bind_mode: "turbo" is not a bind mode: use auto, copy or zerocopy`},
 		{"cpus out of range", "engine:\n  cpus:\n    - 0\n    - 100000\n",
@@ -281,9 +284,9 @@ func TestGate(t *testing.T) {
 		Umem: xsk.UmemConfig{FrameSize: 2048, NumFrames: 16384, Headroom: 64,
 			FillSize: 4096, CompSize: 1024, Mode: xsk.ModeCopy, NoNeedWakeup: true},
 		RxSize: 512, TxSize: 256, TxBudget: 128,
-		XDPMode: xdpprog.ModeGeneric,
-		Engine:  engine.Config{Batch: 32, CPUs: []int{0}},
-		Drain:   250 * time.Millisecond,
+		XDPMode: xdpprog.ModeGeneric, Carrier: xdpprog.CarrierHead,
+		Engine: engine.Config{Batch: 32, CPUs: []int{0}},
+		Drain:  250 * time.Millisecond,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Gate()\n got %+v\nwant %+v", got, want)

@@ -36,8 +36,9 @@ type Options struct {
 	Size     int64         // bytes each way per connection (default 4 MiB)
 	Queues   int           // queues per interface (default 2)
 	XDPMode  xdpprog.Mode
-	Prefix   string // lab prefix (default random)
-	Progress bool   // live progress line
+	Carrier  xdpprog.Carrier // how the XDP program hands over its record (default auto)
+	Prefix   string          // lab prefix (default random)
+	Progress bool            // live progress line
 	Out      io.Writer
 	Logger   *slog.Logger
 	// Inspector, when set, replaces the TCP protection stage.
@@ -171,7 +172,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		g, err = gate.Open(gate.Config{
 			Outer: lab.OuterName, Inner: lab.InnerName, Queues: o.Queues,
 			Umem:    xsk.UmemConfig{NumFrames: 16384},
-			XDPMode: o.XDPMode, Logger: o.Logger,
+			XDPMode: o.XDPMode, Carrier: o.Carrier, Logger: o.Logger,
 			Engine:    engine.Config{Inspector: o.Inspector, InjectFillWhileTx: o.InjectFillWhileTx},
 			Integrity: ic,
 		})
@@ -227,6 +228,8 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}()
 	fmt.Fprintf(out, "gate: xskgate forwarding outer <-> inner on %d queues (AF_XDP copy mode, one shared UMEM of %d frames, XDP %s mode)\n",
 		o.Queues, g.Umem.NumFrames(), o.XDPMode)
+	carrier, why := g.Carrier()
+	fmt.Fprintf(out, "gate: XDP record carrier %s (%s)\n", carrier, why)
 	if o.Hook != nil {
 		if err := o.Hook(l, g); err != nil {
 			return nil, err

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xskgate/xskgate/internal/xdpprog"
 	"github.com/xskgate/xskgate/internal/xsk"
 )
 
@@ -33,7 +34,12 @@ type Config struct {
 	// two rings at once. The Checker must catch it (its PostFill vetoes
 	// the post); without one, the bug really happens.
 	InjectFillWhileTx float64
-	Logger            *slog.Logger
+	// Carrier is how the XDP program hands its record to user space: the
+	// engine strips a record carried in front of the frame before the
+	// Inspector sees it, so no frame leaves with it. The zero value
+	// (CarrierAuto) accepts either kind, as CarrierMeta does.
+	Carrier xdpprog.Carrier
+	Logger  *slog.Logger
 }
 
 // Pair is queue q of both interfaces: the ports one worker owns.
@@ -418,8 +424,15 @@ func (w *Worker) refill(p *port) error {
 	if err != nil {
 		return err
 	}
+	clearMeta := w.e.cfg.Carrier == xdpprog.CarrierMeta || w.e.cfg.Carrier == xdpprog.CarrierAuto
+	rxOff := w.e.umem.RxOffset()
 	for i := uint32(0); i < n; i++ {
-		*p.fill.Slot(idx + i) = cand[len(cand)-1-int(i)]
+		a := cand[len(cand)-1-int(i)]
+		if clearMeta {
+			// The last frame's record must not pass for the next one's.
+			xdpprog.ClearMeta(w.e.umem.Area, a+rxOff)
+		}
+		*p.fill.Slot(idx + i) = a
 	}
 	p.fill.Submit()
 	w.free = w.free[:len(w.free)-int(n)]
@@ -445,6 +458,7 @@ func (w *Worker) receive(p *port) (int, error) {
 	fs := uint64(umem.FrameSize())
 	pkts := w.pkts[:0]
 	var bytes uint64
+	var ok bool
 	for i, d := range descs {
 		if nbad > 0 && disp[i] != Keep {
 			p.stats.Drops[DropViolation].Add(1)
@@ -461,6 +475,10 @@ func (w *Worker) receive(p *port) (int, error) {
 			// descriptor does not name a frame of ours: withhold the loss.
 			w.quar++
 			p.stats.Drops[DropInvalidDesc].Add(1)
+			continue
+		}
+		if d, ok = w.strip(p, d, base); !ok {
+			w.free = append(w.free, base)
 			continue
 		}
 		// Let the Inspector grow the frame in place up to the chunk end
@@ -501,6 +519,27 @@ func (w *Worker) receive(p *port) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// strip removes the XDP program's record from the front of a received
+// frame (CarrierHead, or CarrierMeta's run-time fallback) by moving the
+// descriptor: no copy, and the frame can never leave with it. A head
+// carrier frame without its record is dropped: its first bytes are not
+// known to be the frame's.
+func (w *Worker) strip(p *port, d xsk.Desc, base uint64) (xsk.Desc, bool) {
+	c := w.e.cfg.Carrier
+	if c == xdpprog.CarrierNone {
+		return d, true
+	}
+	_, n, ok := c.Locate(w.e.umem.Area, d.Addr, d.Len, d.Addr-base)
+	switch {
+	case !ok && c == xdpprog.CarrierHead, ok && n >= d.Len:
+		p.stats.Drops[DropNoRecord].Add(1)
+		return d, false
+	case n > 0 && c != xdpprog.CarrierHead:
+		p.stats.MetaFallback.Add(1)
+	}
+	return xsk.Desc{Addr: d.Addr + uint64(n), Len: d.Len - n, Options: d.Options}, true
 }
 
 // transmit puts the queued frames on TX and kicks the kernel until the ring

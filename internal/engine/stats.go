@@ -10,10 +10,11 @@ const (
 	DropTxRingFull                    // no room on the TX ring: back-pressure from the kernel
 	DropInvalidDesc                   // RX descriptor outside the UMEM or its chunk
 	DropViolation                     // integrity violation: frame quarantined
+	DropNoRecord                      // head carrier: the XDP program's record is missing, so the frame's first bytes are unknown
 	NumDropReasons
 )
 
-var dropNames = [NumDropReasons]string{"verdict", "tx_ring_full", "invalid_desc", "violation"}
+var dropNames = [NumDropReasons]string{"verdict", "tx_ring_full", "invalid_desc", "violation", "no_record"}
 
 func (r DropReason) String() string {
 	if r < NumDropReasons {
@@ -36,6 +37,10 @@ type PortStats struct {
 	KickErrors         atomic.Uint64 // any other errno: counted, never fatal
 	FillEmpty          atomic.Uint64 // times FILL could not be topped up: no free frame
 	Wakeups            atomic.Uint64 // times the worker slept in poll
+	// MetaFallback counts frames whose record came in front of the frame
+	// although the carrier is the metadata area: the driver refused
+	// bpf_xdp_adjust_meta at run time and the XDP program fell back.
+	MetaFallback atomic.Uint64
 }
 
 // Accounting is where a worker's frames are. Total always equals the sum of

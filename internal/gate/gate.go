@@ -34,7 +34,13 @@ type Config struct {
 	TxSize       uint32 // default 2048
 	TxBudget     uint32 // XDP_MAX_TX_SKB_BUDGET where supported; 0: kernel default (32)
 	XDPMode      xdpprog.Mode
-	Engine       engine.Config
+	// Carrier is how the XDP program hands its record to user space. The
+	// zero value, CarrierMeta, is taken as asked; CarrierAuto probes.
+	Carrier xdpprog.Carrier
+	// LenSkew plants a record length mismatch in every frame (tests and
+	// demonstrations of the integrity checks only).
+	LenSkew int32
+	Engine  engine.Config
 	// Integrity, when set, checks every ring hand-over (package integrity).
 	Integrity *integrity.Config
 	Drain     time.Duration // how long Close waits for TX completions (default 1s)
@@ -53,6 +59,9 @@ type Gate struct {
 	progs  []*xdpprog.Program
 	atts   []*xdpprog.Attachment
 	log    *slog.Logger
+
+	carrier    xdpprog.Carrier
+	carrierWhy string
 }
 
 // Open builds everything up to, but not including, starting the workers.
@@ -84,6 +93,10 @@ func Open(cfg Config) (g *Gate, err error) {
 	if err := xdpprog.Supported(); err != nil {
 		return nil, err
 	}
+	carrier, why, err := xdpprog.ChooseCarrier(cfg.Carrier)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Queues == 0 {
 		qo, err1 := xsk.QueueCount(cfg.Outer)
 		qi, err2 := xsk.QueueCount(cfg.Inner)
@@ -92,7 +105,8 @@ func Open(cfg Config) (g *Gate, err error) {
 		}
 		cfg.Queues = min(qo, qi)
 	}
-	g = &Gate{cfg: cfg, log: cfg.Logger}
+	g = &Gate{cfg: cfg, log: cfg.Logger, carrier: carrier, carrierWhy: why}
+	cfg.Engine.Carrier = carrier
 	defer func() {
 		if err != nil {
 			g.Close()
@@ -150,6 +164,7 @@ func Open(cfg Config) (g *Gate, err error) {
 		if cfg.XDPMode == xdpprog.ModeGeneric {
 			ic.NoSeqOrder = true
 		}
+		ic.Carrier = carrier
 		if g.Checks, err = integrity.New(g.Umem, ic); err != nil {
 			return nil, err
 		}
@@ -163,7 +178,7 @@ func Open(cfg Config) (g *Gate, err error) {
 		ifi   *net.Interface
 		socks []*xsk.Socket
 	}{{outer, g.Outer}, {inner, g.Inner}} {
-		p, err := xdpprog.Load(len(side.socks))
+		p, err := xdpprog.Load(len(side.socks), xdpprog.Options{Carrier: carrier, LenSkew: cfg.LenSkew})
 		if err != nil {
 			return nil, err
 		}
@@ -181,8 +196,18 @@ func Open(cfg Config) (g *Gate, err error) {
 	}
 	g.log.Info("gate open", "outer", cfg.Outer, "inner", cfg.Inner, "queues", cfg.Queues,
 		"frames", g.Umem.NumFrames(), "frame_size", g.Umem.FrameSize(), "xdp_mode", cfg.XDPMode, "bind_mode", cfg.Umem.Mode)
+	switch carrier {
+	case xdpprog.CarrierNone:
+		g.log.Warn("xdp record carrier: none: the XDP-length check and metadata sequence are off", "why", why)
+	default:
+		g.log.Info("xdp record carrier: "+carrier.String(), "why", why)
+	}
 	return g, nil
 }
+
+// Carrier returns how the XDP program hands its record to user space, and
+// why that one was chosen.
+func (g *Gate) Carrier() (xdpprog.Carrier, string) { return g.carrier, g.carrierWhy }
 
 // Start runs the workers.
 func (g *Gate) Start() { g.Engine.Start() }

@@ -21,7 +21,48 @@ type PortSnapshot struct {
 	KickAgain  uint64            `json:"kick_eagain"`
 	KickBusy   uint64            `json:"kick_ebusy"`
 	KickErrors uint64            `json:"kick_errors"`
-	XDP        xsk.Statistics    `json:"xdp_statistics"`
+	// MetaFallback: frames whose record came in front of the frame because
+	// the driver refused XDP metadata at run time (carrier meta).
+	MetaFallback uint64         `json:"meta_fallback"`
+	XDP          xsk.Statistics `json:"xdp_statistics"`
+}
+
+// Snapshot is the gate's state for `xskgate stats`: how the XDP program
+// hands over its record, its own counters per interface, and the workers.
+type Snapshot struct {
+	Carrier    string            `json:"carrier"`
+	CarrierWhy string            `json:"carrier_why"`
+	Programs   []ProgramSnapshot `json:"xdp_programs"`
+	Workers    []WorkerSnapshot  `json:"workers"`
+}
+
+// ProgramSnapshot is one interface's XDP program counters.
+type ProgramSnapshot struct {
+	Iface string `json:"iface"`
+	// MetaRefused: bpf_xdp_adjust_meta failed at run time, the record was
+	// carried in front of the frame instead.
+	MetaRefused uint64 `json:"meta_refused"`
+	// NoHeadroom: frames dropped in XDP because no record could be
+	// prepended either.
+	NoHeadroom uint64 `json:"no_headroom"`
+}
+
+// Snapshot snapshots every counter. Safe while the gate runs.
+func (g *Gate) Snapshot() Snapshot {
+	return Snapshot{Carrier: g.carrier.String(), CarrierWhy: g.carrierWhy, Programs: g.ProgramCounters(), Workers: g.Stats()}
+}
+
+// ProgramCounters reads the XDP programs' counters, outer first.
+func (g *Gate) ProgramCounters() []ProgramSnapshot {
+	var out []ProgramSnapshot
+	for i, p := range g.progs {
+		ps := ProgramSnapshot{Iface: [2]string{g.cfg.Outer, g.cfg.Inner}[i%2]}
+		if c, err := p.Counters(); err == nil {
+			ps.MetaRefused, ps.NoHeadroom = c.MetaRefused, c.NoHeadroom
+		}
+		out = append(out, ps)
+	}
+	return out
 }
 
 // WorkerSnapshot is one worker's ports and frames.
@@ -47,6 +88,7 @@ func (g *Gate) Stats() []WorkerSnapshot {
 				Verdicts:  map[string]uint64{}, Drops: map[string]uint64{},
 				Kicks: st.Kicks.Load(), KickAgain: st.KickAgain.Load(),
 				KickBusy: st.KickBusy.Load(), KickErrors: st.KickErrors.Load(),
+				MetaFallback: st.MetaFallback.Load(),
 			}
 			for v := engine.Forward; v <= engine.Drop; v++ {
 				ps.Verdicts[v.String()] = st.Verdicts[v].Load()

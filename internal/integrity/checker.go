@@ -93,6 +93,8 @@ type sock struct {
 	lastSeq uint32
 	haveSeq bool
 	seqGaps uint64
+	// metaFallback: the driver refused metadata at run time (logged once).
+	metaFallback bool
 
 	// Idle reconciliation baseline.
 	recon         bool
@@ -581,12 +583,7 @@ func (k *Checker) rx(s *sock, d xsk.Desc, slot uint32) engine.Disposition {
 		return k.rxViolation(s, d, slot, cls, vexp, vgot, detail, engine.Quarantine)
 	}
 
-	var m xdpprog.Meta
-	haveMeta := false
-	if off >= xdpprog.MetaSize {
-		m = xdpprog.ParseMeta(k.area[d.Addr-xdpprog.MetaSize : d.Addr])
-		haveMeta = m.Magic == xdpprog.MetaMagic
-	}
+	m, strip, haveMeta := k.record(s, d, off)
 	regress := haveMeta && s.haveSeq && !k.c.cfg.NoSeqOrder && int32(m.Seq-s.lastSeq) <= 0
 
 	st := k.own[ci-k.lo]
@@ -663,17 +660,20 @@ func (k *Checker) rx(s *sock, d xsk.Desc, slot uint32) engine.Disposition {
 		}
 		s.lastSeq, s.haveSeq = m.Seq, true
 	}
-	if cls == noClass && k.on(CheckMetadata) && off >= xdpprog.MetaSize {
+	if cls == noClass && k.on(CheckMetadata) && c.cfg.Carrier != xdpprog.CarrierNone && (off >= xdpprog.MetaSize || c.cfg.Carrier == xdpprog.CarrierHead) {
 		switch {
 		case !haveMeta:
-			cls, vexp, vgot, detail = BadMeta, uint64(xdpprog.MetaMagic), uint64(m.Magic), "no XDP metadata magic in front of the frame"
-		case m.Len != d.Len:
-			cls, vexp, vgot, detail = MetaLenMismatch, uint64(m.Len), uint64(d.Len), "descriptor length differs from what the XDP program saw"
+			cls, vexp, vgot, detail = BadMeta, uint64(xdpprog.MetaMagic), uint64(m.Magic), "no XDP program record with the frame (carrier "+c.cfg.Carrier.String()+")"
+			if c.cfg.Carrier == xdpprog.CarrierHead {
+				vexp = uint64(xdpprog.HeadMagic)
+			}
+		case m.Len != d.Len-strip:
+			cls, vexp, vgot, detail = MetaLenMismatch, uint64(m.Len), uint64(d.Len-strip), "descriptor length differs from what the XDP program saw"
 		case int(m.Queue) != s.queue:
 			cls, vexp, vgot, detail = BadMeta, uint64(s.queue), uint64(m.Queue), "XDP metadata names another queue"
 		}
 	}
-	if f := k.frameAt(d.Addr, d.Len); cls == noClass && k.on(CheckIPLength) && len(f) == int(d.Len) && !ipLengthOK(f) {
+	if f := k.frameAt(d.Addr+uint64(strip), d.Len-strip); cls == noClass && k.on(CheckIPLength) && len(f) == int(d.Len-strip) && !ipLengthOK(f) {
 		// Malformed input, not a descriptor fault: counted and dropped,
 		// no evidence.
 		c.counts[IPLength].Add(1)
@@ -724,15 +724,33 @@ func (k *Checker) frameAt(addr uint64, n uint32) []byte {
 func (k *Checker) lastFrame(addr uint64) []byte {
 	ci, _, ok := k.chunk(addr)
 	ro := k.c.cfg.RxOffset
-	if !ok || ro < xdpprog.MetaSize {
+	if !ok || ro == 0 || ro >= k.c.fs {
 		return nil
 	}
 	a := k.base(ci) + ro
-	m := xdpprog.ParseMeta(k.area[a-xdpprog.MetaSize : a])
-	if m.Magic != xdpprog.MetaMagic {
+	m, strip, ok := k.c.cfg.Carrier.Locate(k.area, a, uint32(k.c.fs-ro), ro)
+	if !ok {
 		return nil
 	}
-	return k.frameAt(a, m.Len)
+	return k.frameAt(a+uint64(strip), m.Len)
+}
+
+// record finds the XDP program's record of RX descriptor d, whose address
+// lies at offset off in a chunk of the UMEM, and how many bytes of it
+// precede the frame (see xdpprog.Carrier.Locate). It reads nothing beyond
+// the chunk. A record carried in front of the frame while the carrier is
+// the metadata area means the driver refused metadata at run time and the
+// program fell back: logged once per socket (the engine counts frames).
+func (k *Checker) record(s *sock, d xsk.Desc, off uint64) (xdpprog.Meta, uint32, bool) {
+	c := k.c.cfg.Carrier
+	n := uint32(min(uint64(d.Len), k.c.fs-off))
+	m, strip, ok := c.Locate(k.area, d.Addr, n, off)
+	if strip > 0 && c != xdpprog.CarrierHead && !s.metaFallback {
+		s.metaFallback = true
+		k.c.log.Warn("driver refused XDP metadata at run time: the XDP program carries its record in front of the frame instead (counted in meta_fallback)",
+			"iface", s.iface, "queue", s.queue)
+	}
+	return m, strip, ok
 }
 
 // violate fills in the common fields, records the event and reports.
@@ -742,9 +760,14 @@ func (k *Checker) violate(s *sock, v *Violation, frame []byte) {
 	var xdpLen uint32
 	haveMeta := false
 	if v.Ring == xsk.KindRx && frame != nil {
-		if _, off, _ := k.chunk(v.Addr); off >= xdpprog.MetaSize {
-			m := xdpprog.ParseMeta(k.area[v.Addr-xdpprog.MetaSize : v.Addr])
-			xdpLen, haveMeta = m.Len, m.Magic == xdpprog.MetaMagic
+		// The evidence shows the frame as it was on the wire: without a
+		// record carried in front of it.
+		_, off, _ := k.chunk(v.Addr)
+		var m xdpprog.Meta
+		var strip uint32
+		if m, strip, haveMeta = k.record(s, xsk.Desc{Addr: v.Addr, Len: v.Len}, off); haveMeta {
+			xdpLen = m.Len
+			frame = k.frameAt(v.Addr+uint64(strip), v.Len-strip)
 		}
 	}
 	k.c.report(v, frame, xdpLen, haveMeta)

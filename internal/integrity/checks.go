@@ -15,6 +15,7 @@ import (
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/flightrec"
 	"github.com/xskgate/xskgate/internal/pcapng"
+	"github.com/xskgate/xskgate/internal/xdpprog"
 	"github.com/xskgate/xskgate/internal/xsk"
 )
 
@@ -47,7 +48,11 @@ type Config struct {
 	// orders the RX ring by lock acquisition, so a sequence there may
 	// legitimately arrive out of order. The gate sets it for generic mode.
 	NoSeqOrder bool
-	Logger     *slog.Logger
+	// Carrier is how the XDP program hands its record (the length it saw,
+	// the queue, a sequence) to user space. CarrierNone turns the
+	// metadata checks off: there is nothing to compare.
+	Carrier xdpprog.Carrier
+	Logger  *slog.Logger
 }
 
 // DefaultConfig has every check on, Policy Drop and 4096 events per socket.

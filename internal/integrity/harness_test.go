@@ -11,6 +11,7 @@ import (
 
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/kmodel"
+	"github.com/xskgate/xskgate/internal/xdpprog"
 	"github.com/xskgate/xskgate/internal/xsk"
 )
 
@@ -42,7 +43,20 @@ type gateOpts struct {
 	cfg         *Config // nil: DefaultConfig with RxOffset set
 	ecfg        engine.Config
 	noChecks    bool
+	// record is how the modelled XDP program hands over its record; the
+	// checks and the engine are told the matching carrier, or carrier
+	// when it is set.
+	record  kmodel.Record
+	carrier xdpprog.Carrier
 }
+
+// carrierOf is the xdpprog carrier that reads what kmodel writes with r.
+func carrierOf(r kmodel.Record) xdpprog.Carrier {
+	return [...]xdpprog.Carrier{kmodel.RecordMeta: xdpprog.CarrierMeta, kmodel.RecordHead: xdpprog.CarrierHead, kmodel.RecordNone: xdpprog.CarrierNone}[r]
+}
+
+// records are the carriers the model-based tests run with.
+var records = []kmodel.Record{kmodel.RecordMeta, kmodel.RecordHead, kmodel.RecordNone}
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -69,6 +83,10 @@ func newGate(tb testing.TB, o gateOpts) *gate {
 		cfg = *o.cfg
 	}
 	cfg.RxOffset = u.RxOffset()
+	if o.carrier == xdpprog.CarrierAuto {
+		o.carrier = carrierOf(o.record)
+	}
+	cfg.Carrier = o.carrier
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
@@ -80,7 +98,7 @@ func newGate(tb testing.TB, o gateOpts) *gate {
 	for q := range o.queues {
 		mk := func(name string, f kmodel.Faults) *kmodel.Port {
 			p, err := kmodel.NewPort(kmodel.Config{Umem: area, FrameSize: fs, Headroom: o.headroom, Ifname: name, Queue: q,
-				FillSize: o.ring, CompSize: o.ring, RxSize: o.ring, TxSize: o.ring, Faults: f})
+				FillSize: o.ring, CompSize: o.ring, RxSize: o.ring, TxSize: o.ring, Faults: f, Record: o.record})
 			if err != nil {
 				tb.Fatal(err)
 			}
@@ -97,6 +115,7 @@ func newGate(tb testing.TB, o gateOpts) *gate {
 	}
 	ecfg := o.ecfg
 	ecfg.Batch = o.batch
+	ecfg.Carrier = o.carrier
 	ecfg.Logger = quietLogger()
 	if !o.noChecks {
 		ecfg.NewChecker = g.checks.NewChecker

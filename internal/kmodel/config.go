@@ -15,6 +15,9 @@ const (
 	// little-endian u32 Magic, Len, Seq, Queue.
 	MetaSize  = 16
 	MetaMagic = 0x58534B01
+	// HeadMagic marks the same record prepended to the frame with
+	// bpf_xdp_adjust_head (the head carrier).
+	HeadMagic = 0x58534B81
 
 	// DefaultNapiBudget is NAPI_POLL_WEIGHT, veth's poll budget.
 	DefaultNapiBudget = 64
@@ -49,8 +52,25 @@ type Config struct {
 	TxBudget   uint32 // descriptors per Kick; default 32
 	Backlog    int    // input queue entries; default 256
 
+	// Record is how the modelled XDP program hands its record over.
+	Record Record
+
 	Faults Faults
 }
+
+// Record is the modelled XDP program's record carrier (xdpprog.Carrier).
+type Record uint8
+
+const (
+	// RecordMeta writes the record into the metadata area, right before
+	// the frame (bpf_xdp_adjust_meta).
+	RecordMeta Record = iota
+	// RecordHead prepends it to the frame (bpf_xdp_adjust_head): the RX
+	// descriptor covers record and frame.
+	RecordHead
+	// RecordNone writes no record.
+	RecordNone
+)
 
 func (c *Config) setDefaults() {
 	if c.FrameSize == 0 {

@@ -23,6 +23,7 @@ type Port struct {
 	fs     uint64 // chunk size
 	rxOff  uint64 // Headroom + XDP_PACKET_HEADROOM
 	maxRx  int    // RX frame size: chunk - headroom - 256
+	prefix int    // bytes the modelled program prepends to every frame (RecordHead)
 	closed atomic.Bool
 	peer   Receiver
 
@@ -176,6 +177,9 @@ func NewPort(cfg Config) (*Port, error) {
 		held:  make([]uint64, 0, 4),
 		wake:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
+	}
+	if cfg.Record == RecordHead {
+		p.prefix = MetaSize
 	}
 	fillMem := xsk.RingMemory(cfg.FillSize, 8)
 	compMem := xsk.RingMemory(cfg.CompSize, 8)

@@ -106,6 +106,7 @@ func (p *Port) unalloc(raw uint64) { p.held = append(p.held, raw) }
 // how many entries it used (2 when a VethRace takes the next frame too).
 func (p *Port) rcv(i, end uint64) uint64 {
 	frame, n := p.in.frame(i)
+	n += p.prefix // what the program prepended is part of the frame now
 	num, kind, param := p.nextFrame()
 	// __xsk_rcv: a frame larger than the RX frame size cannot be copied
 	// (ENOSPC), a missing FILL buffer drops it (ENOMEM).
@@ -194,6 +195,7 @@ func (p *Port) vethRace(f1 uint64, frame []byte, num uint64, d1 xsk.Desc, i, end
 		return 0, false
 	}
 	frame2, n2 := p.in.frame(i + 1)
+	n2 += p.prefix
 	if n2 > p.maxRx {
 		return 0, false
 	}
@@ -221,13 +223,25 @@ func (p *Port) injectRx(in Injection) {
 }
 
 // write copies a frame into the chunk of FILL entry raw at Headroom + 256
-// and the XDP program's metadata record right before it (copy mode copies
-// from data_meta: xsk_copy_xdp).
+// with the XDP program's record: right before it (copy mode copies from
+// data_meta: xsk_copy_xdp), or in front of it as part of the data (the
+// head carrier), or none.
 func (p *Port) write(raw uint64, frame []byte, num uint64) {
 	data := raw&^(p.fs-1) + p.rxOff
+	var m []byte
+	magic := uint32(MetaMagic)
+	switch p.cfg.Record {
+	case RecordMeta:
+		m = p.umem[data-MetaSize : data]
+	case RecordHead:
+		m, magic = p.umem[data:data+MetaSize], HeadMagic
+		data += MetaSize
+	}
 	copy(p.umem[data:data+uint64(len(frame))], frame)
-	m := p.umem[data-MetaSize : data]
-	binary.LittleEndian.PutUint32(m[0:], MetaMagic)
+	if m == nil {
+		return
+	}
+	binary.LittleEndian.PutUint32(m[0:], magic)
 	binary.LittleEndian.PutUint32(m[4:], uint32(len(frame)))
 	binary.LittleEndian.PutUint32(m[8:], uint32(num+1)) // seq = ++seqs[queue]
 	binary.LittleEndian.PutUint32(m[12:], uint32(p.cfg.Queue))

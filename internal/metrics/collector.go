@@ -38,6 +38,20 @@ type Socket interface {
 
 var _ Socket = (*xsk.Socket)(nil)
 
+// XDPSource is optional on a Source: how the gate's XDP program hands its
+// record to user space, and the program's own counters per interface.
+type XDPSource interface {
+	Carrier() string
+	// XDPCounters returns, per interface, meta_refused and no_headroom.
+	XDPCounters() []XDPCounters
+}
+
+// XDPCounters are one interface's XDP program counters.
+type XDPCounters struct {
+	Iface                   string
+	MetaRefused, NoHeadroom uint64
+}
+
 // FromEngine returns a Source reading e's workers.
 func FromEngine(e *engine.Engine) Source { return engineSource{e} }
 
@@ -95,10 +109,19 @@ var (
 		"Times the worker found no work and slept in poll.", []string{"worker"}, nil)
 	descXDPErrors = prometheus.NewDesc(ns+"xdp_statistics_errors_total",
 		"Scrapes that could not read a socket's XDP_STATISTICS (its series are then missing).", nil, nil)
+	descMetaFallback = prometheus.NewDesc(ns+"meta_fallback_total",
+		"Frames whose record came in front of the frame because the driver refused XDP metadata at run time.", portLabels, nil)
+	descCarrier = prometheus.NewDesc(ns+"xdp_record_carrier",
+		"1 for how the XDP program hands the frame length to user space: meta (XDP metadata area), head (record in front of the frame, stripped in user space) or none (XDP-length check off).",
+		[]string{"carrier"}, nil)
+	descXDPProg = prometheus.NewDesc(ns+"xdp_program_total",
+		"The XDP program's own counters per interface: meta_refused (bpf_xdp_adjust_meta failed, record carried in front), no_headroom (frame dropped: no room for the record).",
+		[]string{"ifname", "counter"}, nil)
 )
 
 var allDescs = []*prometheus.Desc{descPackets, descBytes, descVerdicts, descDrops, descKicks,
-	descCompletions, descFillEmpty, descRing, descXDP, descInfo, descFrames, descSleeps, descXDPErrors}
+	descCompletions, descFillEmpty, descRing, descXDP, descInfo, descFrames, descSleeps, descXDPErrors,
+	descMetaFallback, descCarrier, descXDPProg}
 
 // Collector is a prometheus.Collector over a Source.
 type Collector struct {
@@ -184,6 +207,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descKicks, errs, iface, q, "error")
 			counter(descCompletions, st.Completed.Load(), iface, q)
 			counter(descFillEmpty, st.FillEmpty.Load(), iface, q)
+			counter(descMetaFallback, st.MetaFallback.Load(), iface, q)
 
 			for i, r := range rings(sock) {
 				if r != nil {
@@ -222,6 +246,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	counter(descXDPErrors, c.xdpErrors.Load())
+	if xs, ok := c.src.(XDPSource); ok {
+		gauge(descCarrier, 1, xs.Carrier())
+		for _, x := range xs.XDPCounters() {
+			counter(descXDPProg, x.MetaRefused, x.Iface, "meta_refused")
+			counter(descXDPProg, x.NoHeadroom, x.Iface, "no_headroom")
+		}
+	}
 }
 
 type indexed interface{ Indices() (prod, cons uint32) }

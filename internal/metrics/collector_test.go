@@ -209,10 +209,10 @@ func TestCollectorValues(t *testing.T) {
 	}
 
 	// Series count is fixed by the queue count: per socket 1 info + 4
-	// packets/bytes + 3 verdicts + 4 drops + 4 kicks + 2 + 4 rings + 6 xdp
-	// = 28 (22 without xdp), per worker 4 frames + 1 sleeps, plus 1 error
+	// packets/bytes + 3 verdicts + 5 drops + 4 kicks + 3 + 4 rings + 6 xdp
+	// = 30 (24 without xdp), per worker 4 frames + 1 sleeps, plus 1 error
 	// counter.
-	if n, want := len(got), 3*28+22+2*5+1; n != want {
+	if n, want := len(got), 3*30+24+2*5+1; n != want {
 		t.Errorf("%d series, want %d:\n%s", n, want, strings.Join(slices.Sorted(maps.Keys(got)), "\n"))
 	}
 }
@@ -228,11 +228,12 @@ func TestLabelSets(t *testing.T) {
 		"iface":   {"outer", "inner"},
 		"dir":     {"rx", "tx"},
 		"verdict": {"forward", "bounce", "drop"},
-		"reason":  {"verdict", "tx_ring_full", "invalid_desc", "violation"},
+		"reason":  {"verdict", "tx_ring_full", "invalid_desc", "violation", "no_record"},
 		"result":  {"ok", "again", "busy", "error"},
 		"ring":    {"fill", "comp", "rx", "tx"},
 		"state":   {"free", "fill", "tx", "quarantined"},
-		"counter": {"rx_dropped", "rx_invalid_descs", "tx_invalid_descs", "rx_ring_full", "rx_fill_ring_empty_descs", "tx_ring_empty_descs"},
+		"counter": {"rx_dropped", "rx_invalid_descs", "tx_invalid_descs", "rx_ring_full", "rx_fill_ring_empty_descs", "tx_ring_empty_descs", "meta_refused", "no_headroom"},
+		"carrier": {"meta", "head", "none"},
 		"queue":   {"0", "1"},
 		"worker":  {"0", "1"},
 		"ifname":  {"eth0", "eth1"},
@@ -297,5 +298,32 @@ func TestNilRingsSkipped(t *testing.T) {
 	}
 	if _, ok := got["xskgate_ring_entries{iface=outer,queue=1,ring=rx}"]; !ok {
 		t.Error("rx ring missing")
+	}
+}
+
+// xdpFake adds the gate's XDP side to a fake source.
+type xdpFake struct{ fakeSource }
+
+func (xdpFake) Carrier() string { return "head" }
+func (xdpFake) XDPCounters() []XDPCounters {
+	return []XDPCounters{{Iface: "eth0", MetaRefused: 3, NoHeadroom: 1}, {Iface: "eth1"}}
+}
+
+// TestCarrierMetrics: the carrier chosen at start is a gauge labelled by
+// carrier, and the XDP program's own counters are exported per interface.
+func TestCarrierMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(xdpFake{newFake(t)}))
+	got := gather(t, reg)
+	for k, v := range map[string]float64{
+		"xskgate_xdp_record_carrier{carrier=head}":                    1,
+		"xskgate_xdp_program_total{counter=meta_refused,ifname=eth0}": 3,
+		"xskgate_xdp_program_total{counter=no_headroom,ifname=eth0}":  1,
+		"xskgate_xdp_program_total{counter=no_headroom,ifname=eth1}":  0,
+		"xskgate_meta_fallback_total{iface=outer,queue=0}":            0,
+	} {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
 	}
 }

@@ -4,23 +4,28 @@
 // The program is assembled in Go with cilium/ebpf's asm package: there is
 // no C source, no clang and no object file to keep in sync. Per frame it
 //
-//  1. reserves MetaSize bytes of XDP metadata in front of the packet with
-//     bpf_xdp_adjust_meta and writes a Meta record (magic, frame length,
-//     per-queue sequence number, queue index), all little-endian u32;
+//  1. puts a Meta record (magic, frame length, per-queue sequence number,
+//     queue index, all little-endian u32) with the frame, the way the
+//     Carrier says: in the XDP metadata area (bpf_xdp_adjust_meta), in
+//     front of the frame (bpf_xdp_adjust_head), or not at all;
 //  2. returns bpf_redirect_map(xskmap, rx_queue_index, XDP_PASS).
 //
 // Because the redirect's fallback action is XDP_PASS, a queue with no
 // socket registered behaves as if no program were attached: traffic keeps
 // flowing to the kernel stack while sockets come and go.
 //
-// # Metadata
+// # Carriers
 //
-// In AF_XDP copy mode the kernel copies the frame starting at data_meta, so
-// the Meta record ends exactly at the RX descriptor's addr in the UMEM;
-// ParseMeta reads umem[addr-MetaSize:addr]. If bpf_xdp_adjust_meta fails
-// (a driver without metadata support) the frame is still redirected but
-// carries no record and the sequence counter is not advanced; Meta.Valid
-// tells the two cases apart.
+// Kernels differ in which helpers an XDP program may call (some Linux 6.18
+// builds refuse bpf_xdp_adjust_meta at load), and drivers in whether
+// metadata works at run time. ChooseCarrier probes the kernel; Load builds
+// the variant. In AF_XDP copy mode the kernel copies from data_meta, so a
+// metadata record ends exactly at the RX descriptor's addr in the UMEM; a
+// head record is the first MetaSize bytes of the descriptor, which user
+// space strips before the frame goes anywhere. Carrier.Locate reads either.
+// When bpf_xdp_adjust_meta fails at run time the meta variant prepends the
+// record instead (HeadMagic tells it apart); when no record fits at all
+// the frame is dropped and counted (Counters).
 //
 // The sequence counter is a plain, non-atomic read-modify-write on a
 // per-queue ARRAY slot. That is deliberate: NAPI runs one queue on one CPU

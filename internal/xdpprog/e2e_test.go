@@ -180,10 +180,10 @@ func TestSocketReceivesMeta(t *testing.T) {
 				if d.Addr < MetaSize || d.Addr+uint64(d.Len) > uint64(len(x.umem)) {
 					t.Fatalf("descriptor %+v outside the UMEM", d)
 				}
-				m := ParseMeta(x.umem[d.Addr-MetaSize : d.Addr])
-				frame := x.umem[d.Addr : d.Addr+uint64(d.Len)]
-				if !m.Valid() || m.Len != d.Len || m.Queue != 0 {
-					t.Fatalf("descriptor %+v: meta %+v, want magic, len %d, queue 0", d, m, d.Len)
+				m, strip, ok := p.Carrier().Locate(x.umem, d.Addr, d.Len, MetaSize)
+				frame := x.umem[d.Addr+uint64(strip) : d.Addr+uint64(d.Len)]
+				if !ok || m.Len != uint32(len(frame)) || m.Queue != 0 {
+					t.Fatalf("descriptor %+v (carrier %s): record %+v, want one with len %d, queue 0", d, p.Carrier(), m, len(frame))
 				}
 				if lastSeq != 0 && m.Seq != lastSeq+1 {
 					t.Fatalf("seq %d follows %d", m.Seq, lastSeq)

@@ -105,12 +105,28 @@ func newVeth(t *testing.T, c vethConfig) (a, b netlink.Link) {
 	return a, b
 }
 
+// loadProgram loads the variant of the best carrier the kernel allows.
 func loadProgram(t testing.TB, queues int) *Program {
 	t.Helper()
 	requireRoot(t)
-	p, err := Load(queues)
+	c, _, err := ChooseCarrier(CarrierAuto)
 	if err != nil {
-		t.Fatalf("Load(%d): %v", queues, err)
+		t.Fatalf("ChooseCarrier: %v", err)
+	}
+	return loadOpts(t, queues, Options{Carrier: c})
+}
+
+// loadOpts loads variant o, skipping the test with the reason when the
+// kernel refuses the helper the carrier needs.
+func loadOpts(t testing.TB, queues int, o Options) *Program {
+	t.Helper()
+	requireRoot(t)
+	if _, _, err := ChooseCarrier(o.Carrier); err != nil {
+		t.Skipf("carrier %s: %v", o.Carrier, err)
+	}
+	p, err := Load(queues, o)
+	if err != nil {
+		t.Fatalf("Load(%d, %+v): %v", queues, o, err)
 	}
 	t.Cleanup(func() {
 		if err := p.Close(); err != nil {
@@ -119,6 +135,9 @@ func loadProgram(t testing.TB, queues int) *Program {
 	})
 	return p
 }
+
+// carriers are the variants every program test runs with.
+var carriers = []Carrier{CarrierMeta, CarrierHead, CarrierNone}
 
 // testFrame is an Ethernet/IPv4/UDP frame to 198.18.0.2 of n bytes.
 func testFrame(n int) []byte {

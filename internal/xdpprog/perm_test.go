@@ -30,7 +30,7 @@ func loadWithout(caps ...uint) error {
 			errc <- err
 			return
 		}
-		p, err := Load(1)
+		p, err := Load(1, Options{Carrier: CarrierHead})
 		if err == nil {
 			p.Close()
 			err = errors.New("Load succeeded")

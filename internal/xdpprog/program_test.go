@@ -56,27 +56,74 @@ func wantSeq(t *testing.T, p *Program, queue int, want uint32) {
 	}
 }
 
-func TestRunWritesMeta(t *testing.T) {
-	p := loadProgram(t, 2)
-	frame := testFrame(60)
-	for i := uint32(1); i <= 3; i++ {
-		ret, out := run(t, p, frame)
-		if ret != xdpPassRet {
-			t.Fatalf("run %d: returned %d, want XDP_PASS (no socket registered)", i, ret)
+// wantRecord checks the output of one run of a program with carrier c on
+// frame: the record (if the carrier writes one) followed by the frame.
+// ctxData is ctx_out.data, data's offset from data_meta.
+func wantRecord(t *testing.T, c Carrier, out, frame []byte, ctxData uint32, want Meta) {
+	t.Helper()
+	if c == CarrierNone {
+		if !bytes.Equal(out, frame) || ctxData != 0 {
+			t.Fatalf("carrier none: output %d bytes (ctx data %d), want the frame untouched", len(out), ctxData)
 		}
-		if len(out) != MetaSize+len(frame) {
-			t.Fatalf("run %d: output is %d bytes, want %d (record + frame)", i, len(out), MetaSize+len(frame))
-		}
-		want := Meta{Magic: MetaMagic, Len: uint32(len(frame)), Seq: i, Queue: 0}
-		if got := ParseMeta(out[:MetaSize]); got != want {
-			t.Fatalf("run %d: meta = %+v, want %+v", i, got, want)
-		}
-		if !bytes.Equal(out[MetaSize:], frame) {
-			t.Fatalf("run %d: frame modified", i)
-		}
-		wantSeq(t, p, 0, i)
+		return
 	}
-	wantSeq(t, p, 1, 0)
+	if len(out) != MetaSize+len(frame) {
+		t.Fatalf("output is %d bytes, want %d (record + frame)", len(out), MetaSize+len(frame))
+	}
+	want.Magic = MetaMagic
+	wantData := uint32(MetaSize) // the record is metadata: data follows it
+	if c == CarrierHead {
+		want.Magic, wantData = HeadMagic, 0 // the record is the start of data
+	}
+	if got := ParseMeta(out[:MetaSize]); got != want {
+		t.Fatalf("record = %+v, want %+v", got, want)
+	}
+	if ctxData != wantData {
+		t.Fatalf("ctx out data = %d, want %d", ctxData, wantData)
+	}
+	if !bytes.Equal(out[MetaSize:], frame) {
+		t.Fatal("frame modified")
+	}
+	m, strip, ok := c.Locate(out, MetaSize, uint32(len(out)-MetaSize), MetaSize)
+	if c == CarrierHead {
+		m, strip, ok = c.Locate(out, 0, uint32(len(out)), 0)
+	}
+	if !ok || m != want || strip != c.Prefix() {
+		t.Fatalf("Locate = %+v, strip %d, %v; want %+v, strip %d", m, strip, ok, want, c.Prefix())
+	}
+}
+
+func TestRunWritesRecord(t *testing.T) {
+	for _, c := range carriers {
+		t.Run(c.String(), func(t *testing.T) {
+			p := loadOpts(t, 2, Options{Carrier: c})
+			frame := testFrame(60)
+			for i := uint32(1); i <= 3; i++ {
+				ret, out, ctxOut := runCtx(t, p, frame, &xdpMd{DataEnd: uint32(len(frame))})
+				if ret != xdpPassRet {
+					t.Fatalf("run %d: returned %d, want XDP_PASS (no socket registered)", i, ret)
+				}
+				wantRecord(t, c, out, frame, ctxOut.Data, Meta{Len: uint32(len(frame)), Seq: i})
+				if c != CarrierNone {
+					wantSeq(t, p, 0, i)
+				}
+			}
+			wantSeq(t, p, 1, 0)
+		})
+	}
+}
+
+// TestRunLenSkew plants the length mismatch the integrity checks must
+// catch: the record says LenSkew bytes more than the frame has.
+func TestRunLenSkew(t *testing.T) {
+	for _, c := range carriers[:2] {
+		t.Run(c.String(), func(t *testing.T) {
+			p := loadOpts(t, 1, Options{Carrier: c, LenSkew: 7})
+			frame := testFrame(100)
+			_, out, ctxOut := runCtx(t, p, frame, &xdpMd{DataEnd: uint32(len(frame))})
+			wantRecord(t, c, out, frame, ctxOut.Data, Meta{Len: uint32(len(frame)) + 7, Seq: 1})
+		})
+	}
 }
 
 // TestRunQueues drives rx_queue_index through the xdp_md context. The
@@ -100,55 +147,66 @@ func TestRunQueues(t *testing.T) {
 		// with Seq 0, and still pass.
 		{"queue beyond map", 1, 1, 2, []uint32{0}, func(uint32) uint32 { return 0 }},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			enterNetns(t)
-			a, _ := newVeth(t, vethConfig{rx: 2, tx: 2, peerRx: 2, peerTx: 2})
-			p := loadProgram(t, tt.queues)
-			ctx := &xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(a.Attrs().Index), RxQueueIndex: tt.queue}
-			for i := uint32(1); i <= tt.runs; i++ {
-				ret, out, ctxOut := runCtx(t, p, frame, ctx)
-				if ret != xdpPassRet {
-					t.Fatalf("run %d: returned %d, want XDP_PASS", i, ret)
+	for _, c := range carriers[:2] {
+		for _, tt := range tests {
+			t.Run(c.String()+"/"+tt.name, func(t *testing.T) {
+				enterNetns(t)
+				a, _ := newVeth(t, vethConfig{rx: 2, tx: 2, peerRx: 2, peerTx: 2})
+				p := loadOpts(t, tt.queues, Options{Carrier: c})
+				ctx := &xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(a.Attrs().Index), RxQueueIndex: tt.queue}
+				for i := uint32(1); i <= tt.runs; i++ {
+					ret, out, ctxOut := runCtx(t, p, frame, ctx)
+					if ret != xdpPassRet {
+						t.Fatalf("run %d: returned %d, want XDP_PASS", i, ret)
+					}
+					if ctxOut.RxQueueIndex != tt.queue {
+						t.Fatalf("run %d: ctx out rx_queue_index %d, want %d", i, ctxOut.RxQueueIndex, tt.queue)
+					}
+					wantRecord(t, c, out, frame, ctxOut.Data, Meta{Len: uint32(len(frame)), Seq: tt.seq(i), Queue: tt.queue})
 				}
-				want := Meta{Magic: MetaMagic, Len: uint32(len(frame)), Seq: tt.seq(i), Queue: tt.queue}
-				if got := ParseMeta(out); got != want {
-					t.Fatalf("run %d: meta = %+v, want %+v", i, got, want)
+				for q, want := range tt.wantSeqs {
+					wantSeq(t, p, q, want)
 				}
-				// ctx_out.data is data's offset from data_meta.
-				if ctxOut.Data != MetaSize || ctxOut.RxQueueIndex != tt.queue {
-					t.Fatalf("run %d: ctx out = %+v, want data %d, rx_queue_index %d", i, ctxOut, MetaSize, tt.queue)
-				}
+			})
+		}
+	}
+}
+
+// TestRunNoRoom leaves no headroom for a record: the caller supplies 216
+// bytes of metadata, the most test_run accepts (256 bytes headroom minus
+// the 40 reserved for struct xdp_frame). bpf_xdp_adjust_meta fails, and so
+// does bpf_xdp_adjust_head, which must keep that metadata. A frame that
+// cannot carry its record is dropped and counted, never passed on without
+// it; the sequence does not move.
+func TestRunNoRoom(t *testing.T) {
+	for _, c := range carriers[:2] {
+		t.Run(c.String(), func(t *testing.T) {
+			p := loadOpts(t, 2, Options{Carrier: c})
+			const pre = 216
+			in := append(bytes.Repeat([]byte{0xee}, pre), testFrame(128)...)
+			ret, _, _ := runCtx(t, p, in, &xdpMd{Data: pre, DataEnd: uint32(len(in))})
+			if ret != xdpDrop {
+				t.Fatalf("returned %d, want XDP_DROP", ret)
 			}
-			for q, want := range tt.wantSeqs {
-				wantSeq(t, p, q, want)
+			wantSeq(t, p, 0, 0)
+			cnt, err := p.Counters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Counters{NoHeadroom: 1}
+			if c == CarrierMeta {
+				want.MetaRefused = 1
+			}
+			if cnt != want {
+				t.Fatalf("Counters = %+v, want %+v", cnt, want)
 			}
 		})
 	}
 }
 
-// TestRunNoMetaRoom makes bpf_xdp_adjust_meta fail: the caller supplies
-// 216 bytes of metadata, the most test_run accepts (256 bytes headroom
-// minus the 40 reserved for struct xdp_frame), leaving no room for 16
-// more. The program must skip the record, leave the sequence alone and
-// still redirect.
-func TestRunNoMetaRoom(t *testing.T) {
-	p := loadProgram(t, 2)
-	const pre = 216
-	in := append(bytes.Repeat([]byte{0xee}, pre), testFrame(128)...)
-	ret, out, ctxOut := runCtx(t, p, in, &xdpMd{Data: pre, DataEnd: uint32(len(in))})
-	if ret != xdpPassRet {
-		t.Fatalf("returned %d, want XDP_PASS", ret)
-	}
-	if !bytes.Equal(out, in) || ctxOut.Data != pre {
-		t.Fatalf("program wrote metadata although adjust_meta had no room (ctx out %+v)", ctxOut)
-	}
-	wantSeq(t, p, 0, 0)
-}
-
 func TestLoadErrors(t *testing.T) {
 	for _, q := range []int{0, -1, maxQueues + 1} {
-		if p, err := Load(q); err == nil {
+		if p, err := Load(q, Options{Carrier: CarrierNone}); err == nil {
 			p.Close()
 			t.Errorf("Load(%d) succeeded, want error", q)
 		}
@@ -221,7 +279,7 @@ func TestSupported(t *testing.T) {
 
 func TestCloseIdempotent(t *testing.T) {
 	requireRoot(t)
-	p, err := Load(1)
+	p, err := Load(1, Options{Carrier: CarrierNone})
 	if err != nil {
 		t.Fatal(err)
 	}

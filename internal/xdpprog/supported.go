@@ -9,9 +9,10 @@ import (
 	"github.com/cilium/ebpf/features"
 )
 
-// Supported reports whether the running kernel has what the program needs:
-// the XDP program type, the XSKMAP map type, and the bpf_xdp_adjust_meta
-// and bpf_redirect_map helpers for XDP. The error names the first missing
+// Supported reports whether the running kernel has what the program truly
+// needs: the XDP program type, the XSKMAP map type and the
+// bpf_redirect_map helper for XDP. How the record reaches user space is
+// optional and chosen by ChooseCarrier. The error names the first missing
 // piece, or the missing privilege if the probes themselves are refused.
 func Supported() error {
 	probes := []struct {
@@ -20,7 +21,6 @@ func Supported() error {
 	}{
 		{"XDP program type", func() error { return features.HaveProgramType(ebpf.XDP) }},
 		{"XSKMAP map type", func() error { return features.HaveMapType(ebpf.XSKMap) }},
-		{"bpf_xdp_adjust_meta helper", func() error { return features.HaveProgramHelper(ebpf.XDP, asm.FnXdpAdjustMeta) }},
 		{"bpf_redirect_map helper", func() error { return features.HaveProgramHelper(ebpf.XDP, asm.FnRedirectMap) }},
 	}
 	for _, p := range probes {
