@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/xskgate/xskgate/internal/bench"
+	"github.com/xskgate/xskgate/internal/xdpprog"
 )
 
 func cmdBench(ctx context.Context, args []string) error {
@@ -25,21 +29,34 @@ test (Linux's forwarding NAPI thread, or xskgate's worker) to --gate-cpu.`)
 	fs.IntVar(&o.GateCPU, "gate-cpu", 1, "CPU for the device under test")
 	fs.BoolVar(&o.TCP, "tcp", true, "also measure TCP with iperf3")
 	fs.DurationVar(&o.TCPTime, "tcp-time", 3e9, "iperf3 duration")
-	all := fs.Bool("all", false, "also measure xskgate with integrity checks off and with TCP protection on")
+	all := fs.Bool("all", false, "also measure xskgate with integrity checks off, without the XDP record, and with TCP protection on")
+	only := fs.String("only", "", "comma-separated paths to measure, from: linux-forwarding, xskgate, xskgate-nochecks, xskgate-nocarrier, xskgate+protection, protection-ackflood")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := needRoot(); err != nil {
 		return err
 	}
-	if *all {
+	if *all || *only != "" {
 		o.Variants = []bench.Variant{
 			{Name: "linux-forwarding", Kernel: true},
 			{Name: "xskgate", Checks: true},
 			{Name: "xskgate-nochecks"},
+			{Name: "xskgate-nocarrier", Checks: true, Carrier: xdpprog.CarrierNone},
 			{Name: "xskgate+protection", Checks: true, Protection: true},
 			{Name: "protection-ackflood", Checks: true, Protection: true, AckFlood: true},
 		}
+	}
+	if *only != "" {
+		var pick []bench.Variant
+		for _, name := range strings.Split(*only, ",") {
+			i := slices.IndexFunc(o.Variants, func(v bench.Variant) bool { return v.Name == name })
+			if i < 0 {
+				return fmt.Errorf("bench --only: unknown path %q", name)
+			}
+			pick = append(pick, o.Variants[i])
+		}
+		o.Variants = pick
 	}
 	_, err := bench.Run(ctx, o)
 	return err

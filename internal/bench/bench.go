@@ -39,6 +39,7 @@ import (
 	"github.com/xskgate/xskgate/internal/integrity"
 	"github.com/xskgate/xskgate/internal/lab"
 	"github.com/xskgate/xskgate/internal/protect"
+	"github.com/xskgate/xskgate/internal/xdpprog"
 	"github.com/xskgate/xskgate/internal/xsk"
 )
 
@@ -52,6 +53,9 @@ type Variant struct {
 	// AckFlood sends out-of-state TCP ACKs instead of UDP: what the
 	// protection stage drops per second, and what still gets through.
 	AckFlood bool
+	// Carrier is how the XDP program hands over its record (default: the
+	// best the kernel allows).
+	Carrier xdpprog.Carrier
 }
 
 // Options tune a benchmark run.
@@ -269,7 +273,7 @@ func (b *bencher) setup(v Variant) (*gate.Gate, func(), error) {
 		}
 		var err error
 		g, err = gate.Open(gate.Config{Outer: lab.OuterName, Inner: lab.InnerName, Queues: 1,
-			Umem: xsk.UmemConfig{NumFrames: 4096}, Engine: cfg, Integrity: ic, Logger: b.o.Logger})
+			Umem: xsk.UmemConfig{NumFrames: 4096}, Engine: cfg, Integrity: ic, Logger: b.o.Logger, Carrier: v.Carrier})
 		return err
 	})
 	if err != nil {
@@ -456,6 +460,10 @@ func report(w io.Writer, res []*Result) {
 	}
 	if on, off := by["xskgate"], by["xskgate-nochecks"]; on != nil && off != nil && median(off.PPS) > 0 {
 		fmt.Fprintf(w, "integrity checks: %.1f%% of throughput (xskgate %.3f vs no checks %.3f Mpps, medians)\n",
+			100*(1-median(on.PPS)/median(off.PPS)), median(on.PPS)/1e6, median(off.PPS)/1e6)
+	}
+	if on, off := by["xskgate"], by["xskgate-nocarrier"]; on != nil && off != nil && median(off.PPS) > 0 {
+		fmt.Fprintf(w, "XDP record carrier (the default, vs none): %.1f%% of throughput (%.3f vs %.3f Mpps, medians)\n",
 			100*(1-median(on.PPS)/median(off.PPS)), median(on.PPS)/1e6, median(off.PPS)/1e6)
 	}
 	if on, off := by["xskgate+protection"], by["xskgate"]; on != nil && off != nil && median(off.PPS) > 0 {
