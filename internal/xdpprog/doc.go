@@ -1,9 +1,13 @@
 // Package xdpprog builds, loads and attaches the XDP program that steers
 // every received frame to the AF_XDP socket bound on the frame's RX queue.
 //
-// The program is assembled in Go with cilium/ebpf's asm package: there is
-// no C source, no clang and no object file to keep in sync. Per frame it
+// The program is restricted C (bpf/steer.c) compiled by bpf2go; the
+// object and its Go bindings are committed, so building needs no clang, and
+// `go generate` rebuilds them (clang and libbpf-dev from Debian;
+// TestObjectsCurrent catches a stale object). It grew past what reads well
+// as cilium/ebpf asm when it gained the first line (FirstLine). Per frame it
 //
+//  0. on the outer interface, runs the first line (see FirstLine);
 //  1. puts a Meta record (magic, frame length, per-queue sequence number,
 //     queue index, all little-endian u32) with the frame, the way the
 //     Carrier says: in the XDP metadata area (bpf_xdp_adjust_meta), in

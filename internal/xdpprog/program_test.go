@@ -185,7 +185,7 @@ func TestRunNoRoom(t *testing.T) {
 			const pre = 216
 			in := append(bytes.Repeat([]byte{0xee}, pre), testFrame(128)...)
 			ret, _, _ := runCtx(t, p, in, &xdpMd{Data: pre, DataEnd: uint32(len(in))})
-			if ret != xdpDrop {
+			if ret != 1 /* XDP_DROP */ {
 				t.Fatalf("returned %d, want XDP_DROP", ret)
 			}
 			wantSeq(t, p, 0, 0)

@@ -1,0 +1,625 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// xskgate's XDP program: the in-kernel first line, then the hand-over of
+// every frame it passes to the AF_XDP socket of its queue, with a record
+// of the length it saw. Compiled by bpf2go (go generate ./internal/xdpprog);
+// the objects are committed so that go build needs no clang.
+//
+// Per frame, on the outer interface only (first_line set at load):
+//   1. allowlist (source LPM trie): skip the first line;
+//   2. blocklist (source LPM trie): drop;
+//   3. penalty box (LRU hash of sources with an expiry): drop until then;
+//   4. scopes (destination LPM trie) under attack, with flags set by user
+//      space from its meters:
+//      - challenge: a SYN is answered here with a cookie SYN-ACK (XDP_TX),
+//        the same SipHash cookie the user-space proxy checks;
+//      - out-of-state: non-SYN TCP whose 5-tuple is not in the flow map
+//        (mirrored by user space) is dropped.
+// Each stage can be off or in monitor mode (counts what it would do).
+// What is not dropped or answered goes to user space, which stays the
+// authority: the first line only ever acts on what user space told it.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+char __license[] SEC("license") = "GPL";
+
+#define RECORD_SIZE 16
+#define META_MAGIC 0x58534B01
+#define HEAD_MAGIC 0x58534B81
+
+// Set at load time (cilium/ebpf rewrites .rodata).
+volatile const __s32 len_skew = 0;   // test-only: planted length mismatch
+volatile const __u32 first_line = 0; // run the first line (outer only)
+
+// ---- maps ----------------------------------------------------------------
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(key_size, 4);
+	__uint(value_size, 4);
+	__uint(max_entries, 1); // resized by the loader
+} xskgate_xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1); // resized by the loader
+} xskgate_seqs SEC(".maps");
+
+// Counters, per CPU. Keep in step with the Go side (counters.go).
+enum {
+	C_META_REFUSED,
+	C_NO_HEADROOM,
+	C_ALLOW_PASS,
+	C_BLOCK_DROP,
+	C_BLOCK_WOULD,
+	C_PENALTY_DROP,
+	C_PENALTY_WOULD,
+	C_OOS_DROP,
+	C_OOS_WOULD,
+	C_COOKIE_SENT,
+	C_COOKIE_WOULD,
+	C_COOKIE_NOFIT,
+	C_NOT_PARSED,
+	C_NUM,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, C_NUM);
+} xskgate_stats SEC(".maps");
+
+// Stage switches in config.stages and config.monitor.
+#define ST_ALLOW (1 << 0)
+#define ST_BLOCK (1 << 1)
+#define ST_PENALTY (1 << 2)
+#define ST_OOS (1 << 3)
+#define ST_COOKIE (1 << 4)
+
+struct config {
+	__u32 stages;  // ST_* on
+	__u32 monitor; // ST_* counting only
+	__u64 key0, key1;   // SipHash key of the cookie (as user space's)
+	__u64 clock_base;   // ktime at user space's clock zero
+	__u16 mss4, mss6;   // MSS the proxy advertises
+	__u16 window;       // window of the cookie SYN-ACK
+	__u8 wscale;        // the proxy's window scale
+	__u8 sack;          // the proxy offers SACK
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct config);
+	__uint(max_entries, 1);
+} xskgate_config SEC(".maps");
+
+struct lpm4 {
+	__u32 prefixlen;
+	__u32 addr;
+};
+struct lpm6 {
+	__u32 prefixlen;
+	__u32 addr[4];
+};
+
+#define LPM(name, keytype, n)                          \
+	struct {                                       \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);   \
+		__type(key, struct keytype);           \
+		__type(value, __u32);                  \
+		__uint(max_entries, n);                \
+		__uint(map_flags, BPF_F_NO_PREALLOC);  \
+	} name SEC(".maps")
+
+LPM(xskgate_allow4, lpm4, 1 << 16);
+LPM(xskgate_allow6, lpm6, 1 << 16);
+LPM(xskgate_block4, lpm4, 1 << 16);
+LPM(xskgate_block6, lpm6, 1 << 16);
+// Scope flags (value): what user space's meters say about a destination.
+#define SC_OOS (1 << 0)       // out-of-state threshold exceeded: drop untracked
+#define SC_CHALLENGE (1 << 1) // SYN threshold exceeded: answer with cookies
+LPM(xskgate_scope4, lpm4, 1 << 12);
+LPM(xskgate_scope6, lpm6, 1 << 12);
+
+// An address as user space's netip.Addr.As16: IPv4 is ::ffff:a.b.c.d.
+struct addr16 {
+	__u32 w[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct addr16);
+	__type(value, __u64); // expiry, ktime ns
+	__uint(max_entries, 1 << 16);
+} xskgate_penalty SEC(".maps");
+
+// A tracked flow as seen arriving on outer: src is the Internet side.
+struct flowkey {
+	struct addr16 src, dst;
+	__u16 sport, dport; // network order
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct flowkey);
+	__type(value, __u8);
+	__uint(max_entries, 1); // resized by the loader
+} xskgate_flows SEC(".maps");
+
+// ---- helpers -------------------------------------------------------------
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&xskgate_stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+// stage returns 0 (off), 1 (on) or 2 (monitor) for stage s.
+static __always_inline int stage(const struct config *c, __u32 s)
+{
+	if (!(c->stages & s))
+		return 0;
+	return c->monitor & s ? 2 : 1;
+}
+
+#define ROTL(x, b) (__u64)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                            \
+	do {                                                                \
+		v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);   \
+		v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                      \
+		v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                      \
+		v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);   \
+	} while (0)
+
+// siphash6 is SipHash-2-4 of six 64-bit words, as protect.sipKey.sum.
+static __always_inline __u64 siphash6(__u64 k0, __u64 k1, const __u64 *m)
+{
+	__u64 v0 = k0 ^ 0x736f6d6570736575ULL;
+	__u64 v1 = k1 ^ 0x646f72616e646f6dULL;
+	__u64 v2 = k0 ^ 0x6c7967656e657261ULL;
+	__u64 v3 = k1 ^ 0x7465646279746573ULL;
+#pragma unroll
+	for (int i = 0; i < 6; i++) {
+		v3 ^= m[i];
+		SIPROUND;
+		SIPROUND;
+		v0 ^= m[i];
+	}
+	__u64 b = (__u64)48 << 56;
+	v3 ^= b;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static __always_inline __u64 be64pair(__u32 hi, __u32 lo)
+{
+	return (__u64)bpf_ntohl(hi) << 32 | bpf_ntohl(lo);
+}
+
+#define COOKIE_TICK 16000000000ULL
+#define WSCALE_NONE 15
+
+struct synopts {
+	__u16 mss;
+	__u8 wscale; // WSCALE_NONE if absent
+	__u8 sack;
+};
+
+// parse_synopts reads MSS, window scale and SACK-permitted from the TCP
+// options between opt and end.
+static __always_inline void parse_synopts(__u8 *opt, void *end, struct synopts *o)
+{
+#pragma unroll
+	for (int i = 0; i < 10; i++) {
+		if ((void *)(opt + 1) > end)
+			return;
+		__u8 kind = opt[0];
+		if (kind == 0)
+			return;
+		if (kind == 1) {
+			opt++;
+			continue;
+		}
+		if ((void *)(opt + 2) > end)
+			return;
+		__u8 len = opt[1];
+		if (len < 2)
+			return;
+		if (kind == 2 && len == 4 && (void *)(opt + 4) <= end)
+			o->mss = (__u16)opt[2] << 8 | opt[3];
+		else if (kind == 3 && len == 3 && (void *)(opt + 3) <= end)
+			o->wscale = opt[2] > 14 ? 14 : opt[2];
+		else if (kind == 4 && len == 2)
+			o->sack = 1;
+		opt += len;
+	}
+}
+
+// parsed is what the first line needs of a frame.
+struct parsed {
+	struct ethhdr *eth;
+	struct iphdr *ip4;
+	struct ipv6hdr *ip6;
+	struct tcphdr *tcp;
+	struct addr16 src, dst;
+};
+
+static __always_inline void v4to16(struct addr16 *a, __u32 v4)
+{
+	a->w[0] = 0;
+	a->w[1] = 0;
+	a->w[2] = bpf_htonl(0xffff);
+	a->w[3] = v4;
+}
+
+// parse accepts Ethernet + IPv4 without options or fragments, or IPv6
+// without extension headers, carrying TCP. Anything else goes to user
+// space, which parses everything.
+static __always_inline int parse(struct xdp_md *ctx, struct parsed *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	p->eth = data;
+	if ((void *)(p->eth + 1) > end)
+		return -1;
+	if (p->eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(p->eth + 1);
+		if ((void *)(ip + 1) > end || ip->ihl != 5 || ip->protocol != IPPROTO_TCP)
+			return -1;
+		if (ip->frag_off & bpf_htons(0x3fff)) // MF or an offset
+			return -1;
+		p->ip4 = ip;
+		p->ip6 = 0;
+		p->tcp = (void *)(ip + 1);
+		v4to16(&p->src, ip->saddr);
+		v4to16(&p->dst, ip->daddr);
+	} else if (p->eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(p->eth + 1);
+		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_TCP)
+			return -1;
+		p->ip4 = 0;
+		p->ip6 = ip6;
+		p->tcp = (void *)(ip6 + 1);
+		__builtin_memcpy(p->src.w, ip6->saddr.in6_u.u6_addr32, 16);
+		__builtin_memcpy(p->dst.w, ip6->daddr.in6_u.u6_addr32, 16);
+	} else {
+		return -1;
+	}
+	if ((void *)(p->tcp + 1) > end || p->tcp->doff < 5)
+		return -1;
+	return 0;
+}
+
+static __always_inline __u32 *lpm_lookup(struct parsed *p, void *m4, void *m6, const struct addr16 *a)
+{
+	if (p->ip4) {
+		struct lpm4 k = {.prefixlen = 32, .addr = a->w[3]};
+		return bpf_map_lookup_elem(m4, &k);
+	}
+	struct lpm6 k = {.prefixlen = 128};
+	__builtin_memcpy(k.addr, a->w, 16);
+	return bpf_map_lookup_elem(m6, &k);
+}
+
+static __always_inline __u16 fold(__u64 s)
+{
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+#define SYNACK_OPTS 12
+
+// cookie_synack turns the SYN in p into the cookie SYN-ACK in place and
+// returns XDP_TX, or -1 if it cannot (the SYN then goes to user space).
+static __always_inline int cookie_synack(struct xdp_md *ctx, struct parsed *p, const struct config *c)
+{
+	void *end = (void *)(long)ctx->data_end;
+	struct tcphdr *th = p->tcp;
+	struct synopts o = {.mss = p->ip4 ? 536 : 1220, .wscale = WSCALE_NONE};
+	__u8 *opt = (__u8 *)(th + 1);
+	__u32 optlen = th->doff * 4 - sizeof(*th);
+	if (optlen > 40)
+		return -1;
+	parse_synopts(opt, end, &o);
+
+	// Cookie: mac:23 | counter:2 | mss:2 | wscale:4 | sack:1 (cookie.go).
+	__u32 mssidx = 0;
+	if (o.mss >= 1220)
+		mssidx = 1;
+	if (o.mss >= 1440)
+		mssidx = 2;
+	if (o.mss >= 1460)
+		mssidx = 3;
+	__u8 sack = c->sack && o.sack;
+	__u32 ob = mssidx << 5 | (__u32)o.wscale << 1 | sack;
+	__u64 now = bpf_ktime_get_ns() - c->clock_base;
+	__u64 ctr = now / COOKIE_TICK;
+	__u32 isn = bpf_ntohl(th->seq);
+	__u64 m[6];
+	m[0] = be64pair(p->src.w[0], p->src.w[1]);
+	m[1] = be64pair(p->src.w[2], p->src.w[3]);
+	m[2] = be64pair(p->dst.w[0], p->dst.w[1]);
+	m[3] = be64pair(p->dst.w[2], p->dst.w[3]);
+	m[4] = (__u64)bpf_ntohs(th->source) << 48 | (__u64)bpf_ntohs(th->dest) << 32 | isn;
+	m[5] = ctr << 8 | ob;
+	__u32 mac = (__u32)siphash6(c->key0, c->key1, m) & ((1 << 23) - 1);
+	__u32 cookie = mac << 9 | (__u32)(ctr & 3) << 7 | ob;
+
+	// The reply: ours are MSS, then SACK-permitted, then window scale, as
+	// protect.synOpts writes them.
+	__u8 ws = o.wscale == WSCALE_NONE ? WSCALE_NONE : c->wscale;
+	__u16 mss = p->ip4 ? c->mss4 : c->mss6;
+	__u32 nopts = 4 + (sack ? 4 : 0) + (ws != WSCALE_NONE ? 4 : 0);
+	__u32 l3 = p->ip4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	__u32 newlen = sizeof(struct ethhdr) + l3 + sizeof(struct tcphdr) + nopts;
+	__u32 oldlen = (__u32)(end - (void *)(long)ctx->data);
+	if (oldlen < sizeof(struct ethhdr) + l3 + sizeof(struct tcphdr) + SYNACK_OPTS) {
+		// Grow to room for every option first (a SYN without options).
+		if (bpf_xdp_adjust_tail(ctx, (int)(sizeof(struct ethhdr) + l3 + sizeof(struct tcphdr) + SYNACK_OPTS - oldlen)))
+			return -1;
+		oldlen = sizeof(struct ethhdr) + l3 + sizeof(struct tcphdr) + SYNACK_OPTS;
+	}
+	if (parse(ctx, p))
+		return -1;
+	end = (void *)(long)ctx->data_end;
+	th = p->tcp;
+	__u8 *ob8 = (__u8 *)(th + 1);
+	if ((void *)(ob8 + SYNACK_OPTS) > end)
+		return -1;
+
+	// L2: swap MACs.
+	__u8 tmp[ETH_ALEN];
+	__builtin_memcpy(tmp, p->eth->h_source, ETH_ALEN);
+	__builtin_memcpy(p->eth->h_source, p->eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(p->eth->h_dest, tmp, ETH_ALEN);
+
+	// L4 first (the addresses are still the SYN's).
+	__u16 sport = th->source;
+	th->source = th->dest;
+	th->dest = sport;
+	th->ack_seq = bpf_htonl(isn + 1);
+	th->seq = bpf_htonl(cookie);
+	((__u8 *)th)[12] = (__u8)((sizeof(struct tcphdr) + nopts) / 4) << 4;
+	((__u8 *)th)[13] = 0x12; // SYN|ACK
+	th->window = bpf_htons(c->window);
+	th->check = 0;
+	th->urg_ptr = 0;
+	ob8[0] = 2;
+	ob8[1] = 4;
+	ob8[2] = mss >> 8;
+	ob8[3] = mss & 0xff;
+	__u32 n = 4;
+	if (sack) {
+		ob8[4] = 1; ob8[5] = 1; ob8[6] = 4; ob8[7] = 2;
+		n = 8;
+	}
+	if (ws != WSCALE_NONE) {
+		if (n == 4) {
+			ob8[4] = 1; ob8[5] = 3; ob8[6] = 3; ob8[7] = ws;
+		} else {
+			ob8[8] = 1; ob8[9] = 3; ob8[10] = 3; ob8[11] = ws;
+		}
+	}
+	__u32 tcplen = sizeof(struct tcphdr) + nopts;
+
+	// L3: swap addresses, fresh header, as protect.reply.
+	__u64 sum = 0;
+	if (p->ip4) {
+		struct iphdr *ip = p->ip4;
+		__u32 a = ip->saddr;
+		ip->saddr = ip->daddr;
+		ip->daddr = a;
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->tos = 0;
+		ip->tot_len = bpf_htons(sizeof(struct iphdr) + tcplen);
+		ip->id = 0;
+		ip->frag_off = bpf_htons(0x4000); // DF
+		ip->ttl = 64;
+		ip->check = 0;
+		ip->check = fold(bpf_csum_diff(0, 0, (__be32 *)ip, sizeof(*ip), 0));
+		sum = (__u64)ip->saddr + ip->daddr + bpf_htons(IPPROTO_TCP) + bpf_htons(tcplen);
+	} else {
+		struct ipv6hdr *ip6 = p->ip6;
+		struct in6_addr a = ip6->saddr;
+		ip6->saddr = ip6->daddr;
+		ip6->daddr = a;
+		((__u32 *)ip6)[0] = bpf_htonl(0x60000000);
+		ip6->payload_len = bpf_htons(tcplen);
+		ip6->nexthdr = IPPROTO_TCP;
+		ip6->hop_limit = 64;
+		sum = bpf_csum_diff(0, 0, (__be32 *)&ip6->saddr, 32, 0);
+		sum += bpf_htonl(tcplen) + bpf_htonl(IPPROTO_TCP);
+	}
+	// TCP checksum over the pseudo header and the 20 + nopts bytes.
+	if (nopts == 4)
+		sum = bpf_csum_diff(0, 0, (__be32 *)th, sizeof(*th) + 4, sum);
+	else if (nopts == 8)
+		sum = bpf_csum_diff(0, 0, (__be32 *)th, sizeof(*th) + 8, sum);
+	else
+		sum = bpf_csum_diff(0, 0, (__be32 *)th, sizeof(*th) + 12, sum);
+	th->check = fold(sum);
+
+	if (newlen < oldlen && bpf_xdp_adjust_tail(ctx, -(int)(oldlen - newlen)))
+		return -1;
+	return XDP_TX;
+}
+
+// first_line_verdict returns XDP_DROP, XDP_TX, or -1 (on to user space).
+static __always_inline int first_line_verdict(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	struct config *c = bpf_map_lookup_elem(&xskgate_config, &zero);
+	if (!c || !c->stages)
+		return -1;
+	struct parsed p = {};
+	if (parse(ctx, &p)) {
+		count(C_NOT_PARSED);
+		return -1;
+	}
+	int s = stage(c, ST_ALLOW);
+	if (s && lpm_lookup(&p, &xskgate_allow4, &xskgate_allow6, &p.src)) {
+		count(C_ALLOW_PASS);
+		return -1;
+	}
+	s = stage(c, ST_BLOCK);
+	if (s && lpm_lookup(&p, &xskgate_block4, &xskgate_block6, &p.src)) {
+		count(s == 1 ? C_BLOCK_DROP : C_BLOCK_WOULD);
+		if (s == 1)
+			return XDP_DROP;
+	}
+	s = stage(c, ST_PENALTY);
+	if (s) {
+		__u64 *until = bpf_map_lookup_elem(&xskgate_penalty, &p.src);
+		if (until && *until > bpf_ktime_get_ns()) {
+			count(s == 1 ? C_PENALTY_DROP : C_PENALTY_WOULD);
+			if (s == 1)
+				return XDP_DROP;
+		}
+	}
+	int so = stage(c, ST_OOS), sc = stage(c, ST_COOKIE);
+	if (!so && !sc)
+		return -1;
+	__u32 *scope = lpm_lookup(&p, &xskgate_scope4, &xskgate_scope6, &p.dst);
+	if (!scope || !*scope)
+		return -1;
+	__u8 flags = ((__u8 *)p.tcp)[13] & 0x17; // FIN SYN RST ACK
+	if (flags == 0x02) { // a bare SYN
+		if (sc && (*scope & SC_CHALLENGE)) {
+			if (sc == 2) {
+				count(C_COOKIE_WOULD);
+				return -1;
+			}
+			int v = cookie_synack(ctx, &p, c);
+			if (v == XDP_TX) {
+				count(C_COOKIE_SENT);
+				return XDP_TX;
+			}
+			count(C_COOKIE_NOFIT);
+		}
+		return -1;
+	}
+	if (so && (*scope & SC_OOS) && !(flags & 0x02)) {
+		struct flowkey k = {.src = p.src, .dst = p.dst, .sport = p.tcp->source, .dport = p.tcp->dest};
+		if (!bpf_map_lookup_elem(&xskgate_flows, &k)) {
+			// A cookie ACK is untracked by nature: with cookies live
+			// it must reach user space, which checks it.
+			if (sc && (*scope & SC_CHALLENGE) && flags == 0x10)
+				return -1;
+			count(so == 1 ? C_OOS_DROP : C_OOS_WOULD);
+			if (so == 1)
+				return XDP_DROP;
+		}
+	}
+	return -1;
+}
+
+// ---- the record and the redirect ----------------------------------------
+
+static __always_inline int redirect(struct xdp_md *ctx)
+{
+	return bpf_redirect_map(&xskgate_xsks, ctx->rx_queue_index, XDP_PASS);
+}
+
+// write_record fills the record at rec, which ends where the frame starts.
+static __always_inline void write_record(struct xdp_md *ctx, __u32 *rec, __u32 magic)
+{
+	__u32 q = ctx->rx_queue_index;
+	__u32 seq = 0;
+	__u32 *s = bpf_map_lookup_elem(&xskgate_seqs, &q);
+	if (s) {
+		// A plain increment, not an atomic: NAPI serialises a queue, and a
+		// lost update is exactly what user space should be able to see if
+		// it ever does not.
+		seq = *s + 1;
+		*s = seq;
+	}
+	rec[0] = magic;
+	rec[1] = (__u32)((long)ctx->data_end - (long)(rec + 4)) + len_skew;
+	rec[2] = seq;
+	rec[3] = q;
+}
+
+// with_head prepends the record; a frame without room for it is dropped
+// and counted (forwarding it without would make its first bytes
+// ambiguous).
+static __always_inline int with_head(struct xdp_md *ctx)
+{
+	if (bpf_xdp_adjust_head(ctx, -RECORD_SIZE)) {
+		count(C_NO_HEADROOM);
+		return XDP_DROP;
+	}
+	__u32 *rec = (void *)(long)ctx->data;
+	if ((void *)(rec + 4) > (void *)(long)ctx->data_end) {
+		count(C_NO_HEADROOM);
+		return XDP_DROP;
+	}
+	write_record(ctx, rec, HEAD_MAGIC);
+	return redirect(ctx);
+}
+
+static __always_inline int first(struct xdp_md *ctx)
+{
+	if (!first_line)
+		return -1;
+	return first_line_verdict(ctx);
+}
+
+SEC("xdp")
+int xskgate_meta(struct xdp_md *ctx)
+{
+	int v = first(ctx);
+	if (v >= 0)
+		return v;
+	if (bpf_xdp_adjust_meta(ctx, -RECORD_SIZE)) {
+		// The driver has no metadata support: carry the record in front.
+		count(C_META_REFUSED);
+		return with_head(ctx);
+	}
+	__u32 *rec = (void *)(long)ctx->data_meta;
+	if ((void *)(rec + 4) > (void *)(long)ctx->data)
+		return redirect(ctx);
+	write_record(ctx, rec, META_MAGIC);
+	return redirect(ctx);
+}
+
+SEC("xdp")
+int xskgate_head(struct xdp_md *ctx)
+{
+	int v = first(ctx);
+	if (v >= 0)
+		return v;
+	return with_head(ctx);
+}
+
+SEC("xdp")
+int xskgate_none(struct xdp_md *ctx)
+{
+	int v = first(ctx);
+	if (v >= 0)
+		return v;
+	return redirect(ctx);
+}
