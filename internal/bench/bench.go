@@ -338,11 +338,13 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (pps,
 	go func() {
 		genErr <- l.Do(l.ClientNS, func() error { return gen.Run(b.o.GenCPU, rate, stop) })
 	}()
+	genDone := false // its result was taken: do not wait for it again
 	wait := func(d time.Duration) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-genErr:
+			genDone = true
 			return fmt.Errorf("generator stopped: %w", err)
 		case <-time.After(d):
 			return nil
@@ -350,6 +352,9 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (pps,
 	}
 	defer func() {
 		close(stop)
+		if genDone {
+			return
+		}
 		if e := <-genErr; e != nil && err == nil {
 			err = e
 		}
