@@ -3,6 +3,7 @@ package xdpprog
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -49,10 +50,15 @@ func errnoName(err error) string {
 
 func loadError(err error) error {
 	var ve *ebpf.VerifierError
-	if errors.As(err, &ve) && isPerm(err) {
-		// Without CAP_PERFMON the verifier refuses data_end - data; keep
-		// its one-line summary, it names the instruction.
-		return &hintError{msg: fmt.Sprintf("load xdp program: %v: %s", ve, privHint), err: err}
+	if errors.As(err, &ve) {
+		if isPerm(err) && strings.Contains(ve.Error(), "pointer -= pointer") {
+			// Without CAP_PERFMON the verifier refuses data_end - data;
+			// keep its one-line summary, it names the instruction.
+			return &hintError{msg: fmt.Sprintf("load xdp program: %v: %s", ve, privHint), err: err}
+		}
+		// The verifier refused the program (EACCES too): a bug here or a
+		// kernel that verifies differently, not a missing privilege.
+		return fmt.Errorf("load xdp program: the kernel's verifier refused it: %w", err)
 	}
 	if isPerm(err) {
 		return &hintError{

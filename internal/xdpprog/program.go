@@ -90,10 +90,12 @@ type Program struct {
 	queues  int
 	carrier Carrier
 	coll    *ebpf.Collection // owns the program and every map
-	prog    *ebpf.Program
-	xsks    *ebpf.Map
-	seqs    *ebpf.Map
-	stats   *ebpf.Map
+	// firstLine: loaded with Options.FirstLine (FirstLine feeds it).
+	firstLine bool
+	prog      *ebpf.Program
+	xsks      *ebpf.Map
+	seqs      *ebpf.Map
+	stats     *ebpf.Map
 }
 
 var memlockOnce sync.Once
@@ -122,13 +124,14 @@ func Load(queues int, o Options) (*Program, error) {
 		return nil, loadError(err)
 	}
 	p := &Program{
-		queues:  queues,
-		carrier: o.Carrier,
-		coll:    coll,
-		prog:    coll.Programs[progNames[o.Carrier]],
-		xsks:    coll.Maps[xskMapName],
-		seqs:    coll.Maps[seqMapName],
-		stats:   coll.Maps[statMapName],
+		queues:    queues,
+		carrier:   o.Carrier,
+		coll:      coll,
+		firstLine: o.FirstLine,
+		prog:      coll.Programs[progNames[o.Carrier]],
+		xsks:      coll.Maps[xskMapName],
+		seqs:      coll.Maps[seqMapName],
+		stats:     coll.Maps[statMapName],
 	}
 	return p, nil
 }

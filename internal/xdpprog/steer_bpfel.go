@@ -53,6 +53,14 @@ type steerLpm6 struct {
 	Addr      [4]uint32
 }
 
+type steerScope struct {
+	_     structs.HostLayout
+	Flags uint32
+	Pad   uint32
+	Oos   uint64
+	Syns  uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.

@@ -113,24 +113,34 @@ struct lpm6 {
 	__u32 addr[4];
 };
 
-#define LPM(name, keytype, n)                          \
+#define LPM(name, keytype, valtype, n)                 \
 	struct {                                       \
 		__uint(type, BPF_MAP_TYPE_LPM_TRIE);   \
 		__type(key, struct keytype);           \
-		__type(value, __u32);                  \
+		__type(value, valtype);                \
 		__uint(max_entries, n);                \
 		__uint(map_flags, BPF_F_NO_PREALLOC);  \
 	} name SEC(".maps")
 
-LPM(xskgate_allow4, lpm4, 1 << 16);
-LPM(xskgate_allow6, lpm6, 1 << 16);
-LPM(xskgate_block4, lpm4, 1 << 16);
-LPM(xskgate_block6, lpm6, 1 << 16);
-// Scope flags (value): what user space's meters say about a destination.
+LPM(xskgate_allow4, lpm4, __u32, 1 << 16);
+LPM(xskgate_allow6, lpm6, __u32, 1 << 16);
+LPM(xskgate_block4, lpm4, __u32, 1 << 16);
+LPM(xskgate_block6, lpm6, __u32, 1 << 16);
+
+// A protected scope: flags from user space's meters, and what the first
+// line did for it, which user space adds to its meters (the frames the
+// first line takes never reach them) to hold a flag while the attack
+// lasts.
 #define SC_OOS (1 << 0)       // out-of-state threshold exceeded: drop untracked
 #define SC_CHALLENGE (1 << 1) // SYN threshold exceeded: answer with cookies
-LPM(xskgate_scope4, lpm4, 1 << 12);
-LPM(xskgate_scope6, lpm6, 1 << 12);
+struct scope {
+	__u32 flags;
+	__u32 pad;
+	__u64 oos;  // out-of-state frames dropped (or that would be)
+	__u64 syns; // SYNs answered with a cookie (or that would be)
+};
+LPM(xskgate_scope4, lpm4, struct scope, 1 << 12);
+LPM(xskgate_scope6, lpm6, struct scope, 1 << 12);
 
 // An address as user space's netip.Addr.As16: IPv4 is ::ffff:a.b.c.d.
 struct addr16 {
@@ -225,38 +235,58 @@ struct synopts {
 	__u8 sack;
 };
 
-// parse_synopts reads MSS, window scale and SACK-permitted from the TCP
-// options between opt and end.
-static __always_inline void parse_synopts(__u8 *opt, void *end, struct synopts *o)
+// optscan is the state of a scan of a SYN's options, copied to the stack:
+// one bpf_loop callback per option keeps the verifier's work linear (an
+// unrolled scan branches on every option and explodes its states).
+struct optscan {
+	__u8 buf[64];
+	__u32 off, len;
+	struct synopts o;
+};
+
+static long scan_opt(__u32 i, void *arg)
 {
-#pragma unroll
-	for (int i = 0; i < 10; i++) {
-		if ((void *)(opt + 1) > end)
-			return;
-		__u8 kind = opt[0];
-		if (kind == 0)
-			return;
-		if (kind == 1) {
-			opt++;
-			continue;
-		}
-		if ((void *)(opt + 2) > end)
-			return;
-		__u8 len = opt[1];
-		if (len < 2)
-			return;
-		if (kind == 2 && len == 4 && (void *)(opt + 4) <= end)
-			o->mss = (__u16)opt[2] << 8 | opt[3];
-		else if (kind == 3 && len == 3 && (void *)(opt + 3) <= end)
-			o->wscale = opt[2] > 14 ? 14 : opt[2];
-		else if (kind == 4 && len == 2)
-			o->sack = 1;
-		opt += len;
+	struct optscan *s = arg;
+	__u32 off = s->off;
+	if (off >= s->len || off >= 40)
+		return 1;
+	__u8 kind = s->buf[off & 63];
+	if (kind == 0)
+		return 1;
+	if (kind == 1) {
+		s->off = off + 1;
+		return 0;
 	}
+	__u8 len = s->buf[(off + 1) & 63];
+	if (len < 2 || off + len > s->len)
+		return 1;
+	if (kind == 2 && len == 4)
+		s->o.mss = (__u16)s->buf[(off + 2) & 63] << 8 | s->buf[(off + 3) & 63];
+	else if (kind == 3 && len == 3)
+		s->o.wscale = s->buf[(off + 2) & 63] > 14 ? 14 : s->buf[(off + 2) & 63];
+	else if (kind == 4 && len == 2)
+		s->o.sack = 1;
+	s->off = off + len;
+	return 0;
+}
+
+// parse_synopts reads MSS, window scale and SACK-permitted from the len
+// bytes of TCP options at offset at in the frame.
+static __always_inline void parse_synopts(struct xdp_md *ctx, __u32 at, __u32 len, struct synopts *o)
+{
+	struct optscan s = {.len = len, .o = *o};
+	if (len == 0 || len > 40)
+		return;
+	if (bpf_xdp_load_bytes(ctx, at, s.buf, len))
+		return;
+	bpf_loop(40, scan_opt, &s, 0);
+	*o = s.o;
 }
 
 // parsed is what the first line needs of a frame.
 struct parsed {
+	int v4; // IPv4 (ip4 valid) rather than IPv6 (ip6 valid): the verifier
+		// cannot tell a packet pointer from NULL, so test this instead
 	struct ethhdr *eth;
 	struct iphdr *ip4;
 	struct ipv6hdr *ip6;
@@ -288,6 +318,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct parsed *p)
 			return -1;
 		if (ip->frag_off & bpf_htons(0x3fff)) // MF or an offset
 			return -1;
+		p->v4 = 1;
 		p->ip4 = ip;
 		p->ip6 = 0;
 		p->tcp = (void *)(ip + 1);
@@ -297,6 +328,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct parsed *p)
 		struct ipv6hdr *ip6 = (void *)(p->eth + 1);
 		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_TCP)
 			return -1;
+		p->v4 = 0;
 		p->ip4 = 0;
 		p->ip6 = ip6;
 		p->tcp = (void *)(ip6 + 1);
@@ -310,9 +342,9 @@ static __always_inline int parse(struct xdp_md *ctx, struct parsed *p)
 	return 0;
 }
 
-static __always_inline __u32 *lpm_lookup(struct parsed *p, void *m4, void *m6, const struct addr16 *a)
+static __always_inline void *lpm_lookup(struct parsed *p, void *m4, void *m6, const struct addr16 *a)
 {
-	if (p->ip4) {
+	if (p->v4) {
 		struct lpm4 k = {.prefixlen = 32, .addr = a->w[3]};
 		return bpf_map_lookup_elem(m4, &k);
 	}
@@ -331,6 +363,41 @@ static __always_inline __u16 fold(__u64 s)
 }
 
 #define SYNACK_OPTS 12
+#define COOKIE_MAX_AGE 2
+
+// cookie_mac is the cookie's 23-bit MAC: SipHash-2-4 over the client's
+// and the server's address (as netip.Addr.As16), ports, the client's ISN,
+// the time counter and the option bits (protect.cookieMAC).
+static __always_inline __u32 cookie_mac(const struct config *c, struct parsed *p, __u32 isn, __u64 ctr, __u32 ob)
+{
+	__u64 m[6];
+	m[0] = be64pair(p->src.w[0], p->src.w[1]);
+	m[1] = be64pair(p->src.w[2], p->src.w[3]);
+	m[2] = be64pair(p->dst.w[0], p->dst.w[1]);
+	m[3] = be64pair(p->dst.w[2], p->dst.w[3]);
+	m[4] = (__u64)bpf_ntohs(p->tcp->source) << 48 | (__u64)bpf_ntohs(p->tcp->dest) << 32 | isn;
+	m[5] = ctr << 8 | ob;
+	return (__u32)siphash6(c->key0, c->key1, m) & ((1 << 23) - 1);
+}
+
+// cookie_ok checks a pure ACK's ack-1 as a cookie for its seq-1, as
+// protect.checkCookie: made in this tick or the two before, with sane
+// option bits and the right MAC.
+static __always_inline int cookie_ok(const struct config *c, struct parsed *p)
+{
+	__u32 cookie = bpf_ntohl(p->tcp->ack_seq) - 1;
+	__u32 isn = bpf_ntohl(p->tcp->seq) - 1;
+	__u64 cur = (bpf_ktime_get_ns() - c->clock_base) / COOKIE_TICK;
+	__u64 lo = cookie >> 7 & 3;
+	__u64 ctr = cur - ((cur - lo) & 3);
+	if (cur - ctr > COOKIE_MAX_AGE || ctr > cur)
+		return 0;
+	__u32 ob = cookie & 0x7f;
+	__u32 ws = ob >> 1 & 0xf;
+	if (ws > 14 && ws != WSCALE_NONE)
+		return 0;
+	return cookie_mac(c, p, isn, ctr, ob) == cookie >> 9;
+}
 
 // cookie_synack turns the SYN in p into the cookie SYN-ACK in place and
 // returns XDP_TX, or -1 if it cannot (the SYN then goes to user space).
@@ -338,12 +405,11 @@ static __always_inline int cookie_synack(struct xdp_md *ctx, struct parsed *p, c
 {
 	void *end = (void *)(long)ctx->data_end;
 	struct tcphdr *th = p->tcp;
-	struct synopts o = {.mss = p->ip4 ? 536 : 1220, .wscale = WSCALE_NONE};
-	__u8 *opt = (__u8 *)(th + 1);
+	struct synopts o = {.mss = p->v4 ? 536 : 1220, .wscale = WSCALE_NONE};
 	__u32 optlen = th->doff * 4 - sizeof(*th);
 	if (optlen > 40)
 		return -1;
-	parse_synopts(opt, end, &o);
+	parse_synopts(ctx, (__u32)((void *)(th + 1) - (void *)(long)ctx->data), optlen, &o);
 
 	// Cookie: mac:23 | counter:2 | mss:2 | wscale:4 | sack:1 (cookie.go).
 	__u32 mssidx = 0;
@@ -355,25 +421,16 @@ static __always_inline int cookie_synack(struct xdp_md *ctx, struct parsed *p, c
 		mssidx = 3;
 	__u8 sack = c->sack && o.sack;
 	__u32 ob = mssidx << 5 | (__u32)o.wscale << 1 | sack;
-	__u64 now = bpf_ktime_get_ns() - c->clock_base;
-	__u64 ctr = now / COOKIE_TICK;
+	__u64 ctr = (bpf_ktime_get_ns() - c->clock_base) / COOKIE_TICK;
 	__u32 isn = bpf_ntohl(th->seq);
-	__u64 m[6];
-	m[0] = be64pair(p->src.w[0], p->src.w[1]);
-	m[1] = be64pair(p->src.w[2], p->src.w[3]);
-	m[2] = be64pair(p->dst.w[0], p->dst.w[1]);
-	m[3] = be64pair(p->dst.w[2], p->dst.w[3]);
-	m[4] = (__u64)bpf_ntohs(th->source) << 48 | (__u64)bpf_ntohs(th->dest) << 32 | isn;
-	m[5] = ctr << 8 | ob;
-	__u32 mac = (__u32)siphash6(c->key0, c->key1, m) & ((1 << 23) - 1);
-	__u32 cookie = mac << 9 | (__u32)(ctr & 3) << 7 | ob;
+	__u32 cookie = cookie_mac(c, p, isn, ctr, ob) << 9 | (__u32)(ctr & 3) << 7 | ob;
 
 	// The reply: ours are MSS, then SACK-permitted, then window scale, as
 	// protect.synOpts writes them.
 	__u8 ws = o.wscale == WSCALE_NONE ? WSCALE_NONE : c->wscale;
-	__u16 mss = p->ip4 ? c->mss4 : c->mss6;
+	__u16 mss = p->v4 ? c->mss4 : c->mss6;
 	__u32 nopts = 4 + (sack ? 4 : 0) + (ws != WSCALE_NONE ? 4 : 0);
-	__u32 l3 = p->ip4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	__u32 l3 = p->v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
 	__u32 newlen = sizeof(struct ethhdr) + l3 + sizeof(struct tcphdr) + nopts;
 	__u32 oldlen = (__u32)(end - (void *)(long)ctx->data);
 	if (oldlen < sizeof(struct ethhdr) + l3 + sizeof(struct tcphdr) + SYNACK_OPTS) {
@@ -427,7 +484,7 @@ static __always_inline int cookie_synack(struct xdp_md *ctx, struct parsed *p, c
 
 	// L3: swap addresses, fresh header, as protect.reply.
 	__u64 sum = 0;
-	if (p->ip4) {
+	if (p->v4) {
 		struct iphdr *ip = p->ip4;
 		__u32 a = ip->saddr;
 		ip->saddr = ip->daddr;
@@ -503,12 +560,16 @@ static __always_inline int first_line_verdict(struct xdp_md *ctx)
 	int so = stage(c, ST_OOS), sc = stage(c, ST_COOKIE);
 	if (!so && !sc)
 		return -1;
-	__u32 *scope = lpm_lookup(&p, &xskgate_scope4, &xskgate_scope6, &p.dst);
-	if (!scope || !*scope)
+	struct scope *sp = lpm_lookup(&p, &xskgate_scope4, &xskgate_scope6, &p.dst);
+	if (!sp)
+		return -1;
+	__u32 sflags = sp->flags;
+	if (!sflags)
 		return -1;
 	__u8 flags = ((__u8 *)p.tcp)[13] & 0x17; // FIN SYN RST ACK
 	if (flags == 0x02) { // a bare SYN
-		if (sc && (*scope & SC_CHALLENGE)) {
+		if (sc && (sflags & SC_CHALLENGE)) {
+			__sync_fetch_and_add(&sp->syns, 1);
 			if (sc == 2) {
 				count(C_COOKIE_WOULD);
 				return -1;
@@ -522,13 +583,15 @@ static __always_inline int first_line_verdict(struct xdp_md *ctx)
 		}
 		return -1;
 	}
-	if (so && (*scope & SC_OOS) && !(flags & 0x02)) {
+	if (so && (sflags & SC_OOS) && !(flags & 0x02)) {
 		struct flowkey k = {.src = p.src, .dst = p.dst, .sport = p.tcp->source, .dport = p.tcp->dest};
 		if (!bpf_map_lookup_elem(&xskgate_flows, &k)) {
-			// A cookie ACK is untracked by nature: with cookies live
-			// it must reach user space, which checks it.
-			if (sc && (*scope & SC_CHALLENGE) && flags == 0x10)
+			// A cookie ACK is untracked by nature: with cookies live,
+			// a valid one goes on to user space, which completes the
+			// proxied handshake (and checks it again).
+			if (sflags & SC_CHALLENGE && flags == 0x10 && cookie_ok(c, &p))
 				return -1;
+			__sync_fetch_and_add(&sp->oos, 1);
 			count(so == 1 ? C_OOS_DROP : C_OOS_WOULD);
 			if (so == 1)
 				return XDP_DROP;
