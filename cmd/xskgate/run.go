@@ -104,9 +104,22 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 		return err
 	}
 	gc.Engine.Inspector = insp
+	// The in-kernel first line, fed by the protection's decisions, when
+	// protection starts enabled (its flow map is sized like the flow
+	// table: about 100 bytes of kernel memory per flow).
+	gc.FirstLine = cfg.Protection.Enabled && cfg.Protection.FirstLine.Mode != protect.ModeDisabled
+	gc.FirstLineFlows = insp.Table().Capacity()
 	g, err := gate.Open(gc)
 	if err != nil {
 		return err
+	}
+	if err := insp.SetFirstLine(g.FirstLine(), g.XDPTxErrors); err != nil {
+		g.Close()
+		return err
+	}
+	if fl := g.FirstLine(); fl != nil {
+		st, _ := insp.FirstLineStats()
+		log.Info("first line in XDP", "stages", st.Stages, "monitor", st.Monitor)
 	}
 	col := metrics.NewCollector(metrics.FromGate(g))
 	// Order matters: scrapes read ring memory, so the collector closes
@@ -202,6 +215,7 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 		go metrics.ServeListener(runCtx, ln, reg, log)
 		log.Info("metrics", "listen", ln.Addr().String())
 	}
+	go insp.RunFirstLine(runCtx)
 	// Housekeeping: expire flows a slice at a time; reload on SIGHUP.
 	go func() {
 		hup := make(chan os.Signal, 1)

@@ -29,6 +29,9 @@ import (
 	"github.com/xskgate/xskgate/internal/xsk"
 )
 
+// demoFlows sizes the demo's flow table and the first line's flow map.
+const demoFlows = 1 << 16
+
 // Options tune the demo.
 type Options struct {
 	Duration time.Duration // traffic time (default 10s)
@@ -154,7 +157,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		// The lab's addresses are the protected prefix: out-of-state
 		// segments are dropped, SYN floods challenged with SYN cookies.
 		// Legitimate connections are tracked from their SYN and pass.
-		insp, err = protect.New(DemoProtection(), protect.Options{Logger: o.Logger})
+		insp, err = protect.New(DemoProtection(), protect.Options{Logger: o.Logger, FlowCapacity: demoFlows})
 		if err != nil {
 			return nil, err
 		}
@@ -175,11 +178,21 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			XDPMode: o.XDPMode, Carrier: o.Carrier, Logger: o.Logger,
 			Engine:    engine.Config{Inspector: o.Inspector, InjectFillWhileTx: o.InjectFillWhileTx},
 			Integrity: ic,
+			FirstLine: insp != nil, FirstLineFlows: demoFlows,
 		})
 		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	if insp != nil {
+		if err := insp.SetFirstLine(g.FirstLine(), g.XDPTxErrors); err != nil {
+			g.Close()
+			return nil, err
+		}
+		flCtx, stopFL := context.WithCancel(ctx)
+		defer stopFL()
+		go insp.RunFirstLine(flCtx)
 	}
 	g.Start()
 	closed := false

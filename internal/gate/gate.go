@@ -17,7 +17,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
+
+	"github.com/safchain/ethtool"
 
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/integrity"
@@ -40,7 +43,12 @@ type Config struct {
 	// LenSkew plants a record length mismatch in every frame (tests and
 	// demonstrations of the integrity checks only).
 	LenSkew int32
-	Engine  engine.Config
+	// FirstLine loads the outer interface's program with the in-kernel
+	// first line (fed by the TCP protection: protect.Inspector.SetFirstLine),
+	// its flow map sized for FirstLineFlows tracked flows (default 1<<20).
+	FirstLine      bool
+	FirstLineFlows int
+	Engine         engine.Config
 	// Integrity, when set, checks every ring hand-over (package integrity).
 	Integrity *integrity.Config
 	Drain     time.Duration // how long Close waits for TX completions (default 1s)
@@ -62,6 +70,9 @@ type Gate struct {
 
 	carrier    xdpprog.Carrier
 	carrierWhy string
+	// ethtool is a socket made in the interfaces' namespace, to read the
+	// outer driver's XDP_TX errors from anywhere (XDPTxErrors).
+	ethtool *ethtool.Ethtool
 }
 
 // Open builds everything up to, but not including, starting the workers.
@@ -106,6 +117,11 @@ func Open(cfg Config) (g *Gate, err error) {
 		cfg.Queues = min(qo, qi)
 	}
 	g = &Gate{cfg: cfg, log: cfg.Logger, carrier: carrier, carrierWhy: why}
+	if cfg.FirstLine {
+		if g.ethtool, err = ethtool.NewEthtool(); err != nil {
+			return nil, fmt.Errorf("ethtool socket: %w", err)
+		}
+	}
 	cfg.Engine.Carrier = carrier
 	defer func() {
 		if err != nil {
@@ -177,8 +193,10 @@ func Open(cfg Config) (g *Gate, err error) {
 	for _, side := range []struct {
 		ifi   *net.Interface
 		socks []*xsk.Socket
-	}{{outer, g.Outer}, {inner, g.Inner}} {
-		p, err := xdpprog.Load(len(side.socks), xdpprog.Options{Carrier: carrier, LenSkew: cfg.LenSkew})
+		first bool
+	}{{outer, g.Outer, cfg.FirstLine}, {inner, g.Inner, false}} {
+		p, err := xdpprog.Load(len(side.socks), xdpprog.Options{Carrier: carrier, LenSkew: cfg.LenSkew,
+			FirstLine: side.first, Flows: cfg.FirstLineFlows})
 		if err != nil {
 			return nil, err
 		}
@@ -203,6 +221,38 @@ func Open(cfg Config) (g *Gate, err error) {
 		g.log.Info("xdp record carrier: "+carrier.String(), "why", why)
 	}
 	return g, nil
+}
+
+// XDPTxErrors returns the outer driver's count of frames an XDP program
+// sent back with XDP_TX that it failed to transmit (ethtool statistics
+// named *xdp_tx_err*, summed), and whether the driver reports one. A veth
+// whose peer has neither an XDP program nor GRO on drops every XDP_TX: a
+// first line that answers SYNs must notice and stop.
+func (g *Gate) XDPTxErrors() (uint64, bool) {
+	if g.ethtool == nil {
+		return 0, false
+	}
+	st, err := g.ethtool.Stats(g.cfg.Outer)
+	if err != nil {
+		return 0, false
+	}
+	var n uint64
+	found := false
+	for k, v := range st {
+		if strings.Contains(k, "xdp_tx_err") {
+			n += v
+			found = true
+		}
+	}
+	return n, found
+}
+
+// FirstLine returns the outer program's first line, nil without one.
+func (g *Gate) FirstLine() *xdpprog.FirstLine {
+	if len(g.progs) == 0 {
+		return nil
+	}
+	return g.progs[0].FirstLine()
 }
 
 // Carrier returns how the XDP program hands its record to user space, and
@@ -246,6 +296,10 @@ func (g *Gate) Close() error {
 		}
 	}
 	g.progs = nil
+	if g.ethtool != nil {
+		g.ethtool.Close()
+		g.ethtool = nil
+	}
 	if g.Umem != nil {
 		if err := g.Umem.Close(); err != nil {
 			errs = append(errs, err)

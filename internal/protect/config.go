@@ -76,6 +76,9 @@ type Config struct {
 	Rules    []Rule         `yaml:"rules"`
 	SynProxy SynProxyConfig `yaml:"syn_proxy"`
 	Log      LogConfig      `yaml:"log"`
+	// FirstLine is the in-kernel first line the rules feed (on by
+	// default when protection is enabled and the gate has one).
+	FirstLine FirstLineConfig `yaml:"first_line"`
 }
 
 // Rule is one destination scope's protections.
@@ -233,6 +236,21 @@ func compile(cfg *Config) (*ruleset, error) {
 		}
 	}
 	rs.challenge.init(cr, cb)
+	rs.challengeRate, rs.challengeBurst = cr, cb
+	fl := cfg.FirstLine
+	if fl.Mode != ModeUnset && !fl.Mode.valid() {
+		return nil, fmt.Errorf("protection.first_line.mode: %q: use mitigate, monitor or disabled", fl.Mode)
+	}
+	if fl.Penalty < 0 || fl.Hold < 0 {
+		return nil, fmt.Errorf("protection.first_line: penalty and hold must not be negative")
+	}
+	if fl.Penalty == 0 {
+		fl.Penalty = defaultPenalty
+	}
+	if fl.Hold == 0 {
+		fl.Hold = defaultHold
+	}
+	rs.firstLine = fl
 	lr := cfg.Log.Rate
 	if lr == 0 {
 		lr = defaultLogRate

@@ -29,7 +29,10 @@ type rig struct {
 
 const port = 5201
 
-func newRig(t *testing.T, cfg Config) *rig {
+func newRig(t *testing.T, cfg Config) *rig { return newRigFL(t, cfg, false) }
+
+// newRigFL is newRig with the XDP first line loaded and fed when fl.
+func newRigFL(t *testing.T, cfg Config, fl bool) *rig {
 	t.Helper()
 	l := lab.ForTest(t, lab.Config{Queues: 2, StaticNeighbors: true})
 	i, err := New(cfg, Options{Workers: 2, FlowCapacity: 1 << 16})
@@ -40,10 +43,18 @@ func newRig(t *testing.T, cfg Config) *rig {
 	if err := l.Do(l.GateNS, func() error {
 		var err error
 		g, err = gate.Open(gate.Config{Outer: lab.OuterName, Inner: lab.InnerName, Queues: 2,
-			Engine: engine.Config{Inspector: i}})
+			Engine: engine.Config{Inspector: i}, FirstLine: fl, FirstLineFlows: 1 << 16})
 		return err
 	}); err != nil {
 		t.Fatal(err)
+	}
+	if fl {
+		if err := i.SetFirstLine(g.FirstLine(), g.XDPTxErrors); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		go i.RunFirstLine(ctx)
 	}
 	g.Start()
 	t.Cleanup(func() {

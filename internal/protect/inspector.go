@@ -14,6 +14,8 @@ import (
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/flow"
 	"github.com/xskgate/xskgate/internal/packet"
+	"github.com/xskgate/xskgate/internal/xdpprog"
+	"golang.org/x/sys/unix"
 )
 
 // Options are the parts of an Inspector that a Reload does not change.
@@ -58,6 +60,12 @@ type Inspector struct {
 	// that collide share one, which errs toward challenging.
 	srcTat []atomic.Int64
 
+	// first is the XDP first line, when the gate has one (SetFirstLine).
+	first atomic.Pointer[firstLine]
+	// clockBase is CLOCK_MONOTONIC at the clock's zero: the XDP program
+	// computes cookie time from the same origin.
+	clockBase uint64
+
 	reloadMu  sync.Mutex
 	ruleStats map[string]*ruleStats
 	reloads   [2]atomic.Uint64 // ok, failed
@@ -70,7 +78,9 @@ type workerState struct {
 	pkt packet.Packet
 	seg flow.Segment
 	c   counters
-	_   [64]byte
+	// flows created in this batch, for the first line's flow map
+	flows xdpprog.FlowBatch
+	_     [64]byte
 }
 
 var _ engine.Inspector = (*Inspector)(nil)
@@ -109,8 +119,11 @@ func New(cfg Config, opt Options) (*Inspector, error) {
 		i.log = slog.Default()
 	}
 	if i.clock == nil {
-		start := time.Now()
-		i.clock = func() int64 { return int64(time.Since(start)) }
+		// CLOCK_MONOTONIC, as bpf_ktime_get_ns: the XDP first line makes
+		// cookies with the same time counter.
+		base := monotonic()
+		i.clockBase = uint64(base)
+		i.clock = func() int64 { return monotonic() - base }
 	}
 	var kb [16]byte
 	if _, err := crand.Read(kb[:]); err != nil {
@@ -165,6 +178,14 @@ func (i *Inspector) Reload(cfg Config) error {
 	}
 	i.publish(rs)
 	i.reloads[0].Add(1)
+	if f := i.first.Load(); f != nil {
+		// The maps change in place: the flow map and penalty box are
+		// kept, so no flow is lost.
+		if err := f.apply(i, rs); err != nil {
+			i.log.Error("protect: first line not updated on reload", "err", err)
+			f.errs.Add(1)
+		}
+	}
 	return nil
 }
 
@@ -226,6 +247,26 @@ func (i *Inspector) Inspect(worker int, from engine.Side, pkts []engine.Packet) 
 	for k := range pkts {
 		i.inspect(w, rs, dir, &pkts[k], now)
 	}
+	if f := i.first.Load(); f != nil {
+		// Before these frames leave: the flows they opened must be in
+		// the first line's map when their next segments arrive.
+		f.flush(&w.flows)
+	}
+}
+
+// tracked notes a flow the tracker just created for the first line.
+func (i *Inspector) tracked(w *workerState, v flow.Verdict) {
+	if v.New {
+		if f := i.first.Load(); f != nil {
+			f.track(&w.flows, &w.seg)
+		}
+	}
+}
+
+func monotonic() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
 }
 
 func (i *Inspector) inspect(w *workerState, rs *ruleset, dir flow.Dir, pk *engine.Packet, now int64) {
@@ -338,6 +379,7 @@ func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, clie
 				// Monitor (or admitted retransmission): track, count the
 				// SYN decision.
 				v := i.table.Track(&w.seg, sec)
+				i.tracked(w, v)
 				if v.Action == flow.Drop && d.reason == rRetransmitPassed {
 					return i.trackDrop(w, rs, r, pk, v, now)
 				}
@@ -351,6 +393,7 @@ func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, clie
 		}
 	}
 	v := i.table.Track(&w.seg, sec)
+	i.tracked(w, v)
 	if v.SeqAdjust != 0 && !v.Reply {
 		if v.State == flow.StateSynSent {
 			// The server has not answered the proxy's SYN yet, so the
@@ -415,6 +458,7 @@ func (i *Inspector) outbound(w *workerState, pk *engine.Packet, now int64) decis
 	}
 	i.fillSegment(&w.seg, p, flow.Outbound)
 	v := i.table.Track(&w.seg, tableNow(now))
+	i.tracked(w, v)
 	if v.SeqAdjust != 0 && v.Reply {
 		if p.TCP.Flags&synAckMask == packet.SYN|packet.ACK {
 			if d, done := i.serverSynAck(w, pk, v, now); done {

@@ -17,6 +17,8 @@ type ruleset struct {
 	challenge                      limiter // cookie SYN-ACK budget, all scopes
 	logLimit                       limiter
 	logQuiet                       bool
+	challengeRate, challengeBurst  uint32
+	firstLine                      FirstLineConfig // defaults applied
 }
 
 type proxyParams struct {

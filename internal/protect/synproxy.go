@@ -19,8 +19,12 @@ func (i *Inspector) synFlood(w *workerState, rs *ruleset, r *rule, pk *engine.Pa
 		var m [3]uint64
 		m[0], m[1] = addrWords(p.Src)
 		m[2] = uint64(r.idx)
-		if hit(&i.srcTat[i.key.sum(m[:])&(srcSlots-1)], r.srcRate, now) {
+		h := i.key.sum(m[:])
+		if hit(&i.srcTat[h&(srcSlots-1)], r.srcRate, now) {
 			over = true
+			if f := i.first.Load(); f != nil && r.synMode == ModeMitigate {
+				f.penalize(h, p.Src, now)
+			}
 		}
 	}
 	if !over {
@@ -156,6 +160,7 @@ func (i *Inspector) cookieACK(w *workerState, rs *ruleset, r *rule, pk *engine.P
 	if !v.New {
 		return decision{}, false // another worker raced us; the tracker decides
 	}
+	i.tracked(w, v)
 	var ob [12]byte
 	n := synOpts(ob[:], mssTable[o.mssIdx], o.wscale, o.sack)
 	l := forwardAs(pk.Data, p, tcpFields{seq: isn, flags: packet.SYN, window: uint16(min(win, 65535))}, ob[:n])

@@ -56,6 +56,7 @@ func (s Stage) String() string {
 const (
 	ScopeOutOfState uint32 = 1 << 0 // out-of-state rate over threshold
 	ScopeChallenge  uint32 = 1 << 1 // SYN rate over threshold, challenge action
+	ScopeMonitor    uint32 = 1 << 2 // the scope's rule is in monitor mode: count only
 )
 
 // FirstLineConfig is what the program needs besides the maps.
@@ -70,6 +71,9 @@ type FirstLineConfig struct {
 	Window     uint16
 	WScale     uint8
 	SACK       bool
+	// ChallengeRate and ChallengeBurst bound the cookie SYN-ACKs sent in
+	// XDP per second, over all CPUs (0: no limit).
+	ChallengeRate, ChallengeBurst uint32
 }
 
 // FirstLine feeds the first line of a Program loaded with
@@ -97,6 +101,12 @@ func (f *FirstLine) Configure(c FirstLineConfig) error {
 		Window: c.Window, Wscale: c.WScale}
 	if c.SACK {
 		v.Sack = 1
+	}
+	if c.ChallengeRate > 0 {
+		// Each CPU keeps its own budget: the rate is split between them.
+		n := uint64(max(ebpf.MustPossibleCPU(), 1))
+		v.CookieInterval = uint64(1e9) * n / uint64(c.ChallengeRate)
+		v.CookieTolerance = v.CookieInterval * uint64(max(c.ChallengeBurst, 1)) / n
 	}
 	if err := f.m(steerMapXskgateConfig).Put(uint32(0), v); err != nil {
 		return fmt.Errorf("first line: configure: %w", err)
@@ -368,13 +378,14 @@ type FirstLineCounters struct {
 	AllowPass, BlockDrop, BlockWould, PenaltyDrop, PenaltyWould uint64
 	OutOfStateDrop, OutOfStateWould                             uint64
 	CookieSent, CookieWould, CookieNoFit, NotParsed             uint64
+	CookieLimited                                               uint64 // over the challenge budget: dropped
 }
 
 // Counters reads the first line's counters.
 func (f *FirstLine) Counters() (FirstLineCounters, error) {
 	var c FirstLineCounters
 	for i, dst := range []*uint64{&c.AllowPass, &c.BlockDrop, &c.BlockWould, &c.PenaltyDrop, &c.PenaltyWould,
-		&c.OutOfStateDrop, &c.OutOfStateWould, &c.CookieSent, &c.CookieWould, &c.CookieNoFit, &c.NotParsed} {
+		&c.OutOfStateDrop, &c.OutOfStateWould, &c.CookieSent, &c.CookieWould, &c.CookieNoFit, &c.NotParsed, &c.CookieLimited} {
 		var per []uint64
 		if err := f.p.stats.Lookup(uint32(statAllowPass+i), &per); err != nil {
 			return FirstLineCounters{}, fmt.Errorf("first line counters: %w", err)

@@ -19,17 +19,19 @@ type steerAddr16 struct {
 }
 
 type steerConfig struct {
-	_         structs.HostLayout
-	Stages    uint32
-	Monitor   uint32
-	Key0      uint64
-	Key1      uint64
-	ClockBase uint64
-	Mss4      uint16
-	Mss6      uint16
-	Window    uint16
-	Wscale    uint8
-	Sack      uint8
+	_               structs.HostLayout
+	Stages          uint32
+	Monitor         uint32
+	Key0            uint64
+	Key1            uint64
+	ClockBase       uint64
+	Mss4            uint16
+	Mss6            uint16
+	Window          uint16
+	Wscale          uint8
+	Sack            uint8
+	CookieInterval  uint64
+	CookieTolerance uint64
 }
 
 type steerFlowkey struct {
@@ -69,6 +71,7 @@ const (
 	steerMapXskgateAllow6  = "xskgate_allow6"
 	steerMapXskgateBlock4  = "xskgate_block4"
 	steerMapXskgateBlock6  = "xskgate_block6"
+	steerMapXskgateBudget  = "xskgate_budget"
 	steerMapXskgateConfig  = "xskgate_config"
 	steerMapXskgateFlows   = "xskgate_flows"
 	steerMapXskgatePenalty = "xskgate_penalty"
@@ -139,6 +142,7 @@ type steerMapSpecs struct {
 	XskgateAllow6  *ebpf.MapSpec `ebpf:"xskgate_allow6"`
 	XskgateBlock4  *ebpf.MapSpec `ebpf:"xskgate_block4"`
 	XskgateBlock6  *ebpf.MapSpec `ebpf:"xskgate_block6"`
+	XskgateBudget  *ebpf.MapSpec `ebpf:"xskgate_budget"`
 	XskgateConfig  *ebpf.MapSpec `ebpf:"xskgate_config"`
 	XskgateFlows   *ebpf.MapSpec `ebpf:"xskgate_flows"`
 	XskgatePenalty *ebpf.MapSpec `ebpf:"xskgate_penalty"`
@@ -181,6 +185,7 @@ type steerMaps struct {
 	XskgateAllow6  *ebpf.Map `ebpf:"xskgate_allow6"`
 	XskgateBlock4  *ebpf.Map `ebpf:"xskgate_block4"`
 	XskgateBlock6  *ebpf.Map `ebpf:"xskgate_block6"`
+	XskgateBudget  *ebpf.Map `ebpf:"xskgate_budget"`
 	XskgateConfig  *ebpf.Map `ebpf:"xskgate_config"`
 	XskgateFlows   *ebpf.Map `ebpf:"xskgate_flows"`
 	XskgatePenalty *ebpf.Map `ebpf:"xskgate_penalty"`
@@ -197,6 +202,7 @@ func (m *steerMaps) Close() error {
 		m.XskgateAllow6,
 		m.XskgateBlock4,
 		m.XskgateBlock6,
+		m.XskgateBudget,
 		m.XskgateConfig,
 		m.XskgateFlows,
 		m.XskgatePenalty,

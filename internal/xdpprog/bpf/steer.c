@@ -69,6 +69,7 @@ enum {
 	C_COOKIE_WOULD,
 	C_COOKIE_NOFIT,
 	C_NOT_PARSED,
+	C_COOKIE_LIMITED,
 	C_NUM,
 };
 
@@ -95,7 +96,35 @@ struct config {
 	__u16 window;       // window of the cookie SYN-ACK
 	__u8 wscale;        // the proxy's window scale
 	__u8 sack;          // the proxy offers SACK
+	// The challenge budget (the proxy's challenge rate), per CPU: a GCRA
+	// so that the gate cannot be turned into a reflector.
+	__u64 cookie_interval; // ns per cookie SYN-ACK; 0: no limit
+	__u64 cookie_tolerance;
 };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} xskgate_budget SEC(".maps");
+
+// cookie_allowed spends one cookie of this CPU's budget.
+static __always_inline int cookie_allowed(const struct config *c)
+{
+	if (!c->cookie_interval)
+		return 1;
+	__u32 zero = 0;
+	__u64 *tat = bpf_map_lookup_elem(&xskgate_budget, &zero);
+	if (!tat)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 base = *tat > now ? *tat : now;
+	if (base - now > c->cookie_tolerance)
+		return 0;
+	*tat = base + c->cookie_interval;
+	return 1;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -133,6 +162,7 @@ LPM(xskgate_block6, lpm6, __u32, 1 << 16);
 // lasts.
 #define SC_OOS (1 << 0)       // out-of-state threshold exceeded: drop untracked
 #define SC_CHALLENGE (1 << 1) // SYN threshold exceeded: answer with cookies
+#define SC_MONITOR (1 << 2)   // the scope's rule only counts: act on nothing
 struct scope {
 	__u32 flags;
 	__u32 pad;
@@ -570,9 +600,13 @@ static __always_inline int first_line_verdict(struct xdp_md *ctx)
 	if (flags == 0x02) { // a bare SYN
 		if (sc && (sflags & SC_CHALLENGE)) {
 			__sync_fetch_and_add(&sp->syns, 1);
-			if (sc == 2) {
+			if (sc == 2 || (sflags & SC_MONITOR)) {
 				count(C_COOKIE_WOULD);
 				return -1;
+			}
+			if (!cookie_allowed(c)) {
+				count(C_COOKIE_LIMITED);
+				return XDP_DROP;
 			}
 			int v = cookie_synack(ctx, &p, c);
 			if (v == XDP_TX) {
@@ -592,9 +626,12 @@ static __always_inline int first_line_verdict(struct xdp_md *ctx)
 			if (sflags & SC_CHALLENGE && flags == 0x10 && cookie_ok(c, &p))
 				return -1;
 			__sync_fetch_and_add(&sp->oos, 1);
-			count(so == 1 ? C_OOS_DROP : C_OOS_WOULD);
-			if (so == 1)
-				return XDP_DROP;
+			if (so == 2 || (sflags & SC_MONITOR)) {
+				count(C_OOS_WOULD);
+				return -1;
+			}
+			count(C_OOS_DROP);
+			return XDP_DROP;
 		}
 	}
 	return -1;

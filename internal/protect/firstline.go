@@ -1,0 +1,401 @@
+package protect
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xskgate/xskgate/internal/flow"
+	"github.com/xskgate/xskgate/internal/xdpprog"
+)
+
+// FirstLineConfig switches the in-kernel first line's stages (package
+// xdpprog): the XDP program drops or answers what the Inspector's
+// decisions say, so that traffic already judged never costs an AF_XDP round
+// trip. Every stage is on by default when protection is enabled.
+//
+//	first_line:
+//	  mode: mitigate        # mitigate | monitor (count only) | disabled
+//	  allowlist: true
+//	  blocklist: true
+//	  penalty_box: true     # sources over their per-source SYN threshold
+//	  out_of_state: true    # untracked non-SYN TCP while a scope's meter is over
+//	  syn_cookies: true     # cookie SYN-ACKs while a scope is challenged
+//	  penalty: 60s          # how long a source stays in the box
+//	  hold: 2s              # how long a scope stays flagged after its attack
+type FirstLineConfig struct {
+	Mode       Mode          `yaml:"mode"`
+	Allowlist  *bool         `yaml:"allowlist"`
+	Blocklist  *bool         `yaml:"blocklist"`
+	PenaltyBox *bool         `yaml:"penalty_box"`
+	OutOfState *bool         `yaml:"out_of_state"`
+	SynCookies *bool         `yaml:"syn_cookies"`
+	Penalty    time.Duration `yaml:"penalty"`
+	Hold       time.Duration `yaml:"hold"`
+}
+
+const (
+	defaultPenalty = 60 * time.Second
+	defaultHold    = 2 * time.Second
+	// sweepEvery is how often flows gone from the table leave the map.
+	sweepEvery = 10 * time.Second
+	// firstLineTick is the scope controller's period.
+	firstLineTick = 100 * time.Millisecond
+)
+
+// stages returns the stages on and in monitor mode.
+func (c FirstLineConfig) stages() (on, monitor xdpprog.Stage) {
+	if c.Mode == ModeDisabled {
+		return 0, 0
+	}
+	for _, s := range []struct {
+		b     *bool
+		stage xdpprog.Stage
+	}{{c.Allowlist, xdpprog.StageAllow}, {c.Blocklist, xdpprog.StageBlock}, {c.PenaltyBox, xdpprog.StagePenalty},
+		{c.OutOfState, xdpprog.StageOutOfState}, {c.SynCookies, xdpprog.StageCookie}} {
+		if s.b == nil || *s.b {
+			on |= s.stage
+		}
+	}
+	if c.Mode == ModeMonitor {
+		monitor = on
+	}
+	return on, monitor
+}
+
+// firstLine is the Inspector's side of the XDP first line.
+type firstLine struct {
+	fl      *xdpprog.FirstLine
+	base    uint64 // CLOCK_MONOTONIC at the Inspector clock's zero
+	penalty int64  // ns
+	hold    int64  // ns
+	// penalized[h] is until when (Inspector clock) the source hashed to h
+	// was last put in the box: each source costs one map update per
+	// penalty, not one per SYN.
+	penalized []atomic.Int64
+
+	// txErrors reads the outer driver's XDP_TX failures (nil: unknown).
+	txErrors               func() (uint64, bool)
+	lastTxErr, lastCookies uint64
+	// noTx: XDP_TX does not work on this interface; the cookie stage
+	// stays off and SYNs are answered from user space.
+	noTx atomic.Bool
+
+	mu     sync.Mutex
+	scopes map[netip.Prefix]*scopeState
+	errs   atomic.Uint64
+	flowsN atomic.Int64 // flows in the map after the last sweep
+}
+
+// scopeState is the controller's memory of one scope.
+type scopeState struct {
+	flags     uint32
+	last      xdpprog.ScopeCounts
+	oosUntil  int64 // flagged out of state until (Inspector clock)
+	synUntil  int64
+	lastCheck int64
+}
+
+// SetFirstLine hands the Inspector the XDP program's first line: from now
+// on its rules, lists and flows are mirrored there, and the scopes under
+// attack are flagged. Call RunFirstLine to keep the flags and the flow map
+// current. fl may be nil (no first line).
+//
+// txErrors, when set, reads the outer driver's XDP_TX failure count
+// (gate.Gate.XDPTxErrors): if cookie SYN-ACKs sent with XDP_TX fail, the
+// cookie stage turns itself off, says why once, and the user-space proxy
+// answers instead.
+func (i *Inspector) SetFirstLine(fl *xdpprog.FirstLine, txErrors func() (uint64, bool)) error {
+	if fl == nil {
+		return nil
+	}
+	f := &firstLine{fl: fl, base: i.clockBase, txErrors: txErrors,
+		penalized: make([]atomic.Int64, srcSlots), scopes: map[netip.Prefix]*scopeState{}}
+	i.reloadMu.Lock()
+	defer i.reloadMu.Unlock()
+	if err := f.apply(i, i.rules.Load()); err != nil {
+		return err
+	}
+	i.first.Store(f)
+	return nil
+}
+
+// apply mirrors a ruleset: stages and cookie parameters, the lists, and the
+// rule scopes (their flags kept).
+func (f *firstLine) apply(i *Inspector, rs *ruleset) error {
+	on, mon := f.stages(rs)
+	f.penalty, f.hold = int64(rs.firstLine.Penalty), int64(rs.firstLine.Hold)
+	c := xdpprog.FirstLineConfig{Stages: on, Monitor: mon, Key0: i.key.k0, Key1: i.key.k1, ClockBase: f.base,
+		MSS4: rs.proxy.mss, MSS6: rs.proxy.mss - 20, Window: rs.proxy.window, WScale: rs.proxy.wscale, SACK: rs.proxy.sack,
+		ChallengeRate: rs.challengeRate, ChallengeBurst: rs.challengeBurst}
+	if err := f.fl.Configure(c); err != nil {
+		return err
+	}
+	set := func(ps []netip.Prefix) map[netip.Prefix]uint32 {
+		m := map[netip.Prefix]uint32{}
+		for _, p := range ps {
+			m[p] = 1
+		}
+		return m
+	}
+	if err := f.fl.Replace(xdpprog.Allowlist, set(rs.allowlist)); err != nil {
+		return err
+	}
+	if err := f.fl.Replace(xdpprog.Blocklist, set(rs.blocklist)); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	want := map[netip.Prefix]uint32{}
+	scopes := map[netip.Prefix]*scopeState{}
+	for _, r := range rs.rules {
+		st := f.scopes[r.scope]
+		if st == nil {
+			st = &scopeState{}
+		}
+		st.flags = scopeFlags(r, st.flags)
+		scopes[r.scope] = st
+		want[r.scope] = st.flags
+	}
+	f.scopes = scopes
+	return f.fl.Replace(xdpprog.Scopes, want)
+}
+
+// stages are the stages on and in monitor mode for rs.
+func (f *firstLine) stages(rs *ruleset) (on, mon xdpprog.Stage) {
+	on, mon = rs.firstLine.stages()
+	if !rs.enabled {
+		return 0, 0
+	}
+	if f.noTx.Load() {
+		on &^= xdpprog.StageCookie
+		mon &^= xdpprog.StageCookie
+	}
+	return on, mon
+}
+
+// checkTx turns the cookie stage off when the driver fails the XDP_TX of
+// most of the cookie SYN-ACKs sent since the last check.
+func (i *Inspector) checkTx(f *firstLine, rs *ruleset) {
+	if f.txErrors == nil || f.noTx.Load() {
+		return
+	}
+	c, err := f.fl.Counters()
+	if err != nil {
+		return
+	}
+	txe, ok := f.txErrors()
+	if !ok {
+		return
+	}
+	sent, failed := c.CookieSent-f.lastCookies, txe-f.lastTxErr
+	f.lastCookies, f.lastTxErr = c.CookieSent, txe
+	if sent == 0 || failed*2 < sent {
+		return
+	}
+	f.noTx.Store(true)
+	i.log.Warn("protect: the outer driver drops frames sent with XDP_TX (a veth whose peer has no XDP program and GRO off does): SYN cookies are answered from user space instead",
+		"cookies_sent", sent, "xdp_tx_errors", failed)
+	i.reloadMu.Lock()
+	defer i.reloadMu.Unlock()
+	if err := f.apply(i, i.rules.Load()); err != nil {
+		f.errs.Add(1)
+	}
+}
+
+// scopeFlags keeps the attack flags of old that r still allows and sets
+// the monitor bit from its modes.
+func scopeFlags(r *rule, old uint32) uint32 {
+	fl := old &^ xdpprog.ScopeMonitor
+	if r.oosMode == ModeDisabled {
+		fl &^= xdpprog.ScopeOutOfState
+	}
+	if r.synMode == ModeDisabled || r.action != ActionChallenge {
+		fl &^= xdpprog.ScopeChallenge
+	}
+	if r.oosMode == ModeMonitor || r.synMode == ModeMonitor {
+		// One bit for both: a rule whose two protections differ in mode
+		// only counts in XDP, and its mitigation stays in user space.
+		fl |= xdpprog.ScopeMonitor
+	}
+	return fl
+}
+
+// penalize puts src in the box after it went over its per-source
+// threshold, at most once per half penalty.
+func (f *firstLine) penalize(slot uint64, src netip.Addr, now int64) {
+	if f.penalty <= 0 {
+		return
+	}
+	p := &f.penalized[slot&(srcSlots-1)]
+	if now < p.Load()-f.penalty/2 {
+		return
+	}
+	p.Store(now + f.penalty)
+	if err := f.fl.Penalize(src, f.base+uint64(now+f.penalty)); err != nil {
+		f.errs.Add(1)
+	}
+}
+
+// track queues a flow the tracker just created, keyed as it arrives on
+// the outer interface.
+func (f *firstLine) track(b *xdpprog.FlowBatch, s *flow.Segment) {
+	fl := xdpprog.Flow{Src: s.Src, Dst: s.Dst, SrcPort: s.SrcPort, DstPort: s.DstPort}
+	if s.Dir == flow.Outbound {
+		fl = xdpprog.Flow{Src: s.Dst, Dst: s.Src, SrcPort: s.DstPort, DstPort: s.SrcPort}
+	}
+	b.Add(fl)
+}
+
+// flush puts a worker's new flows in the map (one syscall).
+func (f *firstLine) flush(b *xdpprog.FlowBatch) {
+	if b.Len() > 0 {
+		if err := f.fl.AddFlows(b); err != nil {
+			f.errs.Add(1)
+		}
+	}
+}
+
+// RunFirstLine keeps the first line current until ctx ends: every 100 ms
+// it flags the scopes whose meters are over (with what XDP took counted
+// in, so a flag holds while XDP absorbs the attack, and a hold time after
+// it), and every 10 s it sweeps flows the table no longer has from the
+// flow map.
+func (i *Inspector) RunFirstLine(ctx context.Context) {
+	t := time.NewTicker(firstLineTick)
+	defer t.Stop()
+	lastSweep := i.clock()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f := i.first.Load()
+		if f == nil {
+			continue
+		}
+		now := i.clock()
+		rs := i.rules.Load()
+		i.checkTx(f, rs)
+		f.control(rs, now)
+		if now-lastSweep >= int64(sweepEvery) {
+			lastSweep = now
+			i.sweep(f, now)
+		}
+	}
+}
+
+// control updates each scope's flags.
+func (f *firstLine) control(rs *ruleset, now int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range rs.rules {
+		st := f.scopes[r.scope]
+		if st == nil {
+			continue
+		}
+		sc, err := f.fl.Scope(r.scope)
+		if err != nil {
+			f.errs.Add(1)
+			continue
+		}
+		dt := now - st.lastCheck
+		st.lastCheck = now
+		dOOS, dSYN := sc.OutOfState-st.last.OutOfState, sc.SYNs-st.last.SYNs
+		st.last = sc
+		if r.oosMode != ModeDisabled && rs.enabled && (peekOver(&r.oos, now) || overRate(dOOS, dt, r.oos.r)) {
+			st.oosUntil = now + f.hold
+		}
+		if r.synMode != ModeDisabled && r.action == ActionChallenge && rs.enabled && (peekOver(&r.syn, now) || overRate(dSYN, dt, r.syn.r)) {
+			st.synUntil = now + f.hold
+		}
+		want := scopeFlags(r, 0)
+		if now < st.oosUntil && r.oosMode != ModeDisabled {
+			want |= xdpprog.ScopeOutOfState
+		}
+		if now < st.synUntil && r.synMode != ModeDisabled && r.action == ActionChallenge {
+			want |= xdpprog.ScopeChallenge
+		}
+		if want != st.flags {
+			if err := f.fl.Set(xdpprog.Scopes, r.scope, want); err != nil {
+				f.errs.Add(1)
+				continue
+			}
+			st.flags = want
+		}
+	}
+}
+
+// peekOver reports whether m is over threshold now, without counting a
+// packet.
+func peekOver(m *meter, now int64) bool {
+	if m.r.interval == 0 {
+		return true
+	}
+	return max(m.tat.Load(), now)-now > m.r.tolerance
+}
+
+// overRate reports whether n packets in dt ns exceed r's rate.
+func overRate(n uint64, dt int64, r rate) bool {
+	if n == 0 || dt <= 0 {
+		return false
+	}
+	if r.interval == 0 {
+		return true
+	}
+	return int64(n)*r.interval > dt
+}
+
+// sweep removes flows the table no longer tracks from the flow map.
+func (i *Inspector) sweep(f *firstLine, now int64) {
+	sec := tableNow(now)
+	var s flow.Segment
+	kept, _, err := f.fl.SweepFlows(func(fl xdpprog.Flow) bool {
+		s = flow.Segment{Src: fl.Src, Dst: fl.Dst, SrcPort: fl.SrcPort, DstPort: fl.DstPort, Dir: flow.Inbound, Flags: flow.FlagACK}
+		_, ok := i.table.Lookup(&s, sec)
+		return ok
+	})
+	if err != nil {
+		f.errs.Add(1)
+	}
+	f.flowsN.Store(int64(kept))
+}
+
+// FirstLineStats are the first line's counters for metrics and stats.
+type FirstLineStats struct {
+	xdpprog.FirstLineCounters
+	Stages, Monitor  string
+	Flows, Penalized int
+	Flagged          map[string]uint32 // scope → flags, for scopes flagged now
+	Errors           uint64
+	// NoXDPTx: the cookie stage turned itself off because the driver
+	// failed its XDP_TX.
+	NoXDPTx bool
+}
+
+// FirstLineStats reads the first line's counters; ok is false without one.
+func (i *Inspector) FirstLineStats() (FirstLineStats, bool) {
+	f := i.first.Load()
+	if f == nil {
+		return FirstLineStats{}, false
+	}
+	c, err := f.fl.Counters()
+	if err != nil {
+		f.errs.Add(1)
+	}
+	on, mon := f.stages(i.rules.Load())
+	st := FirstLineStats{FirstLineCounters: c, Stages: on.String(), Monitor: mon.String(),
+		Flows: int(f.flowsN.Load()), Penalized: f.fl.Penalized(), Flagged: map[string]uint32{}, Errors: f.errs.Load(),
+		NoXDPTx: f.noTx.Load()}
+	f.mu.Lock()
+	for p, s := range f.scopes {
+		if s.flags&(xdpprog.ScopeOutOfState|xdpprog.ScopeChallenge) != 0 {
+			st.Flagged[p.String()] = s.flags
+		}
+	}
+	f.mu.Unlock()
+	return st, true
+}
