@@ -152,7 +152,13 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 		log.Info("configuration reloaded", "file", f.config)
 		return nil
 	}
-	ctl.Handle("stats", func(context.Context, json.RawMessage) (any, error) { return g.Snapshot(), nil })
+	ctl.Handle("stats", func(context.Context, json.RawMessage) (any, error) {
+		r := statsReply{Snapshot: g.Snapshot()}
+		if fl, ok := insp.FirstLineStats(); ok {
+			r.FirstLine = &fl
+		}
+		return r, nil
+	})
 	ctl.Handle("reload", func(context.Context, json.RawMessage) (any, error) { return "reloaded", reload() })
 	ctl.Handle("dump", func(_ context.Context, args json.RawMessage) (any, error) {
 		return g.Checks.DumpNow("requested over the control socket")

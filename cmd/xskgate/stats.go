@@ -9,6 +9,7 @@ import (
 	"github.com/xskgate/xskgate/internal/config"
 	"github.com/xskgate/xskgate/internal/control"
 	"github.com/xskgate/xskgate/internal/gate"
+	"github.com/xskgate/xskgate/internal/protect"
 )
 
 func cmdStats(ctx context.Context, args []string) error {
@@ -17,7 +18,7 @@ func cmdStats(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var snap gate.Snapshot
+	var snap statsReply
 	if err := control.Call(ctx, *path, "stats", nil, &snap); err != nil {
 		return err
 	}
@@ -25,6 +26,16 @@ func cmdStats(ctx context.Context, args []string) error {
 	fmt.Printf("xdp record carrier: %s (%s)\n", snap.Carrier, snap.CarrierWhy)
 	for _, p := range snap.Programs {
 		fmt.Printf("xdp program on %s: meta_refused %d, no_headroom %d\n", p.Iface, p.MetaRefused, p.NoHeadroom)
+	}
+	if fl := snap.FirstLine; fl != nil {
+		fmt.Printf("first line in XDP: stages %s (monitor: %s), %d flows mirrored, %d sources in the penalty box, scopes flagged %v\n",
+			fl.Stages, fl.Monitor, fl.Flows, fl.Penalized, fl.Flagged)
+		fmt.Printf("  allowlist pass %d; blocklist drop %d (would %d); penalty box drop %d (would %d); out of state drop %d (would %d); SYN cookies answered %d (would %d, over budget %d, no fit %d); not parsed %d\n",
+			fl.AllowPass, fl.BlockDrop, fl.BlockWould, fl.PenaltyDrop, fl.PenaltyWould, fl.OutOfStateDrop, fl.OutOfStateWould,
+			fl.CookieSent, fl.CookieWould, fl.CookieLimited, fl.CookieNoFit, fl.NotParsed)
+		if fl.NoXDPTx {
+			fmt.Println("  SYN cookies are answered from user space: the outer driver fails XDP_TX")
+		}
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "worker\tiface\tqueue\trx pkts\trx bytes\ttx pkts\tforward\tbounce\tdrop\tdrops(other)\tEAGAIN\tEBUSY\trx_dropped\tfill_empty\tmeta_fallback\t")
@@ -47,4 +58,10 @@ func cmdStats(ctx context.Context, args []string) error {
 		fmt.Printf("worker %d frames: %d = %d free + %d fill + %d tx + %d quarantined\n", w.Worker, a.Total, a.Free, a.Fill, a.Tx, a.Quarantined)
 	}
 	return nil
+}
+
+// statsReply is the control socket's answer to "stats".
+type statsReply struct {
+	gate.Snapshot
+	FirstLine *protect.FirstLineStats `json:"first_line,omitempty"`
 }

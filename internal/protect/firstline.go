@@ -368,6 +368,8 @@ func (i *Inspector) sweep(f *firstLine, now int64) {
 type FirstLineStats struct {
 	xdpprog.FirstLineCounters
 	Stages, Monitor  string
+	StagesOn         []string        // names of the stages on
+	MonitorOn        map[string]bool // of those, the ones only counting
 	Flows, Penalized int
 	Flagged          map[string]uint32 // scope → flags, for scopes flagged now
 	Errors           uint64
@@ -389,7 +391,11 @@ func (i *Inspector) FirstLineStats() (FirstLineStats, bool) {
 	on, mon := f.stages(i.rules.Load())
 	st := FirstLineStats{FirstLineCounters: c, Stages: on.String(), Monitor: mon.String(),
 		Flows: int(f.flowsN.Load()), Penalized: f.fl.Penalized(), Flagged: map[string]uint32{}, Errors: f.errs.Load(),
-		NoXDPTx: f.noTx.Load()}
+		NoXDPTx: f.noTx.Load(), MonitorOn: map[string]bool{}}
+	for _, n := range xdpprog.StageNames(on) {
+		st.StagesOn = append(st.StagesOn, n)
+		st.MonitorOn[n] = len(xdpprog.StageNames(mon&stageByName(n))) > 0
+	}
 	f.mu.Lock()
 	for p, s := range f.scopes {
 		if s.flags&(xdpprog.ScopeOutOfState|xdpprog.ScopeChallenge) != 0 {
@@ -398,4 +404,14 @@ func (i *Inspector) FirstLineStats() (FirstLineStats, bool) {
 	}
 	f.mu.Unlock()
 	return st, true
+}
+
+// stageByName returns the stage called name.
+func stageByName(name string) xdpprog.Stage {
+	for s := xdpprog.Stage(1); s <= xdpprog.AllStages; s <<= 1 {
+		if s.String() == name {
+			return s
+		}
+	}
+	return 0
 }

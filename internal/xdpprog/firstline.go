@@ -36,6 +36,17 @@ var stageNames = []struct {
 	name string
 }{{StageAllow, "allowlist"}, {StageBlock, "blocklist"}, {StagePenalty, "penalty_box"}, {StageOutOfState, "out_of_state"}, {StageCookie, "syn_cookie"}}
 
+// StageNames lists the names of the stages in s.
+func StageNames(s Stage) []string {
+	var out []string
+	for _, n := range stageNames {
+		if s&n.s != 0 {
+			out = append(out, n.name)
+		}
+	}
+	return out
+}
+
 func (s Stage) String() string {
 	out := ""
 	for _, n := range stageNames {
