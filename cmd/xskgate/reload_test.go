@@ -63,10 +63,18 @@ func TestReloadUnderTraffic(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
-	out, err := exec.Command(bin, "flows", "--control", sock, "--state", "established").CombinedOutput()
-	if err != nil || strings.Count(string(out), "198.18.0.2:5201") < 4 || !strings.Contains(string(out), "established") {
-		t.Errorf("flows: %v\n%s", err, out)
+	// Wait for the four connections to show as established (each dials
+	// in its own goroutine: no fixed delay can promise that).
+	var out []byte
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out, err = exec.Command(bin, "flows", "--control", sock, "--state", "established").CombinedOutput()
+		if err == nil && strings.Count(string(out), "198.18.0.2:5201") >= 4 && strings.Contains(string(out), "established") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flows after 10 s: %v\n%s", err, out)
+		}
 	}
 	t.Logf("xskgate flows:\n%s", out)
 	for k, mode := range []string{"monitor", "mitigate", "monitor", "mitigate"} {

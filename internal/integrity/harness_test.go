@@ -144,9 +144,7 @@ func (g *gate) send(tb testing.TB, n int) {
 		// the FILL rings is dropped by the kernel (rx_dropped), which is
 		// not what these tests are about. Frames lost to a fault never
 		// arrive, so the wait is bounded.
-		for w := 0; w < 50 && uint64(g.sent)-g.sink.Stats().Received > 256; w++ {
-			time.Sleep(100 * time.Microsecond)
-		}
+		g.window(tb, deadline)
 		p := g.outer[g.sent%len(g.outer)]
 		if p.Deliver(g.traffic.Frame(buf, uint64(g.sent))) {
 			g.sent++
@@ -157,6 +155,59 @@ func (g *gate) send(tb testing.TB, n int) {
 			tb.Fatalf("sent only %d of %d frames", i, n)
 		}
 		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// window waits, until deadline, for room in a window of 256 frames in
+// flight. A frame is in flight until the sink has it, the kernel model
+// dropped it (counted), or a fault the model injected took it.
+func (g *gate) window(tb testing.TB, deadline time.Time) {
+	for uint64(g.sent) > g.accounted()+256 {
+		if time.Now().After(deadline) {
+			tb.Fatalf("window never opened: %d sent, %d accounted for", g.sent, g.accounted())
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// kernelDrops sums what the model's kernel dropped on the outer ports
+// (FILL empty, RX ring full): counted losses, not faults of the gate.
+func (g *gate) kernelDrops() uint64 {
+	var n uint64
+	for _, p := range g.outer {
+		if st, err := p.Stats(); err == nil {
+			n += st.RxDropped + st.RxRingFull
+		}
+	}
+	return n
+}
+
+// accounted is every frame whose fate is known: delivered, dropped by the
+// kernel model, hit by an injected fault, or dropped by the engine.
+func (g *gate) accounted() uint64 {
+	n := g.sink.Stats().Received + g.kernelDrops()
+	for _, p := range g.outer {
+		n += uint64(len(p.Injected()))
+	}
+	for _, w := range g.e.Workers() {
+		for r := range w.Stats[engine.Outer].Drops {
+			n += w.Stats[engine.Outer].Drops[r].Load()
+		}
+	}
+	return n
+}
+
+// settleAll waits (deadline 30 s) until every one of want frames is
+// delivered or dropped by the kernel model, counted. For fault-free runs:
+// no timing guess, the condition is the accounting itself.
+func (g *gate) settleAll(tb testing.TB, want uint64) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for g.sink.Stats().Received+g.kernelDrops() < want {
+		if time.Now().After(deadline) {
+			tb.Fatalf("after 30 s: sink %+v, kernel drops %d, of %d frames", g.sink.Stats(), g.kernelDrops(), want)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
