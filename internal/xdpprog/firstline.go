@@ -103,10 +103,24 @@ func (p *Program) FirstLine() *FirstLine {
 	return &FirstLine{p}
 }
 
+// ErrClosed is returned by a FirstLine whose Program was closed.
+var ErrClosed = errors.New("xdp program closed")
+
+// use runs fn with the program's maps held open: a FirstLine may outlive
+// its Program (a controller finishing its tick while the gate closes).
+func (f *FirstLine) use(fn func() error) error {
+	f.p.mu.RLock()
+	defer f.p.mu.RUnlock()
+	if f.p.coll == nil {
+		return ErrClosed
+	}
+	return fn()
+}
+
 func (f *FirstLine) m(name string) *ebpf.Map { return f.p.coll.Maps[name] }
 
-// Configure sets the stages and the cookie parameters.
-func (f *FirstLine) Configure(c FirstLineConfig) error {
+// configureLocked is Configure with the program held open.
+func (f *FirstLine) configureLocked(c FirstLineConfig) error {
 	v := steerConfig{Stages: uint32(c.Stages & AllStages), Monitor: uint32(c.Monitor & AllStages),
 		Key0: c.Key0, Key1: c.Key1, ClockBase: c.ClockBase, Mss4: c.MSS4, Mss6: c.MSS6,
 		Window: c.Window, Wscale: c.WScale}
@@ -160,10 +174,8 @@ func le32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
-// Set puts prefix into list l. For Scopes, v are the scope's flags
-// (ScopeOutOfState, ScopeChallenge) and its counters are kept; for the
-// other lists v is stored as is.
-func (f *FirstLine) Set(l List, prefix netip.Prefix, v uint32) error {
+// setLocked is Set with the program held open.
+func (f *FirstLine) setLocked(l List, prefix netip.Prefix, v uint32) error {
 	k, fam := lpmKey(prefix)
 	m := f.m(listMaps[l][fam])
 	var err error
@@ -191,8 +203,8 @@ type ScopeCounts struct {
 	SYNs       uint64 // SYNs answered with a cookie (or would be)
 }
 
-// Scope reads a scope's flags and counters.
-func (f *FirstLine) Scope(prefix netip.Prefix) (ScopeCounts, error) {
+// scopeLocked is Scope with the program held open.
+func (f *FirstLine) scopeLocked(prefix netip.Prefix) (ScopeCounts, error) {
 	k, fam := lpmKey(prefix)
 	var sc steerScope
 	if err := f.m(listMaps[Scopes][fam]).Lookup(k, &sc); err != nil {
@@ -201,13 +213,11 @@ func (f *FirstLine) Scope(prefix netip.Prefix) (ScopeCounts, error) {
 	return ScopeCounts{Flags: sc.Flags, OutOfState: sc.Oos, SYNs: sc.Syns}, nil
 }
 
-// Replace makes list l hold exactly the prefixes of want, with their
-// values. New entries go in before stale ones leave, so a prefix in both
-// the old and the new list is never missing.
-func (f *FirstLine) Replace(l List, want map[netip.Prefix]uint32) error {
+// replaceLocked is Replace with the program held open.
+func (f *FirstLine) replaceLocked(l List, want map[netip.Prefix]uint32) error {
 	keep := map[netip.Prefix]bool{}
 	for p, v := range want {
-		if err := f.Set(l, p, v); err != nil {
+		if err := f.setLocked(l, p, v); err != nil {
 			return err
 		}
 		keep[p.Masked()] = true
@@ -259,8 +269,8 @@ func prefix6(k steerLpm6) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom16(a), int(k.Prefixlen))
 }
 
-// Len returns the number of entries in list l (both families).
-func (f *FirstLine) Len(l List) int {
+// lenLocked is Len with the program held open.
+func (f *FirstLine) lenLocked(l List) int {
 	n := 0
 	for _, name := range listMaps[l] {
 		n += count(f.m(name))
@@ -288,19 +298,16 @@ func addr16(a netip.Addr) steerAddr16 {
 	return k
 }
 
-// Penalize drops every frame from src until the kernel's CLOCK_MONOTONIC
-// reaches until (ns). The box is an LRU map: when full, the oldest entry
-// goes.
-func (f *FirstLine) Penalize(src netip.Addr, until uint64) error {
+// penalizeLocked is Penalize with the program held open.
+func (f *FirstLine) penalizeLocked(src netip.Addr, until uint64) error {
 	if err := f.m(steerMapXskgatePenalty).Put(addr16(src.Unmap()), until); err != nil {
 		return fmt.Errorf("first line: penalize %s: %w", src, err)
 	}
 	return nil
 }
 
-// Penalized returns the number of sources in the penalty box (expired ones
-// included until the LRU reuses their slot).
-func (f *FirstLine) Penalized() int { return count(f.m(steerMapXskgatePenalty)) }
+// penalizedLocked is Penalized with the program held open.
+func (f *FirstLine) penalizedLocked() int { return count(f.m(steerMapXskgatePenalty)) }
 
 // Flow is a tracked TCP flow as it arrives on the outer interface: Src is
 // the Internet side.
@@ -330,9 +337,8 @@ func (b *FlowBatch) Add(fl Flow) {
 // Len is the number of queued flows.
 func (b *FlowBatch) Len() int { return len(b.keys) }
 
-// AddFlows puts the queued flows into the flow map in one syscall and
-// empties b.
-func (f *FirstLine) AddFlows(b *FlowBatch) error {
+// addFlowsLocked is AddFlows with the program held open.
+func (f *FirstLine) addFlowsLocked(b *FlowBatch) error {
 	if len(b.keys) == 0 {
 		return nil
 	}
@@ -344,10 +350,8 @@ func (f *FirstLine) AddFlows(b *FlowBatch) error {
 	return nil
 }
 
-// SweepFlows deletes from the flow map every flow for which live returns
-// false (expired or closed in user space's table), and returns how many
-// remain and how many went.
-func (f *FirstLine) SweepFlows(live func(Flow) bool) (kept, deleted int, err error) {
+// sweepFlowsLocked is SweepFlows with the program held open.
+func (f *FirstLine) sweepFlowsLocked(live func(Flow) bool) (kept, deleted int, err error) {
 	m := f.m(steerMapXskgateFlows)
 	var stale []steerFlowkey
 	var k steerFlowkey
@@ -392,8 +396,8 @@ type FirstLineCounters struct {
 	CookieLimited                                               uint64 // over the challenge budget: dropped
 }
 
-// Counters reads the first line's counters.
-func (f *FirstLine) Counters() (FirstLineCounters, error) {
+// countersLocked is Counters with the program held open.
+func (f *FirstLine) countersLocked() (FirstLineCounters, error) {
 	var c FirstLineCounters
 	for i, dst := range []*uint64{&c.AllowPass, &c.BlockDrop, &c.BlockWould, &c.PenaltyDrop, &c.PenaltyWould,
 		&c.OutOfStateDrop, &c.OutOfStateWould, &c.CookieSent, &c.CookieWould, &c.CookieNoFit, &c.NotParsed, &c.CookieLimited} {
@@ -411,3 +415,70 @@ func (f *FirstLine) Counters() (FirstLineCounters, error) {
 // Index of the first of the first line's counters in the stats map (the
 // C enum: C_ALLOW_PASS).
 const statAllowPass = 2
+
+// The exported methods hold the program open (use) around their work.
+
+// Configure sets the stages and the cookie parameters.
+func (f *FirstLine) Configure(c FirstLineConfig) error {
+	return f.use(func() error { return f.configureLocked(c) })
+}
+
+// Set puts prefix into list l. For Scopes, v are the scope's flags
+// (ScopeOutOfState, ScopeChallenge, ScopeMonitor) and its counters are
+// kept; for the other lists v is stored as is.
+func (f *FirstLine) Set(l List, prefix netip.Prefix, v uint32) error {
+	return f.use(func() error { return f.setLocked(l, prefix, v) })
+}
+
+// Scope reads a scope's flags and counters.
+func (f *FirstLine) Scope(prefix netip.Prefix) (sc ScopeCounts, err error) {
+	err = f.use(func() error { sc, err = f.scopeLocked(prefix); return err })
+	return sc, err
+}
+
+// Replace makes list l hold exactly the prefixes of want, with their
+// values. New entries go in before stale ones leave, so a prefix in both
+// the old and the new list is never missing.
+func (f *FirstLine) Replace(l List, want map[netip.Prefix]uint32) error {
+	return f.use(func() error { return f.replaceLocked(l, want) })
+}
+
+// Len returns the number of entries in list l (both families).
+func (f *FirstLine) Len(l List) (n int) {
+	f.use(func() error { n = f.lenLocked(l); return nil })
+	return n
+}
+
+// Penalize drops every frame from src until the kernel's CLOCK_MONOTONIC
+// reaches until (ns). The box is an LRU map: when full, the oldest entry
+// goes.
+func (f *FirstLine) Penalize(src netip.Addr, until uint64) error {
+	return f.use(func() error { return f.penalizeLocked(src, until) })
+}
+
+// Penalized returns the number of sources in the penalty box (expired ones
+// included until the LRU reuses their slot).
+func (f *FirstLine) Penalized() (n int) {
+	f.use(func() error { n = f.penalizedLocked(); return nil })
+	return n
+}
+
+// AddFlows puts the queued flows into the flow map in one syscall and
+// empties b.
+func (f *FirstLine) AddFlows(b *FlowBatch) error {
+	return f.use(func() error { return f.addFlowsLocked(b) })
+}
+
+// SweepFlows deletes from the flow map every flow for which live returns
+// false (expired or closed in user space's table), and returns how many
+// remain and how many went.
+func (f *FirstLine) SweepFlows(live func(Flow) bool) (kept, deleted int, err error) {
+	err = f.use(func() error { kept, deleted, err = f.sweepFlowsLocked(live); return err })
+	return kept, deleted, err
+}
+
+// Counters reads the first line's counters.
+func (f *FirstLine) Counters() (c FirstLineCounters, err error) {
+	err = f.use(func() error { c, err = f.countersLocked(); return err })
+	return c, err
+}

@@ -89,7 +89,9 @@ func collectionSpec(queues int, o Options) (*ebpf.CollectionSpec, error) {
 type Program struct {
 	queues  int
 	carrier Carrier
-	coll    *ebpf.Collection // owns the program and every map
+	// mu guards coll against Close while a FirstLine uses the maps.
+	mu   sync.RWMutex
+	coll *ebpf.Collection // owns the program and every map
 	// firstLine: loaded with Options.FirstLine (FirstLine feeds it).
 	firstLine bool
 	prog      *ebpf.Program
@@ -223,6 +225,8 @@ func (p *Program) Raw() *ebpf.Program { return p.prog }
 // Close releases the program and its maps. Existing Attachments keep the
 // program alive in the kernel until they are closed. Close is idempotent.
 func (p *Program) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.coll == nil {
 		return nil
 	}
