@@ -3,6 +3,8 @@ package demo
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"testing"
@@ -23,7 +25,9 @@ func TestEndToEnd(t *testing.T) {
 	for _, mode := range []xdpprog.Mode{xdpprog.ModeNative, xdpprog.ModeGeneric} {
 		t.Run(mode.String(), func(t *testing.T) {
 			var out bytes.Buffer
-			prefix := "xge2e" + mode.String()[:3]
+			// Unique per run: a run killed mid-way (SIGKILL) leaves its lab
+			// behind, and the next run must not trip over it.
+			prefix := fmt.Sprintf("xge2e%s%04x", mode.String()[:3], rand.IntN(1<<16))
 			rep, err := Run(t.Context(), Options{Duration: 3 * time.Second, Conns: 6, Size: 1 << 20, XDPMode: mode, Out: &out, Prefix: prefix})
 			t.Log("\n" + out.String())
 			if err != nil {
@@ -74,14 +78,15 @@ func TestInterruptCleansUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	time.AfterFunc(2500*time.Millisecond, cancel)
-	rep, err := Run(ctx, Options{Duration: 30 * time.Second, Conns: 4, Size: 1 << 20, Prefix: "xgint"})
+	prefix := fmt.Sprintf("xgint%04x", rand.IntN(1<<16))
+	rep, err := Run(ctx, Options{Duration: 30 * time.Second, Conns: 4, Size: 1 << 20, Prefix: prefix})
 	if err == nil {
 		t.Fatal("interrupted demo returned no error")
 	}
 	if rep != nil && !rep.AccountingAtStop.Balanced() {
 		t.Fatalf("accounting %+v", rep.AccountingAtStop)
 	}
-	if _, err := lab.Open("xgint"); err == nil {
-		t.Fatal("lab xgint still exists after interrupt")
+	if _, err := lab.Open(prefix); err == nil {
+		t.Fatalf("lab %s still exists after interrupt", prefix)
 	}
 }

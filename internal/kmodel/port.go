@@ -24,8 +24,11 @@ type Port struct {
 	rxOff  uint64 // Headroom + XDP_PACKET_HEADROOM
 	maxRx  int    // RX frame size: chunk - headroom - 256
 	prefix int    // bytes the modelled program prepends to every frame (RecordHead)
-	closed atomic.Bool
-	peer   Receiver
+	// racePending: a veth race was drawn for a frame alone in its poll
+	// and waits for the next frame that has a successor.
+	racePending bool
+	closed      atomic.Bool
+	peer        Receiver
 
 	// User-side views, handed out by Rings.
 	uFill *xsk.FillRing

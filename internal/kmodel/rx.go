@@ -64,6 +64,11 @@ func (p *Port) nextFrame() (num uint64, kind FaultKind, param uint64) {
 			break
 		}
 	}
+	if kind == 0 && p.racePending {
+		// A veth race drawn for a frame that had no successor in its
+		// poll: it happens at the next frame that has one.
+		kind = VethRace
+	}
 	if kind != 0 && p.cfg.Faults.Limit > 0 && p.rxFaults >= p.cfg.Faults.Limit {
 		kind = 0
 	}
@@ -147,8 +152,10 @@ func (p *Port) rcv(i, end uint64) uint64 {
 	switch kind {
 	case VethRace:
 		if used, ok := p.vethRace(raw, frame, num, d, i, end); ok {
+			p.racePending = false
 			return used
 		}
+		p.racePending = true
 	case Duplicate:
 		p.write(raw, frame, num)
 		*p.rx.slot(slot) = d
