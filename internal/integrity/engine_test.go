@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket/pcapgo"
 
@@ -231,7 +232,7 @@ func TestFillWhileTx(t *testing.T) {
 	const frames = 5000
 	g := newGate(t, gateOpts{traffic: kmodel.Traffic{Seed: 3}, ecfg: engine.Config{InjectFillWhileTx: 0.5}})
 	g.send(t, frames)
-	g.settle(t, frames)
+	g.settleAll(t, frames)
 	g.stop(t)
 	vs := g.checks.Violations()
 	if len(vs) == 0 {
@@ -248,7 +249,9 @@ func TestFillWhileTx(t *testing.T) {
 	if a := g.e.Accounting(); !a.Balanced() || a.Quarantined != 0 {
 		t.Fatalf("accounting %+v", a)
 	}
-	if st := g.sink.Stats(); st.Unique != frames || st.Duplicates != 0 {
+	// Every frame delivered once, or dropped by the model's kernel and
+	// counted (vetoed posts leave FILL short for a moment).
+	if st := g.sink.Stats(); st.Unique+g.kernelDrops() != frames || st.Duplicates != 0 {
 		ks, _ := g.outer[0].Stats()
 		t.Fatalf("sink %+v, outer %+v %+v, %+v", st, ks, g.outer[0].Counters(), g.e.Accounting())
 	}
@@ -395,19 +398,13 @@ func TestFreeze(t *testing.T) {
 	cfg.Policy = Freeze
 	g := newGate(t, gateOpts{cfg: &cfg, outerFaults: kmodel.Faults{Seed: 7, Limit: 1, Drop: 0.02}, traffic: kmodel.Traffic{Seed: 5}})
 	g.send(t, 200)
-	g.settle(t, 200)
-	if s := g.checks.Stats(); s.Frozen != 1 {
-		t.Fatalf("stats %+v, want one frozen worker", s)
-	}
+	waitUntil(t, "one frozen worker", func() bool { return g.checks.Stats().Frozen == 1 })
 	before := g.sink.Stats().Received
 	g.checks.Unfreeze()
 	g.send(t, 500)
-	g.settle(t, before+500)
+	waitUntil(t, "forwarding resumed", func() bool { return g.sink.Stats().Received >= before+400 })
 	if s := g.checks.Stats(); s.Frozen != 0 {
 		t.Fatalf("stats %+v after Unfreeze", s)
-	}
-	if got := g.sink.Stats().Received; got < before+400 {
-		t.Fatalf("forwarding did not resume: %d -> %d", before, got)
 	}
 }
 
@@ -422,5 +419,15 @@ func TestPanicPolicy(t *testing.T) {
 	err := g.e.Stop(100e6)
 	if err == nil || !strings.Contains(err.Error(), "fill_while_tx") {
 		t.Fatalf("Stop = %v, want the violation as worker error", err)
+	}
+}
+
+// waitUntil waits (deadline 10 s) for cond.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
 	}
 }
