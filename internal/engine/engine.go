@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xskgate/xskgate/internal/packet"
 	"github.com/xskgate/xskgate/internal/xdpprog"
 	"github.com/xskgate/xskgate/internal/xsk"
 )
@@ -39,7 +40,13 @@ type Config struct {
 	// Inspector sees it, so no frame leaves with it. The zero value
 	// (CarrierAuto) accepts either kind, as CarrierMeta does.
 	Carrier xdpprog.Carrier
-	Logger  *slog.Logger
+	// NoChecksumCompletion leaves partial checksums alone. By default a
+	// TCP or UDP checksum that holds only the pseudo-header sum (what a
+	// sender with checksum offload hands its device, e.g. every veth) is
+	// completed before the Inspector sees the frame: AF_XDP loses the
+	// offload state, and the next hop would drop the packet.
+	NoChecksumCompletion bool
+	Logger               *slog.Logger
 }
 
 // Pair is queue q of both interfaces: the ports one worker owns.
@@ -175,11 +182,12 @@ type Worker struct {
 	target int
 
 	// scratch, sized once
-	descs []xsk.Desc
-	addrs []uint64
-	pkts  []Packet
-	disp  []Disposition
-	pfds  []unix.PollFd
+	parsed packet.Packet // for checksum completion
+	descs  []xsk.Desc
+	addrs  []uint64
+	pkts   []Packet
+	disp   []Disposition
+	pfds   []unix.PollFd
 
 	inject     float64 // probability per TX batch of the FILL-while-on-TX user bug
 	injectRand uint64
@@ -492,6 +500,7 @@ func (w *Worker) receive(p *port) (int, error) {
 	if len(pkts) == 0 {
 		return n, nil
 	}
+	w.completeChecksums(p, pkts)
 	w.insp.Inspect(w.id, p.side, pkts)
 	other := &w.ports[p.side.Other()]
 	var vc [numVerdicts]uint64
@@ -540,6 +549,23 @@ func (w *Worker) strip(p *port, d xsk.Desc, base uint64) (xsk.Desc, bool) {
 		p.stats.MetaFallback.Add(1)
 	}
 	return xsk.Desc{Addr: d.Addr + uint64(n), Len: d.Len - n, Options: d.Options}, true
+}
+
+// completeChecksums completes the partial checksums of a batch (see
+// packet.CompletePartial), counted per port.
+func (w *Worker) completeChecksums(p *port, pkts []Packet) {
+	if w.e.cfg.NoChecksumCompletion {
+		return
+	}
+	var n uint64
+	for i := range pkts {
+		if w.parsed.Parse(pkts[i].Data) == nil && packet.CompletePartial(&w.parsed, pkts[i].Data) {
+			n++
+		}
+	}
+	if n > 0 {
+		p.stats.ChecksumsCompleted.Add(n)
+	}
 }
 
 // transmit puts the queued frames on TX and kicks the kernel until the ring

@@ -41,6 +41,9 @@ type PortStats struct {
 	// although the carrier is the metadata area: the driver refused
 	// bpf_xdp_adjust_meta at run time and the XDP program fell back.
 	MetaFallback atomic.Uint64
+	// ChecksumsCompleted counts TCP/UDP checksums received partial (the
+	// sender offloaded them) and completed in software before forwarding.
+	ChecksumsCompleted atomic.Uint64
 }
 
 // Accounting is where a worker's frames are. Total always equals the sum of

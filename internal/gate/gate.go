@@ -214,6 +214,9 @@ func Open(cfg Config) (g *Gate, err error) {
 	}
 	g.log.Info("gate open", "outer", cfg.Outer, "inner", cfg.Inner, "queues", cfg.Queues,
 		"frames", g.Umem.NumFrames(), "frame_size", g.Umem.FrameSize(), "xdp_mode", cfg.XDPMode, "bind_mode", cfg.Umem.Mode)
+	if cfg.XDPMode == xdpprog.ModeGeneric {
+		g.log.Warn("generic XDP: frames larger than a UMEM frame or than the other side's MTU (GRO/GSO aggregates) cannot cross AF_XDP: the kernel drops them (rx_dropped) or the other side refuses them (EBUSY). Use native mode, or turn GRO off on these interfaces and TSO/GSO off on their neighbours")
+	}
 	switch carrier {
 	case xdpprog.CarrierNone:
 		g.log.Warn("xdp record carrier: none: the XDP-length check and metadata sequence are off", "why", why)

@@ -23,8 +23,11 @@ type PortSnapshot struct {
 	KickErrors uint64            `json:"kick_errors"`
 	// MetaFallback: frames whose record came in front of the frame because
 	// the driver refused XDP metadata at run time (carrier meta).
-	MetaFallback uint64         `json:"meta_fallback"`
-	XDP          xsk.Statistics `json:"xdp_statistics"`
+	MetaFallback uint64 `json:"meta_fallback"`
+	// ChecksumsCompleted: partial TCP/UDP checksums (sender offload)
+	// completed before forwarding.
+	ChecksumsCompleted uint64         `json:"checksums_completed"`
+	XDP                xsk.Statistics `json:"xdp_statistics"`
 }
 
 // Snapshot is the gate's state for `xskgate stats`: how the XDP program
@@ -88,7 +91,7 @@ func (g *Gate) Stats() []WorkerSnapshot {
 				Verdicts:  map[string]uint64{}, Drops: map[string]uint64{},
 				Kicks: st.Kicks.Load(), KickAgain: st.KickAgain.Load(),
 				KickBusy: st.KickBusy.Load(), KickErrors: st.KickErrors.Load(),
-				MetaFallback: st.MetaFallback.Load(),
+				MetaFallback: st.MetaFallback.Load(), ChecksumsCompleted: st.ChecksumsCompleted.Load(),
 			}
 			for v := engine.Forward; v <= engine.Drop; v++ {
 				ps.Verdicts[v.String()] = st.Verdicts[v].Load()

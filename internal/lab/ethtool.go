@@ -85,36 +85,3 @@ func Queues(ns, ifname string) (rx, tx int, err error) {
 	})
 	return rx, tx, err
 }
-
-// setTxChecksum turns transmit checksum offload on or off (ETHTOOL_STXCSUM).
-//
-// The host ends must put complete checksums on the wire: with offload on,
-// a veth hands its peer CHECKSUM_PARTIAL packets whose bytes carry only the
-// pseudo-header sum. An XDP program on the peer sees those bytes, and a
-// frame forwarded through AF_XDP (which carries bytes, not skb state)
-// arrives at the other host with a bad checksum and is dropped. A real NIC
-// computes the sum before the wire, so the lab does what the wire would.
-func setTxChecksum(ifname string, on bool) error {
-	if len(ifname) >= unix.IFNAMSIZ {
-		return fmt.Errorf("interface name %q too long", ifname)
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	v := struct{ Cmd, Data uint32 }{Cmd: unix.ETHTOOL_STXCSUM}
-	if on {
-		v.Data = 1
-	}
-	var ifr ifreqPtr
-	copy(ifr.Name[:], ifname)
-	ifr.Data = unsafe.Pointer(&v)
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(unix.SIOCETHTOOL), uintptr(unsafe.Pointer(&ifr)))
-	runtime.KeepAlive(&v)
-	runtime.KeepAlive(&ifr)
-	if errno != 0 {
-		return errno
-	}
-	return nil
-}

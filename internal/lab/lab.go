@@ -342,11 +342,6 @@ func (b *builder) build() (*Lab, error) {
 			if err != nil {
 				return fmt.Errorf("lab: reading queue counts of %s in %s: %w", e.ifname, e.ns, err)
 			}
-			if e.ifname == HostIfName {
-				if err := setTxChecksum(e.ifname, false); err != nil {
-					return fmt.Errorf("lab: turning tx checksum offload off on %s in %s: %w", e.ifname, e.ns, err)
-				}
-			}
 			if ch.RxCount == q && ch.TxCount == q {
 				return nil
 			}

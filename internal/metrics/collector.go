@@ -111,6 +111,8 @@ var (
 		"Scrapes that could not read a socket's XDP_STATISTICS (its series are then missing).", nil, nil)
 	descMetaFallback = prometheus.NewDesc(ns+"meta_fallback_total",
 		"Frames whose record came in front of the frame because the driver refused XDP metadata at run time.", portLabels, nil)
+	descCsum = prometheus.NewDesc(ns+"checksums_completed_total",
+		"TCP/UDP checksums received partial (the sender offloaded them) and completed in software before forwarding.", portLabels, nil)
 	descCarrier = prometheus.NewDesc(ns+"xdp_record_carrier",
 		"1 for how the XDP program hands the frame length to user space: meta (XDP metadata area), head (record in front of the frame, stripped in user space) or none (XDP-length check off).",
 		[]string{"carrier"}, nil)
@@ -121,7 +123,7 @@ var (
 
 var allDescs = []*prometheus.Desc{descPackets, descBytes, descVerdicts, descDrops, descKicks,
 	descCompletions, descFillEmpty, descRing, descXDP, descInfo, descFrames, descSleeps, descXDPErrors,
-	descMetaFallback, descCarrier, descXDPProg}
+	descMetaFallback, descCarrier, descXDPProg, descCsum}
 
 // Collector is a prometheus.Collector over a Source.
 type Collector struct {
@@ -208,6 +210,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descCompletions, st.Completed.Load(), iface, q)
 			counter(descFillEmpty, st.FillEmpty.Load(), iface, q)
 			counter(descMetaFallback, st.MetaFallback.Load(), iface, q)
+			counter(descCsum, st.ChecksumsCompleted.Load(), iface, q)
 
 			for i, r := range rings(sock) {
 				if r != nil {

@@ -209,10 +209,10 @@ func TestCollectorValues(t *testing.T) {
 	}
 
 	// Series count is fixed by the queue count: per socket 1 info + 4
-	// packets/bytes + 3 verdicts + 5 drops + 4 kicks + 3 + 4 rings + 6 xdp
-	// = 30 (24 without xdp), per worker 4 frames + 1 sleeps, plus 1 error
+	// packets/bytes + 3 verdicts + 5 drops + 4 kicks + 4 + 4 rings + 6 xdp
+	// = 31 (25 without xdp), per worker 4 frames + 1 sleeps, plus 1 error
 	// counter.
-	if n, want := len(got), 3*30+24+2*5+1; n != want {
+	if n, want := len(got), 3*31+25+2*5+1; n != want {
 		t.Errorf("%d series, want %d:\n%s", n, want, strings.Join(slices.Sorted(maps.Keys(got)), "\n"))
 	}
 }
