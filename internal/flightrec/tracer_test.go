@@ -119,6 +119,7 @@ func TestTracerMarkFreezeSave(t *testing.T) {
 	for _, e := range evs {
 		tr.Mark(e, "outer", 1)
 	}
+	marked := Now() // every marker was written between its event's time and now
 	if err := tr.Freeze("rx_not_in_fill\naddr=0x2040"); err != nil {
 		t.Fatalf("Freeze: %v", err)
 	}
@@ -191,9 +192,12 @@ func TestTracerMarkFreezeSave(t *testing.T) {
 			t.Errorf("marker %d = %q, want %q", i, marks[i].text, want)
 		}
 		// trace_clock mono prints CLOCK_MONOTONIC seconds with µs
-		// resolution; our Now() must agree well within a millisecond.
-		if d := time.Duration(marks[i].ts*1e9) - time.Duration(e.Time); d < -time.Millisecond || d > time.Millisecond {
-			t.Errorf("marker %d ftrace time %.6f vs Now() %d: off by %v", i, marks[i].ts, e.Time, d)
+		// resolution: the marker's time lies between the event's Now()
+		// and the Now() taken after the last write (the first write to a
+		// fresh instance can take a millisecond under load; no fixed
+		// bound holds).
+		if ts := time.Duration(marks[i].ts * 1e9); ts < time.Duration(e.Time)-2*time.Microsecond || ts > time.Duration(marked)+2*time.Microsecond {
+			t.Errorf("marker %d ftrace time %.6f outside [event %d, after writes %d]", i, marks[i].ts, e.Time, marked)
 		}
 	}
 	last := marks[len(marks)-1].text
