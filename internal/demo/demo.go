@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -392,8 +394,8 @@ func progress(out io.Writer, live bool, e *engine.Engine, start time.Time, verif
 			pk := float64(cur[0].RxPackets+cur[1].RxPackets-last[0].RxPackets-last[1].RxPackets) / dt
 			by := float64(cur[0].RxBytes+cur[1].RxBytes-last[0].RxBytes-last[1].RxBytes) / dt
 			drops := cur[0].drops() + cur[1].drops()
-			line := fmt.Sprintf("%5.1fs  %8.0f pkt/s  %6.2f Gbit/s  drops %d  verified %s",
-				now.Sub(start).Seconds(), pk, by*8/1e9, drops, human(verified.Load()))
+			line := fmt.Sprintf("%5.1fs  %8.0f pkt/s  %6.2f Gbit/s  drops %d  verified %s  (rss %s, %d goroutines)",
+				now.Sub(start).Seconds(), pk, by*8/1e9, drops, human(verified.Load()), human(rss()), runtime.NumGoroutine())
 			if live {
 				fmt.Fprintf(out, "\r%s   ", line)
 			} else {
@@ -402,6 +404,21 @@ func progress(out io.Writer, live bool, e *engine.Engine, start time.Time, verif
 			last, lastT = cur, now
 		}
 	}
+}
+
+// rss is the process's resident set in bytes (0 if unknown): a soak must
+// show it flat.
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
 }
 
 func human(n int64) string {
