@@ -309,6 +309,18 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 				var res traffic.Result
 				if derr != nil {
 					res.Err = derr
+					if errors.Is(derr, os.ErrNotExist) {
+						// The lab is gone (deleted under us): nothing
+						// more can be sent; stop instead of spinning.
+						mu.Lock()
+						rep.ConnsKO++
+						if len(rep.Errors) < 10 {
+							rep.Errors = append(rep.Errors, fmt.Sprintf("%.2fs: %v: stopping the traffic", time.Since(start).Seconds(), derr))
+						}
+						mu.Unlock()
+						cancel()
+						return
+					}
 				} else {
 					// Finish a connection that started in time: an
 					// interrupted transfer is not a failure of the gate.
