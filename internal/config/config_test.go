@@ -315,3 +315,19 @@ func TestWarnings(t *testing.T) {
 		}
 	}
 }
+
+// TestShippedConfig: the file users copy passes `xskgate config check`,
+// protection section and first line included.
+func TestShippedConfig(t *testing.T) {
+	c, err := Load("../../deploy/xskgate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Protection.Rules) == 0 || len(c.Protection.Prefixes) == 0 || c.Protection.FirstLine.Mode == "" {
+		t.Fatalf("the shipped protection section is not documented in full: %+v", c.Protection)
+	}
+	c.Protection.Enabled = true // what a user turns on must be valid too
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
