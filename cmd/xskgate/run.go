@@ -174,7 +174,18 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 				counts[integrity.Class(cl).String()] = n
 			}
 		}
-		return map[string]any{"counts": counts, "first": out, "dumps": g.Checks.Dumps(), "capture": g.Checks.CapturePath()}, nil
+		ev := g.Checks.Evidence()
+		rate, capped := map[string]uint64{}, map[string]uint64{}
+		for cl := range integrity.NumClasses {
+			if n := ev.FramesRateLimited[cl]; n > 0 {
+				rate[cl.String()] = n
+			}
+			if n := ev.FramesCapped[cl]; n > 0 {
+				capped[cl.String()] = n
+			}
+		}
+		return map[string]any{"counts": counts, "first": out, "dumps": g.Checks.Dumps(), "capture": g.Checks.CapturePath(),
+			"evidence": ev, "frames_rate_limited": rate, "frames_capped": capped}, nil
 	})
 	ctl.Handle("checks", func(_ context.Context, args json.RawMessage) (any, error) {
 		var set map[string]bool
