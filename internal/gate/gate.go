@@ -123,9 +123,12 @@ func Open(cfg Config) (g *Gate, err error) {
 		}
 	}
 	cfg.Engine.Carrier = carrier
+	// On error, release what was made: the deferred call sees g already
+	// set to the nil it returns, so it closes this copy.
+	opened := g
 	defer func() {
 		if err != nil {
-			g.Close()
+			opened.Close()
 			g = nil
 		}
 	}()
