@@ -48,7 +48,7 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 	fs.StringVar(&f.config, "config", "", "YAML config file (see deploy/xskgate.yaml)")
 	fs.StringVar(&f.outer, "outer", "", "outer (Internet side) interface")
 	fs.StringVar(&f.inner, "inner", "", "inner (protected side) interface")
-	fs.IntVar(&f.queues, "queues", -1, "queue pairs to serve, one worker each (0 = all)")
+	fs.IntVar(&f.queues, "queues", -1, "queue pairs to serve, one worker each: 0 = all; any other count must be the interfaces' RX queue count (refused otherwise: unserved queues would bypass the gate)")
 	fs.StringVar(&f.xdpMode, "xdp-mode", "", "XDP attach mode: native or generic")
 	fs.StringVar(&f.carrier, "carrier", "", "how the XDP program hands the frame length to user space: auto, meta, head or none (default auto)")
 	fs.StringVar(&f.bindMode, "bind-mode", "", "AF_XDP bind mode: auto, copy or zerocopy")

@@ -22,7 +22,7 @@ import (
 type Config struct {
 	Outer      string          `yaml:"outer"`       // Internet-side interface; required to run, may come from a flag
 	Inner      string          `yaml:"inner"`       // protected-side interface
-	Queues     int             `yaml:"queues"`      // queue pairs to serve; 0: all queues the interfaces have
+	Queues     int             `yaml:"queues"`      // queue pairs to serve; 0: all (any other count must equal the RX queue count)
 	XDPMode    string          `yaml:"xdp_mode"`    // native | generic
 	XDPCarrier string          `yaml:"xdp_carrier"` // auto | meta | head | none: how the XDP program hands the frame length to user space
 	BindMode   string          `yaml:"bind_mode"`   // auto | copy | zerocopy

@@ -31,7 +31,7 @@ import (
 // Config is what the daemon needs to open the gate.
 type Config struct {
 	Outer, Inner string // interface names
-	Queues       int    // queues to serve on each interface; 0: all of them
+	Queues       int    // queue pairs to serve: 0 or the RX queue count, else refused (queues.go)
 	Umem         xsk.UmemConfig
 	RxSize       uint32 // default 2048
 	TxSize       uint32 // default 2048
@@ -73,6 +73,7 @@ type Gate struct {
 	// ethtool is a socket made in the interfaces' namespace, to read the
 	// outer driver's XDP_TX errors from anywhere (XDPTxErrors).
 	ethtool *ethtool.Ethtool
+	queues  [2]ifQueues // outer's and inner's queue counts at Open
 }
 
 // Open builds everything up to, but not including, starting the workers.
@@ -108,15 +109,17 @@ func Open(cfg Config) (g *Gate, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Queues == 0 {
-		qo, err1 := xsk.QueueCount(cfg.Outer)
-		qi, err2 := xsk.QueueCount(cfg.Inner)
-		if err := errors.Join(err1, err2); err != nil {
-			return nil, fmt.Errorf("read queue counts: %w (set the queue count explicitly)", err)
-		}
-		cfg.Queues = min(qo, qi)
+	// Every RX queue of both interfaces is served, or the gate refuses to
+	// start (queues.go): a frame on an unserved queue would bypass it.
+	qo, err1 := readQueues(cfg.Outer, cfg.Logger)
+	qi, err2 := readQueues(cfg.Inner, cfg.Logger)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
 	}
-	g = &Gate{cfg: cfg, log: cfg.Logger, carrier: carrier, carrierWhy: why}
+	if cfg.Queues, err = planQueues(cfg.Queues, qo, qi); err != nil {
+		return nil, err
+	}
+	g = &Gate{cfg: cfg, log: cfg.Logger, carrier: carrier, carrierWhy: why, queues: [2]ifQueues{qo, qi}}
 	if cfg.FirstLine {
 		if g.ethtool, err = ethtool.NewEthtool(); err != nil {
 			return nil, fmt.Errorf("ethtool socket: %w", err)

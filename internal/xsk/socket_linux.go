@@ -282,9 +282,31 @@ func getsockopt(fd int, opt int, p unsafe.Pointer, n *uint32) error {
 // channels ioctl (the kernel's bind check is against max(rx, tx) real
 // queues). An error means "unknown": bind will still catch it.
 func QueueCount(ifname string) (int, error) {
+	ch, err := ReadChannels(ifname)
+	return max(ch.RX, ch.TX), err
+}
+
+// Channels are an interface's queue counts as the ethtool channels ioctl
+// (ETHTOOL_GCHANNELS) reports them. RX and TX are the real queue counts
+// (real_num_rx_queues, real_num_tx_queues): a combined channel counts in
+// both.
+type Channels struct {
+	RX, TX       int
+	MaxRX, MaxTX int
+	// Combined: the driver counts combined channels (ethtool -L IF
+	// combined N); else separate ones (ethtool -L IF rx N tx N, as veth).
+	Combined bool
+}
+
+// ReadChannels reads ifname's channels in the calling thread's network
+// namespace. Drivers without the ioctl give EOPNOTSUPP.
+func ReadChannels(ifname string) (Channels, error) {
+	if len(ifname) >= unix.IFNAMSIZ {
+		return Channels{}, fmt.Errorf("interface name %q too long", ifname)
+	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return 0, err
+		return Channels{}, err
 	}
 	defer unix.Close(fd)
 	type ethtoolChannels struct {
@@ -302,9 +324,13 @@ func QueueCount(ifname string) (int, error) {
 	copy(ifr.name[:], ifname)
 	ifr.data = unsafe.Pointer(&ch)
 	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); e != 0 {
-		return 0, e
+		return Channels{}, e
 	}
-	return int(max(ch.RxCount, ch.TxCount) + ch.CombinedCount), nil
+	return Channels{
+		RX: int(ch.RxCount + ch.CombinedCount), TX: int(ch.TxCount + ch.CombinedCount),
+		MaxRX: int(ch.MaxRx + ch.MaxCombined), MaxTX: int(ch.MaxTx + ch.MaxCombined),
+		Combined: ch.MaxCombined > 0 || ch.CombinedCount > 0,
+	}, nil
 }
 
 // FD is the socket's file descriptor, for the XSKMAP.
