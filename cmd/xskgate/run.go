@@ -113,6 +113,11 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 	if err != nil {
 		return err
 	}
+	// One protection state per worker: the queue count is known now.
+	if err := insp.SetWorkers(len(g.Engine.Workers())); err != nil {
+		g.Close()
+		return err
+	}
 	if err := insp.SetFirstLine(g.FirstLine(), g.XDPTxErrors); err != nil {
 		g.Close()
 		return err
