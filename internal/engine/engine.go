@@ -58,6 +58,7 @@ type Engine struct {
 	cfg     Config
 	workers []*Worker
 	stop    atomic.Bool
+	down    [2]atomic.Bool // per Side: link down, see SetLinkDown
 	running sync.WaitGroup
 	log     *slog.Logger
 }
@@ -126,6 +127,17 @@ func (e *Engine) Stop(drain time.Duration) error {
 	}
 	return errors.Join(errs...)
 }
+
+// SetLinkDown tells the workers that side's link is down (or up again).
+// While it is down nothing is posted to its TX rings: the kernel would
+// leave the frames there (ENETDOWN) or never complete them (the device is
+// gone), so frames for that side are dropped and counted (DropLinkDown)
+// instead, and shutdown does not wait for the ones already there. Workers
+// read the flag once per batch.
+func (e *Engine) SetLinkDown(s Side, down bool) { e.down[s].Store(down) }
+
+// LinkDown reports whether SetLinkDown marked side s down.
+func (e *Engine) LinkDown(s Side) bool { return e.down[s].Load() }
 
 // Err returns the first fatal worker error, if any worker stopped on one.
 func (e *Engine) Err() error {
@@ -323,15 +335,39 @@ func (w *Worker) finish() {
 			w.fail(err)
 			return
 		}
-		if w.ports[0].txOut+w.ports[1].txOut == 0 && n == 0 {
+		if w.txWaiting() == 0 && n == 0 {
+			w.leftOnDownTx()
 			return
 		}
 		if time.Now().After(deadline) {
-			w.e.log.Warn("drain timed out", "worker", w.id, "tx_outstanding", w.ports[0].txOut+w.ports[1].txOut)
+			w.e.log.Warn("drain timed out", "worker", w.id, "tx_outstanding", w.txWaiting())
 			return
 		}
 		if n == 0 {
 			time.Sleep(100 * time.Microsecond)
+		}
+	}
+}
+
+// txWaiting counts the frames on TX that will complete: those of sides
+// whose link is up.
+func (w *Worker) txWaiting() int {
+	n := 0
+	for i := range w.ports {
+		if !w.e.down[i].Load() {
+			n += w.ports[i].txOut
+		}
+	}
+	return n
+}
+
+// leftOnDownTx says, at shutdown, which frames stay on the TX ring of a
+// side whose link is down: they stay counted as tx.
+func (w *Worker) leftOnDownTx() {
+	for i := range w.ports {
+		if p := &w.ports[i]; w.e.down[i].Load() && p.txOut > 0 {
+			w.e.log.Info("frames left on the TX ring of a down link, not waited for", "worker", w.id,
+				"side", p.side.String(), "iface", p.Ifname(), "tx", p.txOut)
 		}
 	}
 }
@@ -571,6 +607,14 @@ func (w *Worker) completeChecksums(p *port, pkts []Packet) {
 // transmit puts the queued frames on TX and kicks the kernel until the ring
 // is drained or it says "later".
 func (w *Worker) transmit(p *port) (int, error) {
+	if w.e.down[p.side].Load() {
+		// Link down: nothing goes on its TX, and no kick (it would fail).
+		if len(p.txq) > 0 {
+			w.dropTx(p, p.txq, DropLinkDown)
+			p.txq = p.txq[:0]
+		}
+		return 0, nil
+	}
 	moved := 0
 	q := p.txq
 	for off := 0; off < len(q); {
@@ -602,8 +646,8 @@ func (w *Worker) transmit(p *port) (int, error) {
 		if int(n) < len(chunk) {
 			// No room: the kernel is behind. Dropping here bounds the
 			// queue; the sender's congestion control sees it as loss.
-			w.dropTx(p, chunk[n:])
-			w.dropTx(p, q[off:])
+			w.dropTx(p, chunk[n:], DropTxRingFull)
+			w.dropTx(p, q[off:], DropTxRingFull)
 			break
 		}
 		w.kick(p)
@@ -615,12 +659,12 @@ func (w *Worker) transmit(p *port) (int, error) {
 	return moved, nil
 }
 
-func (w *Worker) dropTx(p *port, descs []xsk.Desc) {
+func (w *Worker) dropTx(p *port, descs []xsk.Desc, why DropReason) {
 	for _, d := range descs {
 		base, _ := w.e.umem.Chunk(d.Addr)
 		w.free = append(w.free, base)
 	}
-	p.stats.Drops[DropTxRingFull].Add(uint64(len(descs)))
+	p.stats.Drops[why].Add(uint64(len(descs)))
 }
 
 // kick wakes the kernel's TX until the ring is empty or it pushes back. In
@@ -651,7 +695,7 @@ func (w *Worker) kick(p *port) {
 // With transmissions outstanding it wakes soon to collect completions.
 func (w *Worker) sleep() {
 	timeout := 50
-	if w.ports[0].txOut+w.ports[1].txOut > 0 {
+	if w.txWaiting() > 0 {
 		timeout = 1
 	}
 	w.ports[0].stats.Wakeups.Add(1)

@@ -212,7 +212,7 @@ func TestCollectorValues(t *testing.T) {
 	// packets/bytes + 3 verdicts + 5 drops + 4 kicks + 4 + 4 rings + 6 xdp
 	// = 31 (25 without xdp), per worker 4 frames + 1 sleeps, plus 1 error
 	// counter.
-	if n, want := len(got), 3*31+25+2*5+1; n != want {
+	if n, want := len(got), 3*32+26+2*5+1; n != want {
 		t.Errorf("%d series, want %d:\n%s", n, want, strings.Join(slices.Sorted(maps.Keys(got)), "\n"))
 	}
 }
@@ -228,7 +228,7 @@ func TestLabelSets(t *testing.T) {
 		"iface":   {"outer", "inner"},
 		"dir":     {"rx", "tx"},
 		"verdict": {"forward", "bounce", "drop"},
-		"reason":  {"verdict", "tx_ring_full", "invalid_desc", "violation", "no_record"},
+		"reason":  {"verdict", "tx_ring_full", "invalid_desc", "violation", "no_record", "link_down"},
 		"result":  {"ok", "again", "busy", "error"},
 		"ring":    {"fill", "comp", "rx", "tx"},
 		"state":   {"free", "fill", "tx", "quarantined"},
