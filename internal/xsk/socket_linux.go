@@ -278,61 +278,6 @@ func getsockopt(fd int, opt int, p unsafe.Pointer, n *uint32) error {
 	return nil
 }
 
-// QueueCount reads the interface's real queue count through the ethtool
-// channels ioctl (the kernel's bind check is against max(rx, tx) real
-// queues). An error means "unknown": bind will still catch it.
-func QueueCount(ifname string) (int, error) {
-	ch, err := ReadChannels(ifname)
-	return max(ch.RX, ch.TX), err
-}
-
-// Channels are an interface's queue counts as the ethtool channels ioctl
-// (ETHTOOL_GCHANNELS) reports them. RX and TX are the real queue counts
-// (real_num_rx_queues, real_num_tx_queues): a combined channel counts in
-// both.
-type Channels struct {
-	RX, TX       int
-	MaxRX, MaxTX int
-	// Combined: the driver counts combined channels (ethtool -L IF
-	// combined N); else separate ones (ethtool -L IF rx N tx N, as veth).
-	Combined bool
-}
-
-// ReadChannels reads ifname's channels in the calling thread's network
-// namespace. Drivers without the ioctl give EOPNOTSUPP.
-func ReadChannels(ifname string) (Channels, error) {
-	if len(ifname) >= unix.IFNAMSIZ {
-		return Channels{}, fmt.Errorf("interface name %q too long", ifname)
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return Channels{}, err
-	}
-	defer unix.Close(fd)
-	type ethtoolChannels struct {
-		Cmd                                         uint32
-		MaxRx, MaxTx, MaxOther, MaxCombined         uint32
-		RxCount, TxCount, OtherCount, CombinedCount uint32
-	}
-	ch := ethtoolChannels{Cmd: unix.ETHTOOL_GCHANNELS}
-	// struct ifreq: the name, then ifr_data pointing at the command.
-	var ifr struct {
-		name [unix.IFNAMSIZ]byte
-		data unsafe.Pointer // a real pointer, so stack moves and the GC see it
-		_    [16]byte
-	}
-	copy(ifr.name[:], ifname)
-	ifr.data = unsafe.Pointer(&ch)
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); e != 0 {
-		return Channels{}, e
-	}
-	return Channels{
-		RX: int(ch.RxCount + ch.CombinedCount), TX: int(ch.TxCount + ch.CombinedCount),
-		MaxRX: int(ch.MaxRx + ch.MaxCombined), MaxTX: int(ch.MaxTx + ch.MaxCombined),
-		Combined: ch.MaxCombined > 0 || ch.CombinedCount > 0,
-	}, nil
-}
-
 // FD is the socket's file descriptor, for the XSKMAP.
 func (s *Socket) FD() int { return s.fd }
 
