@@ -74,6 +74,7 @@ type Gate struct {
 	// outer driver's XDP_TX errors from anywhere (XDPTxErrors).
 	ethtool *ethtool.Ethtool
 	queues  [2]ifQueues // outer's and inner's queue counts at Open
+	links   *linkWatch  // see links.go
 }
 
 // Open builds everything up to, but not including, starting the workers.
@@ -218,6 +219,10 @@ func Open(cfg Config) (g *Gate, err error) {
 		}
 		g.atts = append(g.atts, a)
 	}
+	// Watch both links from now on: the namespace is this thread's.
+	if g.links, err = newLinkWatch(g.Engine, g.log, g.queues); err != nil {
+		return nil, err
+	}
 	g.log.Info("gate open", "outer", cfg.Outer, "inner", cfg.Inner, "queues", cfg.Queues,
 		"frames", g.Umem.NumFrames(), "frame_size", g.Umem.FrameSize(), "xdp_mode", cfg.XDPMode, "bind_mode", cfg.Umem.Mode)
 	if cfg.XDPMode == xdpprog.ModeGeneric {
@@ -268,8 +273,11 @@ func (g *Gate) FirstLine() *xdpprog.FirstLine {
 // why that one was chosen.
 func (g *Gate) Carrier() (xdpprog.Carrier, string) { return g.carrier, g.carrierWhy }
 
-// Start runs the workers.
-func (g *Gate) Start() { g.Engine.Start() }
+// Start runs the workers and the watch of both links.
+func (g *Gate) Start() {
+	g.Engine.Start()
+	g.links.start()
+}
 
 // Programs returns the XDP programs, outer first.
 func (g *Gate) Programs() []*xdpprog.Program { return g.progs }
@@ -278,6 +286,9 @@ func (g *Gate) Programs() []*xdpprog.Program { return g.progs }
 // sockets and the UMEM. It is safe on a partly opened gate and idempotent.
 func (g *Gate) Close() error {
 	var errs []error
+	if g.links != nil {
+		g.links.close() // the links' down flags stay set for the drain
+	}
 	for _, a := range g.atts {
 		if err := a.Close(); err != nil {
 			errs = append(errs, err)
