@@ -266,6 +266,10 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 		return nil
 	case <-waitFailed(runCtx, g):
 		return g.Engine.Err()
+	case <-g.Failed():
+		// A link was removed, renamed, moved or reshaped: exit non-zero
+		// (the deferred teardown detaches and reports the accounting).
+		return g.Err()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/xskgate/xskgate/internal/config"
 	"github.com/xskgate/xskgate/internal/control"
@@ -36,6 +37,17 @@ func cmdStats(ctx context.Context, args []string) error {
 		if fl.NoXDPTx {
 			fmt.Println("  SYN cookies are answered from user space: the outer driver fails XDP_TX")
 		}
+	}
+	for _, l := range snap.Links {
+		state := "up"
+		if !l.Up {
+			state = "DOWN (" + l.OperState + "): frames for it are dropped (drops(other), reason link_down)"
+		}
+		since := ""
+		if !l.Since.IsZero() {
+			since = " since " + l.Since.Format(time.RFC3339)
+		}
+		fmt.Printf("link %s %s: %s%s, down %d times\n", l.Side, l.Iface, state, since, l.Downs)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "worker\tiface\tqueue\trx pkts\trx bytes\ttx pkts\tforward\tbounce\tdrop\tdrops(other)\tEAGAIN\tEBUSY\trx_dropped\tfill_empty\tmeta_fallback\tcsum_completed\t")

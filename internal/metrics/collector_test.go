@@ -327,3 +327,31 @@ func TestCarrierMetrics(t *testing.T) {
 		}
 	}
 }
+
+// linkFake adds the gate's links to a fake source.
+type linkFake struct{ fakeSource }
+
+func (linkFake) Links() []Link {
+	return []Link{{Side: "outer", Ifname: "eth0", Up: true}, {Side: "inner", Ifname: "eth1", Up: false, Downs: 2}}
+}
+
+// TestLinkMetrics: each link's state is a gauge, its downs a counter, and
+// frames dropped for a down link are a drop reason.
+func TestLinkMetrics(t *testing.T) {
+	src := linkFake{newFake(t)}
+	src.fakeSource[0].stats[engine.Inner].Drops[engine.DropLinkDown].Store(7)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector(src))
+	got := gather(t, reg)
+	for k, v := range map[string]float64{
+		"xskgate_link_up{iface=outer,ifname=eth0}":                  1,
+		"xskgate_link_up{iface=inner,ifname=eth1}":                  0,
+		"xskgate_link_down_total{iface=inner,ifname=eth1}":          2,
+		"xskgate_link_down_total{iface=outer,ifname=eth0}":          0,
+		"xskgate_drops_total{iface=inner,queue=0,reason=link_down}": 7,
+	} {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+}
