@@ -162,7 +162,7 @@ func printEvidence(ev integrity.EvidenceStats, rate, capped map[string]uint64) {
 	}
 	state := ""
 	if ev.CapReached {
-		state = " (cap reached: nothing more is written; move old files away and restart)"
+		state = " (cap reached: what does not fit is not written; move old files away and restart)"
 	}
 	fmt.Printf("evidence: %d of %d bytes in %s%s\n", ev.Bytes, ev.MaxBytes, ev.Dir, state)
 	fmt.Printf("not captured: %d frames over the capture rate%s, %d at the cap%s\n",

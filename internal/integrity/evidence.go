@@ -133,15 +133,15 @@ func isEvidence(name string) bool {
 	return false
 }
 
-// capReachedLocked says once, when the first file or frame is refused,
-// what happens from now on and how to get evidence again. c.mu is held.
+// capReachedLocked says once, at the first refusal, what happens from now
+// on and how to get all evidence again. c.mu is held.
 func (c *Checks) capReachedLocked(what string) {
 	if c.capLogged {
 		return
 	}
 	c.capLogged = true
-	c.log.Error(fmt.Sprintf("integrity evidence cap reached: %s not written; from now on violations are still detected, counted and logged, but no more pcapng frames, flight recorder dumps or ftrace buffers are written to %s (counted in `xskgate violations`); to keep collecting, move old evidence files out of %s or raise integrity.evidence_max_bytes, then restart",
-		what, c.cfg.DumpDir, c.cfg.DumpDir),
+	c.log.Error(fmt.Sprintf("integrity evidence cap reached: %s does not fit under integrity.evidence_max_bytes (%d bytes, %d used in %s) and is not written; from now on a pcapng frame, flight recorder dump or ftrace buffer that does not fit is not written, only counted (`xskgate violations`), while violations are still detected, counted and logged; to keep collecting, move old evidence files out of %s or raise integrity.evidence_max_bytes, then restart",
+		what, c.ev.max, c.ev.used, c.cfg.DumpDir, c.cfg.DumpDir),
 		"dir", c.cfg.DumpDir, "bytes", c.ev.used, "max_bytes", c.ev.max)
 }
 
@@ -150,7 +150,7 @@ type EvidenceStats struct {
 	Dir        string `json:"dir"`
 	Bytes      int64  `json:"bytes"` // evidence files in Dir, earlier runs' included
 	MaxBytes   int64  `json:"max_bytes"`
-	CapReached bool   `json:"cap_reached"` // something was refused at the cap
+	CapReached bool   `json:"cap_reached"` // something did not fit and was not written
 	// Frames of violations not written to the pcapng capture, by class:
 	// over the class's capture rate, or refused at the byte cap.
 	FramesRateLimited [NumClasses]uint64 `json:"-"`

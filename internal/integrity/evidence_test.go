@@ -79,8 +79,8 @@ func (s *syncBuffer) String() string {
 
 // TestEvidenceCap: under a storm of violations the evidence files in the
 // dump directory (earlier runs' included) never exceed MaxBytes; at the cap
-// nothing more is written, what was refused is counted, and the cap is
-// logged once.
+// (no record fits any more) nothing more is written, what was refused is
+// counted, and the cap is logged once.
 func TestEvidenceCap(t *testing.T) {
 	dir := t.TempDir()
 	const earlier = 10_000

@@ -31,7 +31,7 @@ func NewIntegrityCollector(c *integrity.Checks) *IntegrityCollector {
 		frozen:      d("frozen_workers", "Workers blocked by the freeze policy."),
 		dumps:       d("dumps_total", "Flight-recorder dumps written."),
 		evBytes:     d("evidence_bytes", "Bytes of evidence files in the dump directory, earlier runs' included."),
-		evMax:       d("evidence_max_bytes", "The evidence byte cap (integrity.evidence_max_bytes): at it nothing more is written."),
+		evMax:       d("evidence_max_bytes", "The evidence byte cap (integrity.evidence_max_bytes): a file or frame that would go over it is not written."),
 		framesNot: d("frames_not_captured_total",
 			"Violating frames not written to the pcapng capture: reason=rate (over the class's capture_rate) or cap (evidence byte cap).",
 			"class", "reason"),
