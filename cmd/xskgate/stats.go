@@ -39,15 +39,16 @@ func cmdStats(ctx context.Context, args []string) error {
 		}
 	}
 	for _, l := range snap.Links {
-		state := "up"
-		if !l.Up {
-			state = "DOWN (" + l.OperState + "): frames for it are dropped (drops(other), reason link_down)"
-		}
 		since := ""
 		if !l.Since.IsZero() {
 			since = " since " + l.Since.Format(time.RFC3339)
 		}
-		fmt.Printf("link %s %s: %s%s, down %d times\n", l.Side, l.Iface, state, since, l.Downs)
+		if l.Up {
+			fmt.Printf("link %s (%s): up%s, down %d times\n", l.Side, l.Iface, since, l.Downs)
+			continue
+		}
+		fmt.Printf("link %s (%s): DOWN%s (oper state %s), down %d times: frames for it are dropped (link_down, in drops(other))\n",
+			l.Side, l.Iface, since, l.OperState, l.Downs)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "worker\tiface\tqueue\trx pkts\trx bytes\ttx pkts\tforward\tbounce\tdrop\tdrops(other)\tEAGAIN\tEBUSY\trx_dropped\tfill_empty\tmeta_fallback\tcsum_completed\t")
