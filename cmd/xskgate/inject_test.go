@@ -49,6 +49,9 @@ func TestInjectedBugCaught(t *testing.T) {
 		t.Fatalf("violations: %v\n%s", err, out)
 	}
 	t.Logf("xskgate violations:\n%s", out)
+	if !strings.Contains(string(out), "evidence: ") || !strings.Contains(string(out), "not captured: ") {
+		t.Fatalf("violations does not report the evidence limits:\n%s", out)
+	}
 	var capture, dump string
 	for _, ln := range strings.Split(string(out), "\n") {
 		if v, ok := strings.CutPrefix(ln, "pcapng capture: "); ok {

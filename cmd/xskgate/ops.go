@@ -13,6 +13,7 @@ import (
 	"github.com/xskgate/xskgate/internal/config"
 	"github.com/xskgate/xskgate/internal/control"
 	"github.com/xskgate/xskgate/internal/flow"
+	"github.com/xskgate/xskgate/internal/integrity"
 	"github.com/xskgate/xskgate/internal/protect"
 )
 
@@ -122,17 +123,19 @@ func cmdViolations(ctx context.Context, args []string) error {
 		return err
 	}
 	var out struct {
-		Counts  map[string]uint64 `json:"counts"`
-		First   []string          `json:"first"`
-		Dumps   []string          `json:"dumps"`
-		Capture string            `json:"capture"`
+		Counts      map[string]uint64       `json:"counts"`
+		First       []string                `json:"first"`
+		Dumps       []string                `json:"dumps"`
+		Capture     string                  `json:"capture"`
+		Evidence    integrity.EvidenceStats `json:"evidence"`
+		RateLimited map[string]uint64       `json:"frames_rate_limited"`
+		Capped      map[string]uint64       `json:"frames_capped"`
 	}
 	if err := control.Call(ctx, *path, "violations", nil, &out); err != nil {
 		return err
 	}
 	if len(out.Counts) == 0 {
 		fmt.Println("no violations")
-		return nil
 	}
 	for c, n := range out.Counts {
 		fmt.Printf("%-22s %d\n", c, n)
@@ -146,7 +149,46 @@ func cmdViolations(ctx context.Context, args []string) error {
 	if out.Capture != "" {
 		fmt.Println("pcapng capture:", out.Capture)
 	}
+	printEvidence(out.Evidence, out.RateLimited, out.Capped)
 	return nil
+}
+
+// printEvidence says how much of the evidence cap is used and what was not
+// written: frames over their class's rate or at the cap, dumps skipped.
+func printEvidence(ev integrity.EvidenceStats, rate, capped map[string]uint64) {
+	if ev.Dir == "" {
+		fmt.Println("evidence: none written (no integrity.dump_dir)")
+		return
+	}
+	state := ""
+	if ev.CapReached {
+		state = " (cap reached: what does not fit is not written; move old files away and restart)"
+	}
+	fmt.Printf("evidence: %d of %d bytes in %s%s\n", ev.Bytes, ev.MaxBytes, ev.Dir, state)
+	fmt.Printf("not captured: %d frames over the capture rate%s, %d at the cap%s\n",
+		sum(rate), byClass(rate), sum(capped), byClass(capped))
+	fmt.Printf("not written: %d flight recorder dumps within a second of the last, %d dumps and %d ftrace buffers at the cap\n",
+		ev.DumpsInterval, ev.DumpsCapped, ev.TraceCapped)
+}
+
+func sum(m map[string]uint64) (n uint64) {
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// byClass renders " (class n, ...)" sorted by class, or "".
+func byClass(m map[string]uint64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for c, n := range m {
+		parts = append(parts, fmt.Sprintf("%s %d", c, n))
+	}
+	sortStrings(parts)
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func cmdReload(ctx context.Context, args []string) error {

@@ -48,7 +48,7 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 	fs.StringVar(&f.config, "config", "", "YAML config file (see deploy/xskgate.yaml)")
 	fs.StringVar(&f.outer, "outer", "", "outer (Internet side) interface")
 	fs.StringVar(&f.inner, "inner", "", "inner (protected side) interface")
-	fs.IntVar(&f.queues, "queues", -1, "queue pairs to serve, one worker each (0 = all)")
+	fs.IntVar(&f.queues, "queues", -1, "queue pairs to serve, one worker each: 0 = all; any other count must be the interfaces' RX queue count (refused otherwise: unserved queues would bypass the gate)")
 	fs.StringVar(&f.xdpMode, "xdp-mode", "", "XDP attach mode: native or generic")
 	fs.StringVar(&f.carrier, "carrier", "", "how the XDP program hands the frame length to user space: auto, meta, head or none (default auto)")
 	fs.StringVar(&f.bindMode, "bind-mode", "", "AF_XDP bind mode: auto, copy or zerocopy")
@@ -113,6 +113,11 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 	if err != nil {
 		return err
 	}
+	// One protection state per worker: the queue count is known now.
+	if err := insp.SetWorkers(len(g.Engine.Workers())); err != nil {
+		g.Close()
+		return err
+	}
 	if err := insp.SetFirstLine(g.FirstLine(), g.XDPTxErrors); err != nil {
 		g.Close()
 		return err
@@ -174,7 +179,18 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 				counts[integrity.Class(cl).String()] = n
 			}
 		}
-		return map[string]any{"counts": counts, "first": out, "dumps": g.Checks.Dumps(), "capture": g.Checks.CapturePath()}, nil
+		ev := g.Checks.Evidence()
+		rate, capped := map[string]uint64{}, map[string]uint64{}
+		for cl := range integrity.NumClasses {
+			if n := ev.FramesRateLimited[cl]; n > 0 {
+				rate[cl.String()] = n
+			}
+			if n := ev.FramesCapped[cl]; n > 0 {
+				capped[cl.String()] = n
+			}
+		}
+		return map[string]any{"counts": counts, "first": out, "dumps": g.Checks.Dumps(), "capture": g.Checks.CapturePath(),
+			"evidence": ev, "frames_rate_limited": rate, "frames_capped": capped}, nil
 	})
 	ctl.Handle("checks", func(_ context.Context, args json.RawMessage) (any, error) {
 		var set map[string]bool
@@ -250,6 +266,10 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 		return nil
 	case <-waitFailed(runCtx, g):
 		return g.Engine.Err()
+	case <-g.Failed():
+		// A link was removed, renamed, moved or reshaped: exit non-zero
+		// (the deferred teardown detaches and reports the accounting).
+		return g.Err()
 	}
 }
 

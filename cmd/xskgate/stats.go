@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/xskgate/xskgate/internal/config"
 	"github.com/xskgate/xskgate/internal/control"
@@ -36,6 +37,18 @@ func cmdStats(ctx context.Context, args []string) error {
 		if fl.NoXDPTx {
 			fmt.Println("  SYN cookies are answered from user space: the outer driver fails XDP_TX")
 		}
+	}
+	for _, l := range snap.Links {
+		since := ""
+		if !l.Since.IsZero() {
+			since = " since " + l.Since.Format(time.RFC3339)
+		}
+		if l.Up {
+			fmt.Printf("link %s (%s): up%s, down %d times\n", l.Side, l.Iface, since, l.Downs)
+			continue
+		}
+		fmt.Printf("link %s (%s): DOWN%s (oper state %s), down %d times: frames for it are dropped (link_down, in drops(other))\n",
+			l.Side, l.Iface, since, l.OperState, l.Downs)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "worker\tiface\tqueue\trx pkts\trx bytes\ttx pkts\tforward\tbounce\tdrop\tdrops(other)\tEAGAIN\tEBUSY\trx_dropped\tfill_empty\tmeta_fallback\tcsum_completed\t")

@@ -22,7 +22,7 @@ import (
 type Config struct {
 	Outer      string          `yaml:"outer"`       // Internet-side interface; required to run, may come from a flag
 	Inner      string          `yaml:"inner"`       // protected-side interface
-	Queues     int             `yaml:"queues"`      // queue pairs to serve; 0: all queues the interfaces have
+	Queues     int             `yaml:"queues"`      // queue pairs to serve; 0: all (any other count must equal the RX queue count)
 	XDPMode    string          `yaml:"xdp_mode"`    // native | generic
 	XDPCarrier string          `yaml:"xdp_carrier"` // auto | meta | head | none: how the XDP program hands the frame length to user space
 	BindMode   string          `yaml:"bind_mode"`   // auto | copy | zerocopy
@@ -90,6 +90,13 @@ type IntegrityConfig struct {
 	DumpDir        string `yaml:"dump_dir"`        // "/var/lib/xskgate"
 	FlightRecorder uint32 `yaml:"flight_recorder"` // 4096 events per socket, a power of two
 	Ftrace         bool   `yaml:"ftrace"`          // false
+	// Evidence limits under a storm of violations: every evidence file in
+	// dump_dir (earlier runs' included) counts against EvidenceMaxBytes;
+	// each violation class captures at most CaptureBurst frames at once
+	// and CaptureRate a second after.
+	EvidenceMaxBytes Size   `yaml:"evidence_max_bytes"` // 256MiB
+	CaptureRate      uint32 `yaml:"capture_rate"`       // 10 frames a second per class
+	CaptureBurst     uint32 `yaml:"capture_burst"`      // 100 frames per class
 }
 
 // Default returns the configuration used for every key the file leaves out.
@@ -109,6 +116,8 @@ func Default() Config {
 		Integrity: IntegrityConfig{
 			Ownership: true, Order: true, Poison: true, Bounds: true, Metadata: true, IPLength: true,
 			Policy: "drop", DumpDir: "/var/lib/xskgate", FlightRecorder: 4096,
+			EvidenceMaxBytes: integrity.DefaultMaxBytes, CaptureRate: integrity.DefaultCaptureRate,
+			CaptureBurst: integrity.DefaultCaptureBurst,
 		},
 	}
 }
@@ -255,6 +264,15 @@ func (c Config) problems() []*Error {
 	if n := c.Integrity.FlightRecorder; !isPow2(n) {
 		bad("integrity.flight_recorder", "%d is not a power of two", n)
 	}
+	if n := c.Integrity.EvidenceMaxBytes; n < 64<<10 {
+		bad("integrity.evidence_max_bytes", "%s is too small to hold one flight recorder dump: use at least 64KiB (dump_dir: \"\" writes no evidence)", n)
+	}
+	if c.Integrity.CaptureRate == 0 {
+		bad("integrity.capture_rate", "0 frames a second: use at least 1 (capture_burst bounds a storm)")
+	}
+	if c.Integrity.CaptureBurst == 0 {
+		bad("integrity.capture_burst", "0 frames: use at least 1")
+	}
 	// The protection stage validates its own rules; its messages name
 	// the field ("protection.rules[0].mode: ...").
 	if err := c.Protection.Validate(); err != nil {
@@ -359,5 +377,8 @@ func (c Config) IntegrityChecks() integrity.Config {
 	ic.DumpDir = c.Integrity.DumpDir
 	ic.RecorderSize = int(c.Integrity.FlightRecorder)
 	ic.Ftrace = c.Integrity.Ftrace
+	ic.MaxBytes = int64(c.Integrity.EvidenceMaxBytes)
+	ic.CaptureRate = float64(c.Integrity.CaptureRate)
+	ic.CaptureBurst = int(c.Integrity.CaptureBurst)
 	return ic
 }

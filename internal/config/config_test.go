@@ -95,6 +95,9 @@ integrity:
   dump_dir: /tmp/dumps
   flight_recorder: 1024
   ftrace: true
+  evidence_max_bytes: 1GiB
+  capture_rate: 2
+  capture_burst: 7
 protection:
   enabled: true
   prefixes: [198.18.0.0/24]
@@ -111,14 +114,15 @@ func TestFullRoundTrip(t *testing.T) {
 	}
 	want := Config{
 		Outer: "ens1f0", Inner: "ens1f1", Queues: 2, XDPMode: "generic", XDPCarrier: "head", BindMode: "copy", NeedWakeup: false,
-		UMEM:      UMEMConfig{FrameSize: 2048, Frames: 16384, Headroom: 64},
-		Rings:     RingsConfig{Fill: 4096, Completion: 1024, RX: 512, TX: 256, TxBudget: 128},
-		Engine:    EngineConfig{Batch: 32, CPUs: []int{0}},
-		Drain:     250 * time.Millisecond,
-		Metrics:   MetricsConfig{Listen: "[::1]:9999"},
-		Control:   ControlConfig{Socket: "/tmp/x.sock"},
-		Log:       LogConfig{Level: "debug", Format: "json"},
-		Integrity: IntegrityConfig{Policy: "freeze", DumpDir: "/tmp/dumps", FlightRecorder: 1024, Ftrace: true},
+		UMEM:    UMEMConfig{FrameSize: 2048, Frames: 16384, Headroom: 64},
+		Rings:   RingsConfig{Fill: 4096, Completion: 1024, RX: 512, TX: 256, TxBudget: 128},
+		Engine:  EngineConfig{Batch: 32, CPUs: []int{0}},
+		Drain:   250 * time.Millisecond,
+		Metrics: MetricsConfig{Listen: "[::1]:9999"},
+		Control: ControlConfig{Socket: "/tmp/x.sock"},
+		Log:     LogConfig{Level: "debug", Format: "json"},
+		Integrity: IntegrityConfig{Policy: "freeze", DumpDir: "/tmp/dumps", FlightRecorder: 1024, Ftrace: true,
+			EvidenceMaxBytes: 1 << 30, CaptureRate: 2, CaptureBurst: 7},
 	}
 	got := cfg
 	prot := got.Protection
@@ -223,6 +227,12 @@ func TestBadFiles(t *testing.T) {
 			`c.yaml:2: integrity.policy: "ignore" is not a policy: use drop, freeze or panic`},
 		{"flight recorder", "integrity:\n  flight_recorder: 1000\n",
 			`c.yaml:2: integrity.flight_recorder: 1000 is not a power of two`},
+		{"evidence size unit", "integrity:\n  evidence_max_bytes: 256MB\n",
+			`c.yaml:2: integrity.evidence_max_bytes: want a size such as 256MiB or 1GiB, got "256MB"`},
+		{"evidence cap too small", "integrity:\n  evidence_max_bytes: 4KiB\n",
+			`c.yaml:2: integrity.evidence_max_bytes: 4KiB is too small to hold one flight recorder dump: use at least 64KiB (dump_dir: "" writes no evidence)`},
+		{"capture rate", "integrity:\n  capture_rate: 0\n",
+			`c.yaml:2: integrity.capture_rate: 0 frames a second: use at least 1 (capture_burst bounds a storm)`},
 		{"syntax", "rings:\n  rx: [\n",
 			`c.yaml:2: invalid YAML: did not find expected node content`},
 		{"two documents", "queues: 1\n---\nqueues: 2\n",
@@ -245,6 +255,42 @@ func TestBadFiles(t *testing.T) {
 				t.Fatalf("%T is not a *config.Error", err)
 			}
 		})
+	}
+}
+
+func TestSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Size
+		out  string
+	}{
+		{"0", 0, "0"}, {"1000", 1000, "1000"}, {"1024", 1024, "1KiB"}, {"512KiB", 512 << 10, "512KiB"},
+		{"256MiB", 256 << 20, "256MiB"}, {"1GiB", 1 << 30, "1GiB"}, {"1536MiB", 1536 << 20, "1536MiB"}, {" 2 GiB", 2 << 30, "2GiB"},
+	} {
+		var s Size
+		if err := s.UnmarshalText([]byte(tc.in)); err != nil || s != tc.want {
+			t.Errorf("%q: %d, %v; want %d", tc.in, s, err, tc.want)
+		}
+		if s.String() != tc.out {
+			t.Errorf("%q prints as %q, want %q", tc.in, s, tc.out)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "1.5GiB", "256MB", "1TiB", "99999999999GiB"} {
+		var s Size
+		if err := s.UnmarshalText([]byte(in)); err == nil {
+			t.Errorf("%q parsed as %d", in, s)
+		}
+	}
+}
+
+func TestIntegrityChecks(t *testing.T) {
+	cfg, err := Parse("full.yaml", []byte(full))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := cfg.IntegrityChecks()
+	if ic.MaxBytes != 1<<30 || ic.CaptureRate != 2 || ic.CaptureBurst != 7 || ic.DumpDir != "/tmp/dumps" {
+		t.Fatalf("IntegrityChecks() = %+v", ic)
 	}
 }
 

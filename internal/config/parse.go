@@ -230,6 +230,8 @@ func wantText(t reflect.Type) string {
 		return "a prefix such as 198.18.0.0/24"
 	case t == durationType:
 		return "a duration such as 500ms or 2s"
+	case t == reflect.TypeFor[Size]():
+		return "a size such as 256MiB or 1GiB"
 	case t.Kind() == reflect.Bool:
 		return "true or false"
 	case t.Kind() == reflect.String:

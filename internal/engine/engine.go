@@ -58,6 +58,7 @@ type Engine struct {
 	cfg     Config
 	workers []*Worker
 	stop    atomic.Bool
+	down    [2]atomic.Bool // per Side: link down, see SetLinkDown
 	running sync.WaitGroup
 	log     *slog.Logger
 }
@@ -323,11 +324,12 @@ func (w *Worker) finish() {
 			w.fail(err)
 			return
 		}
-		if w.ports[0].txOut+w.ports[1].txOut == 0 && n == 0 {
+		if w.txWaiting() == 0 && n == 0 {
+			w.leftOnDownTx()
 			return
 		}
 		if time.Now().After(deadline) {
-			w.e.log.Warn("drain timed out", "worker", w.id, "tx_outstanding", w.ports[0].txOut+w.ports[1].txOut)
+			w.e.log.Warn("drain timed out", "worker", w.id, "tx_outstanding", w.txWaiting())
 			return
 		}
 		if n == 0 {
@@ -571,6 +573,14 @@ func (w *Worker) completeChecksums(p *port, pkts []Packet) {
 // transmit puts the queued frames on TX and kicks the kernel until the ring
 // is drained or it says "later".
 func (w *Worker) transmit(p *port) (int, error) {
+	if w.e.down[p.side].Load() {
+		// Link down: nothing goes on its TX, and no kick (it would fail).
+		if len(p.txq) > 0 {
+			w.dropTx(p, p.txq, DropLinkDown)
+			p.txq = p.txq[:0]
+		}
+		return 0, nil
+	}
 	moved := 0
 	q := p.txq
 	for off := 0; off < len(q); {
@@ -602,8 +612,8 @@ func (w *Worker) transmit(p *port) (int, error) {
 		if int(n) < len(chunk) {
 			// No room: the kernel is behind. Dropping here bounds the
 			// queue; the sender's congestion control sees it as loss.
-			w.dropTx(p, chunk[n:])
-			w.dropTx(p, q[off:])
+			w.dropTx(p, chunk[n:], DropTxRingFull)
+			w.dropTx(p, q[off:], DropTxRingFull)
 			break
 		}
 		w.kick(p)
@@ -615,12 +625,12 @@ func (w *Worker) transmit(p *port) (int, error) {
 	return moved, nil
 }
 
-func (w *Worker) dropTx(p *port, descs []xsk.Desc) {
+func (w *Worker) dropTx(p *port, descs []xsk.Desc, why DropReason) {
 	for _, d := range descs {
 		base, _ := w.e.umem.Chunk(d.Addr)
 		w.free = append(w.free, base)
 	}
-	p.stats.Drops[DropTxRingFull].Add(uint64(len(descs)))
+	p.stats.Drops[why].Add(uint64(len(descs)))
 }
 
 // kick wakes the kernel's TX until the ring is empty or it pushes back. In
@@ -651,7 +661,7 @@ func (w *Worker) kick(p *port) {
 // With transmissions outstanding it wakes soon to collect completions.
 func (w *Worker) sleep() {
 	timeout := 50
-	if w.ports[0].txOut+w.ports[1].txOut > 0 {
+	if w.txWaiting() > 0 {
 		timeout = 1
 	}
 	w.ports[0].stats.Wakeups.Add(1)

@@ -11,10 +11,11 @@ const (
 	DropInvalidDesc                   // RX descriptor outside the UMEM or its chunk
 	DropViolation                     // integrity violation: frame quarantined
 	DropNoRecord                      // head carrier: the XDP program's record is missing, so the frame's first bytes are unknown
+	DropLinkDown                      // the port's link is down (SetLinkDown): nothing is posted to its TX
 	NumDropReasons
 )
 
-var dropNames = [NumDropReasons]string{"verdict", "tx_ring_full", "invalid_desc", "violation", "no_record"}
+var dropNames = [NumDropReasons]string{"verdict", "tx_ring_full", "invalid_desc", "violation", "no_record", "link_down"}
 
 func (r DropReason) String() string {
 	if r < NumDropReasons {

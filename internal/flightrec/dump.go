@@ -2,6 +2,7 @@ package flightrec
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -91,12 +92,24 @@ func (r *Recorder) chunkOf(addr uint64) string {
 // DumpFile returns, since a violation may be followed by the process dying.
 // On a write error the partial file is kept and its path returned.
 func DumpFile(dir, reason string, recs ...*Recorder) (path string, err error) {
+	var b bytes.Buffer
+	if err := Dump(&b, reason, recs...); err != nil {
+		return "", err
+	}
+	return WriteDumpFile(dir, reason, b.Bytes())
+}
+
+// WriteDumpFile writes data, a Dump rendered to memory, to a new file in
+// dir named and created as DumpFile does. Rendering first lets a caller
+// with a byte budget know a dump's size before a byte of it reaches the
+// disk.
+func WriteDumpFile(dir, reason string, data []byte) (path string, err error) {
 	f, err := createExclusive(dir, "flightrec", reason, ".txt")
 	if err != nil {
 		return "", err
 	}
 	path = f.Name()
-	werr := Dump(f, reason, recs...)
+	_, werr := f.Write(data)
 	serr := f.Sync()
 	cerr := f.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -252,27 +253,50 @@ func (t *Tracer) Stats() TracerStats {
 // new file at path, created with O_EXCL and mode 0600, and syncs it. Call it
 // after Freeze to get a stable picture.
 func (t *Tracer) Save(path string) error {
+	_, err := t.SaveMax(path, math.MaxInt64)
+	return err
+}
+
+// ErrTooLarge is returned by SaveMax when the trace is larger than allowed;
+// nothing was written.
+var ErrTooLarge = errors.New("larger than the bytes allowed")
+
+// SaveMax is Save for a caller with a byte budget: the trace is read into
+// memory first and written only if it is at most max bytes (else
+// ErrTooLarge and no file). It returns the bytes written.
+func (t *Tracer) SaveMax(path string, max int64) (int64, error) {
 	t.mu.Lock()
 	closed := t.closed
 	t.mu.Unlock()
 	if closed {
-		return errors.New("save trace: tracer closed")
+		return 0, errors.New("save trace: tracer closed")
 	}
 	src, err := os.Open(filepath.Join(t.dir, "trace"))
 	if err != nil {
-		return fmt.Errorf("save trace: %w", err)
+		return 0, fmt.Errorf("save trace: %w", err)
 	}
 	defer src.Close()
+	var r io.Reader = src
+	if max < math.MaxInt64 {
+		r = io.LimitReader(src, max+1) // one more: tells "too large" from "exactly max"
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return 0, fmt.Errorf("save trace: %w", err)
+	}
+	if int64(len(data)) > max {
+		return 0, fmt.Errorf("save trace: %w (%d)", ErrTooLarge, max)
+	}
 	dst, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("save trace: %w", err)
+		return 0, fmt.Errorf("save trace: %w", err)
 	}
-	_, cerr := io.Copy(dst, src)
+	n, werr := dst.Write(data)
 	serr := dst.Sync()
-	if err := errors.Join(cerr, serr, dst.Close()); err != nil {
-		return fmt.Errorf("save trace to %s: %w", path, err)
+	if err := errors.Join(werr, serr, dst.Close()); err != nil {
+		return int64(n), fmt.Errorf("save trace to %s: %w", path, err)
 	}
-	return nil
+	return int64(n), nil
 }
 
 // Close closes the marker, removes the freeze trigger and removes the

@@ -158,6 +158,22 @@ func TestTracerMarkFreezeSave(t *testing.T) {
 	if err := tr.Save(path); err == nil {
 		t.Error("second Save to the same path succeeded, want O_EXCL failure")
 	}
+	// Under a byte budget: too small writes nothing; exactly the size
+	// writes it all.
+	full, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := filepath.Join(t.TempDir(), "small.txt")
+	if n, err := tr.SaveMax(small, full.Size()-1); !errors.Is(err, ErrTooLarge) || n != 0 {
+		t.Errorf("SaveMax one byte short: %d, %v; want 0, ErrTooLarge", n, err)
+	}
+	if _, err := os.Stat(small); !os.IsNotExist(err) {
+		t.Errorf("SaveMax over the budget left a file: %v", err)
+	}
+	if n, err := tr.SaveMax(small, full.Size()); err != nil || n != full.Size() {
+		t.Errorf("SaveMax with exactly the size: %d, %v; want %d", n, err, full.Size())
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)

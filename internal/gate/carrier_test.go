@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,6 +61,7 @@ type capture struct {
 	frames [][]byte
 	fd     int
 	done   chan struct{}
+	quit   atomic.Bool
 }
 
 func startCapture(t *testing.T, l *lab.Lab, ns, ifname string) *capture {
@@ -92,16 +94,17 @@ func startCapture(t *testing.T, l *lab.Lab, ns, ifname string) *capture {
 	if err != nil {
 		t.Fatalf("capture on %s: %v", ifname, err)
 	}
+	fd := c.fd
 	go func() {
 		defer close(c.done)
 		buf := make([]byte, 65536)
-		for {
-			n, from, err := unix.Recvfrom(c.fd, buf, 0)
+		for !c.quit.Load() {
+			n, from, err := unix.Recvfrom(fd, buf, 0)
 			if err == unix.EAGAIN || err == unix.EINTR {
-				continue
+				continue // SO_RCVTIMEO: look at quit again
 			}
 			if err != nil {
-				return // closed by stop
+				return
 			}
 			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
 				continue
@@ -115,12 +118,15 @@ func startCapture(t *testing.T, l *lab.Lab, ns, ifname string) *capture {
 	return c
 }
 
+// stop ends the capture: the reader sees quit within its receive timeout,
+// and the socket is closed only after it returned (closing under a reader
+// raced, and could hand it a reused descriptor).
 func (c *capture) stop() {
 	if c.fd > 0 {
-		unix.Shutdown(c.fd, unix.SHUT_RDWR)
+		c.quit.Store(true)
+		<-c.done
 		unix.Close(c.fd)
 		c.fd = -1
-		<-c.done
 	}
 }
 

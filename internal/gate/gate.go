@@ -31,7 +31,7 @@ import (
 // Config is what the daemon needs to open the gate.
 type Config struct {
 	Outer, Inner string // interface names
-	Queues       int    // queues to serve on each interface; 0: all of them
+	Queues       int    // queue pairs to serve: 0 or the RX queue count, else refused (queues.go)
 	Umem         xsk.UmemConfig
 	RxSize       uint32 // default 2048
 	TxSize       uint32 // default 2048
@@ -73,6 +73,8 @@ type Gate struct {
 	// ethtool is a socket made in the interfaces' namespace, to read the
 	// outer driver's XDP_TX errors from anywhere (XDPTxErrors).
 	ethtool *ethtool.Ethtool
+	queues  [2]ifQueues // outer's and inner's queue counts at Open
+	links   *linkWatch  // see links.go
 }
 
 // Open builds everything up to, but not including, starting the workers.
@@ -108,24 +110,29 @@ func Open(cfg Config) (g *Gate, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Queues == 0 {
-		qo, err1 := xsk.QueueCount(cfg.Outer)
-		qi, err2 := xsk.QueueCount(cfg.Inner)
-		if err := errors.Join(err1, err2); err != nil {
-			return nil, fmt.Errorf("read queue counts: %w (set the queue count explicitly)", err)
-		}
-		cfg.Queues = min(qo, qi)
+	// Every RX queue of both interfaces is served, or the gate refuses to
+	// start (queues.go): a frame on an unserved queue would bypass it.
+	qo, err1 := readQueues(cfg.Outer, cfg.Logger)
+	qi, err2 := readQueues(cfg.Inner, cfg.Logger)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
 	}
-	g = &Gate{cfg: cfg, log: cfg.Logger, carrier: carrier, carrierWhy: why}
+	if cfg.Queues, err = planQueues(cfg.Queues, qo, qi); err != nil {
+		return nil, err
+	}
+	g = &Gate{cfg: cfg, log: cfg.Logger, carrier: carrier, carrierWhy: why, queues: [2]ifQueues{qo, qi}}
 	if cfg.FirstLine {
 		if g.ethtool, err = ethtool.NewEthtool(); err != nil {
 			return nil, fmt.Errorf("ethtool socket: %w", err)
 		}
 	}
 	cfg.Engine.Carrier = carrier
+	// On error, release what was made: the deferred call sees g already
+	// set to the nil it returns, so it closes this copy.
+	opened := g
 	defer func() {
 		if err != nil {
-			g.Close()
+			opened.Close()
 			g = nil
 		}
 	}()
@@ -212,6 +219,10 @@ func Open(cfg Config) (g *Gate, err error) {
 		}
 		g.atts = append(g.atts, a)
 	}
+	// Watch both links from now on: the namespace is this thread's.
+	if g.links, err = newLinkWatch(g.Engine, g.log, g.queues); err != nil {
+		return nil, err
+	}
 	g.log.Info("gate open", "outer", cfg.Outer, "inner", cfg.Inner, "queues", cfg.Queues,
 		"frames", g.Umem.NumFrames(), "frame_size", g.Umem.FrameSize(), "xdp_mode", cfg.XDPMode, "bind_mode", cfg.Umem.Mode)
 	if cfg.XDPMode == xdpprog.ModeGeneric {
@@ -262,8 +273,11 @@ func (g *Gate) FirstLine() *xdpprog.FirstLine {
 // why that one was chosen.
 func (g *Gate) Carrier() (xdpprog.Carrier, string) { return g.carrier, g.carrierWhy }
 
-// Start runs the workers.
-func (g *Gate) Start() { g.Engine.Start() }
+// Start runs the workers and the watch of both links.
+func (g *Gate) Start() {
+	g.Engine.Start()
+	g.links.start()
+}
 
 // Programs returns the XDP programs, outer first.
 func (g *Gate) Programs() []*xdpprog.Program { return g.progs }
@@ -272,6 +286,9 @@ func (g *Gate) Programs() []*xdpprog.Program { return g.progs }
 // sockets and the UMEM. It is safe on a partly opened gate and idempotent.
 func (g *Gate) Close() error {
 	var errs []error
+	if g.links != nil {
+		g.links.close() // the links' down flags stay set for the drain
+	}
 	for _, a := range g.atts {
 		if err := a.Close(); err != nil {
 			errs = append(errs, err)

@@ -36,6 +36,7 @@ type Snapshot struct {
 	Carrier    string            `json:"carrier"`
 	CarrierWhy string            `json:"carrier_why"`
 	Programs   []ProgramSnapshot `json:"xdp_programs"`
+	Links      []LinkStatus      `json:"links"`
 	Workers    []WorkerSnapshot  `json:"workers"`
 }
 
@@ -52,7 +53,7 @@ type ProgramSnapshot struct {
 
 // Snapshot snapshots every counter. Safe while the gate runs.
 func (g *Gate) Snapshot() Snapshot {
-	return Snapshot{Carrier: g.carrier.String(), CarrierWhy: g.carrierWhy, Programs: g.ProgramCounters(), Workers: g.Stats()}
+	return Snapshot{Carrier: g.carrier.String(), CarrierWhy: g.carrierWhy, Programs: g.ProgramCounters(), Links: g.Links(), Workers: g.Stats()}
 }
 
 // ProgramCounters reads the XDP programs' counters, outer first.

@@ -1,13 +1,11 @@
 package integrity
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +28,18 @@ type Config struct {
 	// violating frames and the frozen ftrace buffer; files are 0600 in a
 	// 0700 directory. "" writes no file.
 	DumpDir string
+	// MaxBytes caps the evidence files in DumpDir (those earlier runs left
+	// there count too): a file or frame that would go over it is not
+	// written, only counted (Evidence), and the first refusal is logged.
+	// 0: DefaultMaxBytes.
+	MaxBytes int64
+	// CaptureRate and CaptureBurst are each violation class's token bucket
+	// for pcapng frames (frames a second, and how many may come at once);
+	// frames over it are counted, not captured. Flight recorder dumps are
+	// taken at most once a second. 0: DefaultCaptureRate and
+	// DefaultCaptureBurst.
+	CaptureRate  float64
+	CaptureBurst int
 	// RecorderSize is the flight recorder depth per socket, in events
 	// (default 4096).
 	RecorderSize int
@@ -55,11 +65,13 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
-// DefaultConfig has every check on, Policy Drop and 4096 events per socket.
+// DefaultConfig has every check on, Policy Drop, 4096 events per socket and
+// the default evidence limits.
 // RxOffset and DumpDir are deployment specific and left empty.
 func DefaultConfig() Config {
 	return Config{Ownership: true, Order: true, Poison: true, Bounds: true, Metadata: true, IPLength: true,
-		Policy: Drop, RecorderSize: flightrec.DefaultSize}
+		Policy: Drop, RecorderSize: flightrec.DefaultSize,
+		MaxBytes: DefaultMaxBytes, CaptureRate: DefaultCaptureRate, CaptureBurst: DefaultCaptureBurst}
 }
 
 // MaxViolations bounds the list Violations returns: the first ones are the
@@ -90,6 +102,8 @@ type Checks struct {
 	mismatch atomic.Uint64 // gaps the kernel counters do not explain
 
 	mu         sync.Mutex
+	ev         budget // evidence limits; see evidence.go
+	capLogged  bool
 	recs       []*flightrec.Recorder
 	viols      []Violation
 	nviol      uint64
@@ -131,8 +145,33 @@ func New(umem *xsk.Umem, cfg Config) (*Checks, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.CaptureRate == 0 {
+		cfg.CaptureRate = DefaultCaptureRate
+	}
+	if cfg.CaptureBurst == 0 {
+		cfg.CaptureBurst = DefaultCaptureBurst
+	}
+	if cfg.MaxBytes < 0 || cfg.CaptureRate < 0 || cfg.CaptureBurst < 0 {
+		return nil, fmt.Errorf("integrity: evidence limits must not be negative (max bytes %d, capture rate %g, burst %d)",
+			cfg.MaxBytes, cfg.CaptureRate, cfg.CaptureBurst)
+	}
 	c := &Checks{umem: umem, cfg: cfg, log: cfg.Logger, size: uint64(umem.NumFrames()) * fs, fs: fs,
 		nframes: umem.NumFrames(), thaw: make(chan struct{})}
+	c.ev.init(cfg)
+	if cfg.DumpDir != "" {
+		n, err := existingEvidence(cfg.DumpDir)
+		if err != nil {
+			return nil, fmt.Errorf("integrity: read evidence directory: %w (check integrity.dump_dir)", err)
+		}
+		c.ev.add(n)
+		if n > 0 {
+			c.log.Info("integrity evidence directory holds earlier evidence; it counts against the cap",
+				"dir", cfg.DumpDir, "bytes", n, "max_bytes", cfg.MaxBytes)
+		}
+	}
 	for i, on := range []bool{cfg.Ownership, cfg.Order, cfg.Poison, cfg.Bounds, cfg.Metadata, cfg.IPLength} {
 		c.SetEnabled(Check(i), on)
 	}
@@ -234,18 +273,13 @@ func (c *Checks) Recorders() []*flightrec.Recorder {
 }
 
 // DumpNow writes all flight recorders, merged, to a new file in DumpDir,
-// for the control socket. It is safe while workers run.
+// for the control socket. It is safe while workers run. A dump that would
+// take the evidence over Config.MaxBytes is not written (ErrEvidenceCap).
 func (c *Checks) DumpNow(reason string) (path string, err error) {
 	if c.cfg.DumpDir == "" {
 		return "", errors.New("integrity: no dump directory configured")
 	}
-	path, err = flightrec.DumpFile(c.cfg.DumpDir, reason, c.Recorders()...)
-	if path != "" {
-		c.mu.Lock()
-		c.dumps = append(c.dumps, path)
-		c.mu.Unlock()
-	}
-	return path, err
+	return c.dump(reason, c.Recorders())
 }
 
 // Unfreeze releases the workers the Freeze policy blocked. They return the
@@ -290,125 +324,6 @@ func (c *Checks) register(r *flightrec.Recorder) {
 	c.mu.Lock()
 	c.recs = append(c.recs, r)
 	c.mu.Unlock()
-}
-
-// report is the slow path of a violation: count, keep, log, capture, dump,
-// mark and freeze ftrace. It runs on the worker that found it.
-func (c *Checks) report(v *Violation, frame []byte, xdpLen uint32, haveMeta bool) {
-	c.counts[v.Class].Add(1)
-	now := time.Now()
-	c.mu.Lock()
-	first := c.nviol == 0
-	c.nviol++
-	if len(c.viols) < MaxViolations {
-		c.viols = append(c.viols, *v)
-	}
-	dir := c.cfg.DumpDir
-	dump := dir != "" && (first || now.Sub(c.lastDump) >= time.Second)
-	if dump {
-		c.lastDump = now
-	}
-	if dir != "" && c.pcap == nil && !c.pcapErr && frame != nil {
-		name := fmt.Sprintf("violations-%s-%d.pcapng", now.UTC().Format("20060102T150405.000000000Z"), os.Getpid())
-		w, err := pcapng.Create(dir, name)
-		if err != nil {
-			c.pcapErr = true
-			c.log.Error("cannot create violation capture", "dir", dir, "err", err)
-		}
-		c.pcap = w
-	}
-	pc := c.pcap
-	logIt, skipped := c.logAllowedLocked(now)
-	recs := c.recs
-	if dump {
-		recs = append([]*flightrec.Recorder(nil), recs...)
-	}
-	c.mu.Unlock()
-
-	if logIt {
-		attrs := []slog.Attr{
-			slog.String("class", v.Class.String()), slog.Int("worker", v.Worker), slog.String("iface", v.Iface),
-			slog.Int("queue", v.Queue), slog.String("ring", v.Ring.String()), slog.Uint64("slot", uint64(v.Slot)),
-			slog.String("addr", hex(v.Addr)), slog.Uint64("len", uint64(v.Len)),
-			slog.String("expected", hex(v.Expected)), slog.String("got", hex(v.Got)),
-			slog.Uint64("batch", v.Batch), slog.String("detail", v.Detail),
-		}
-		if skipped > 0 {
-			attrs = append(attrs, slog.Int("suppressed", skipped))
-		}
-		c.log.LogAttrs(context.Background(), slog.LevelError, "integrity violation", attrs...)
-	}
-	if pc != nil && frame != nil {
-		var b strings.Builder
-		fmt.Fprintf(&b, "violation=%s addr=%#x desc_len=%d", v.Class, v.Addr, v.Len)
-		if haveMeta {
-			fmt.Fprintf(&b, " xdp_len=%d", xdpLen)
-		} else {
-			b.WriteString(" xdp_len=none")
-		}
-		fmt.Fprintf(&b, " expected=%#x got=%#x worker=%d iface=%s queue=%d ring=%s slot=%d batch=%d detail=%q",
-			v.Expected, v.Got, v.Worker, v.Iface, v.Queue, v.Ring, v.Slot, v.Batch, v.Detail)
-		if err := pc.Write(pcapng.Record{Time: v.Time, Iface: v.Iface, Queue: uint32(v.Queue), Data: frame,
-			Comment: b.String(), PacketID: v.Addr}); err != nil {
-			c.log.Warn("cannot capture violating frame", "err", err)
-		}
-	}
-	if dump {
-		path, err := flightrec.DumpFile(dir, v.Class.String(), recs...)
-		c.mu.Lock()
-		if path != "" {
-			c.dumps = append(c.dumps, path)
-		}
-		c.mu.Unlock()
-		if err != nil {
-			c.log.Error("cannot dump flight recorders", "err", err)
-		} else {
-			c.log.Warn("flight recorders dumped", "path", path, "class", v.Class.String())
-		}
-	}
-	if c.tracer != nil {
-		c.tracer.Mark(flightrec.Event{Time: flightrec.Now(), Addr: v.Addr, Len: v.Len, Batch: uint32(v.Batch),
-			Op: flightrec.Violation, Aux: uint32(v.Class)}, v.Iface, v.Queue)
-		if first {
-			if err := c.tracer.Freeze(v.String()); err != nil {
-				c.log.Warn("cannot freeze ftrace instance", "err", err)
-			}
-			if err := c.saveTrace(); err != nil {
-				c.log.Warn("cannot save ftrace buffer", "err", err)
-			}
-		}
-	}
-}
-
-// saveTrace copies the frozen ftrace buffer to DumpDir once.
-func (c *Checks) saveTrace() error {
-	c.mu.Lock()
-	if c.tracer == nil || c.traceSaved || c.cfg.DumpDir == "" || !c.tracer.Frozen() {
-		c.mu.Unlock()
-		return nil
-	}
-	c.traceSaved = true
-	c.mu.Unlock()
-	if err := os.MkdirAll(c.cfg.DumpDir, 0o700); err != nil {
-		return err
-	}
-	name := fmt.Sprintf("%s/ftrace-%s-%d.txt", c.cfg.DumpDir, time.Now().UTC().Format("20060102T150405.000000000Z"), os.Getpid())
-	return c.tracer.Save(name)
-}
-
-// logAllowedLocked rate-limits violation log lines to logBurst a second.
-func (c *Checks) logAllowedLocked(now time.Time) (ok bool, skipped int) {
-	sec := now.Unix()
-	if sec != c.logSec {
-		c.logSec, c.logN = sec, 0
-	}
-	if c.logN >= logBurst {
-		c.logSkipped++
-		return false, 0
-	}
-	c.logN++
-	skipped, c.logSkipped = c.logSkipped, 0
-	return true, skipped
 }
 
 // freeze blocks the calling worker until Unfreeze or Close.

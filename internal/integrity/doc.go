@@ -83,6 +83,15 @@
 // Freeze (the worker blocks in the hook until Unfreeze or Close; close the
 // Checks before engine.Stop) or Panic.
 //
+// A storm of violations must not fill the disk nor keep the worker writing
+// files: pcapng frames go through a token bucket per class
+// (Config.CaptureRate, CaptureBurst), dumps are taken at most once a
+// second, and every evidence file in DumpDir, those earlier runs left
+// included, counts against Config.MaxBytes. A frame, dump or ftrace buffer
+// that would go over the cap is not written, and the first refusal is
+// logged once with the fix; detection, counting and logging go on.
+// Everything not written is counted ([Checks.Evidence]).
+//
 // # Counter reconciliation
 //
 // About once a second of idleness, each socket's metadata sequence gaps are

@@ -85,3 +85,14 @@ func Queues(ns, ifname string) (rx, tx int, err error) {
 	})
 	return rx, tx, err
 }
+
+// SetQueues sets the real rx and tx queue counts of ifname in the named
+// namespace (ethtool -L IF rx N tx N; veth has no combined channels).
+func SetQueues(ns, ifname string, rx, tx int) error {
+	return doInNS(ns, func() error {
+		if err := setChannels(ifname, uint32(rx), uint32(tx)); err != nil {
+			return fmt.Errorf("lab: setting rx %d tx %d queues on %s in %s: %w", rx, tx, ifname, ns, err)
+		}
+		return nil
+	})
+}

@@ -46,6 +46,19 @@ type XDPSource interface {
 	XDPCounters() []XDPCounters
 }
 
+// LinkSource is optional on a Source: the state of the gate's links.
+type LinkSource interface {
+	Links() []Link
+}
+
+// Link is one watched link: side ("outer", "inner"), interface name, up,
+// and how many times it went down.
+type Link struct {
+	Side, Ifname string
+	Up           bool
+	Downs        uint64
+}
+
 // XDPCounters are one interface's XDP program counters.
 type XDPCounters struct {
 	Iface                   string
@@ -116,6 +129,11 @@ var (
 	descCarrier = prometheus.NewDesc(ns+"xdp_record_carrier",
 		"1 for how the XDP program hands the frame length to user space: meta (XDP metadata area), head (record in front of the frame, stripped in user space) or none (XDP-length check off).",
 		[]string{"carrier"}, nil)
+	descLinkUp = prometheus.NewDesc(ns+"link_up",
+		"1 while the link is up (IFF_UP and operational state up); while 0, frames for it are dropped (drops_total reason=link_down).",
+		[]string{"iface", "ifname"}, nil)
+	descLinkDowns = prometheus.NewDesc(ns+"link_down_total",
+		"Times the link went down while the gate ran.", []string{"iface", "ifname"}, nil)
 	descXDPProg = prometheus.NewDesc(ns+"xdp_program_total",
 		"The XDP program's own counters per interface: meta_refused (bpf_xdp_adjust_meta failed, record carried in front), no_headroom (frame dropped: no room for the record).",
 		[]string{"ifname", "counter"}, nil)
@@ -123,7 +141,7 @@ var (
 
 var allDescs = []*prometheus.Desc{descPackets, descBytes, descVerdicts, descDrops, descKicks,
 	descCompletions, descFillEmpty, descRing, descXDP, descInfo, descFrames, descSleeps, descXDPErrors,
-	descMetaFallback, descCarrier, descXDPProg, descCsum}
+	descMetaFallback, descCarrier, descXDPProg, descCsum, descLinkUp, descLinkDowns}
 
 // Collector is a prometheus.Collector over a Source.
 type Collector struct {
@@ -249,6 +267,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	counter(descXDPErrors, c.xdpErrors.Load())
+	if ls, ok := c.src.(LinkSource); ok {
+		for _, l := range ls.Links() {
+			up := 0.0
+			if l.Up {
+				up = 1
+			}
+			gauge(descLinkUp, up, l.Side, l.Ifname)
+			counter(descLinkDowns, l.Downs, l.Side, l.Ifname)
+		}
+	}
 	if xs, ok := c.src.(XDPSource); ok {
 		gauge(descCarrier, 1, xs.Carrier())
 		for _, x := range xs.XDPCounters() {

@@ -212,7 +212,7 @@ func TestCollectorValues(t *testing.T) {
 	// packets/bytes + 3 verdicts + 5 drops + 4 kicks + 4 + 4 rings + 6 xdp
 	// = 31 (25 without xdp), per worker 4 frames + 1 sleeps, plus 1 error
 	// counter.
-	if n, want := len(got), 3*31+25+2*5+1; n != want {
+	if n, want := len(got), 3*32+26+2*5+1; n != want {
 		t.Errorf("%d series, want %d:\n%s", n, want, strings.Join(slices.Sorted(maps.Keys(got)), "\n"))
 	}
 }
@@ -228,7 +228,7 @@ func TestLabelSets(t *testing.T) {
 		"iface":   {"outer", "inner"},
 		"dir":     {"rx", "tx"},
 		"verdict": {"forward", "bounce", "drop"},
-		"reason":  {"verdict", "tx_ring_full", "invalid_desc", "violation", "no_record"},
+		"reason":  {"verdict", "tx_ring_full", "invalid_desc", "violation", "no_record", "link_down"},
 		"result":  {"ok", "again", "busy", "error"},
 		"ring":    {"fill", "comp", "rx", "tx"},
 		"state":   {"free", "fill", "tx", "quarantined"},
@@ -321,6 +321,34 @@ func TestCarrierMetrics(t *testing.T) {
 		"xskgate_xdp_program_total{counter=no_headroom,ifname=eth0}":  1,
 		"xskgate_xdp_program_total{counter=no_headroom,ifname=eth1}":  0,
 		"xskgate_meta_fallback_total{iface=outer,queue=0}":            0,
+	} {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+}
+
+// linkFake adds the gate's links to a fake source.
+type linkFake struct{ fakeSource }
+
+func (linkFake) Links() []Link {
+	return []Link{{Side: "outer", Ifname: "eth0", Up: true}, {Side: "inner", Ifname: "eth1", Up: false, Downs: 2}}
+}
+
+// TestLinkMetrics: each link's state is a gauge, its downs a counter, and
+// frames dropped for a down link are a drop reason.
+func TestLinkMetrics(t *testing.T) {
+	src := linkFake{newFake(t)}
+	src.fakeSource[0].stats[engine.Inner].Drops[engine.DropLinkDown].Store(7)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector(src))
+	got := gather(t, reg)
+	for k, v := range map[string]float64{
+		"xskgate_link_up{iface=outer,ifname=eth0}":                  1,
+		"xskgate_link_up{iface=inner,ifname=eth1}":                  0,
+		"xskgate_link_down_total{iface=inner,ifname=eth1}":          2,
+		"xskgate_link_down_total{iface=outer,ifname=eth0}":          0,
+		"xskgate_drops_total{iface=inner,queue=0,reason=link_down}": 7,
 	} {
 		if g, ok := got[k]; !ok || g != v {
 			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)

@@ -19,3 +19,11 @@ func (s gateSource) XDPCounters() []XDPCounters {
 	}
 	return out
 }
+
+func (s gateSource) Links() []Link {
+	var out []Link
+	for _, l := range s.g.Links() {
+		out = append(out, Link{Side: l.Side, Ifname: l.Iface, Up: l.Up, Downs: l.Downs})
+	}
+	return out
+}

@@ -60,10 +60,23 @@ type Writer struct {
 
 	mu     sync.Mutex
 	f      *os.File
+	out    countingWriter   // f, counting what reaches it
 	ng     *pcapgo.NgWriter // nil until the first Write
 	ifaces map[string]int   // iface name -> pcapng interface id
 	n      uint64           // records written
 	closed bool
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	f *os.File
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.f.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // Create creates dir (mode 0700) if it does not exist and a new file name in
@@ -80,11 +93,19 @@ func Create(dir, name string) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create pcapng: %w", err)
 	}
-	return &Writer{path: path, f: f, ifaces: make(map[string]int)}, nil
+	return &Writer{path: path, f: f, out: countingWriter{f: f}, ifaces: make(map[string]int)}, nil
 }
 
 // Path returns the file's path.
 func (w *Writer) Path() string { return w.path }
+
+// Size returns the bytes written to the file so far (every Write is
+// flushed, so this is the file's size).
+func (w *Writer) Size() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.out.n
+}
 
 // Written returns the number of records written so far.
 func (w *Writer) Written() uint64 {
@@ -106,17 +127,21 @@ func newInterface(iface string) pcapgo.NgInterface {
 }
 
 func sectionInfo() pcapgo.NgWriterOptions {
-	osName := runtime.GOOS
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		osName = unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:])
-	}
 	return pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
 		Hardware:    runtime.GOARCH,
-		OS:          osName,
+		OS:          osName(),
 		Application: "xskgate",
 	}}
 }
+
+// osName is the kernel's name and release, e.g. "Linux 6.18.44".
+var osName = sync.OnceValue(func() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return runtime.GOOS
+	}
+	return unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:])
+})
 
 // Write appends r to the file and flushes it to the kernel.
 func (w *Writer) Write(r Record) error {
@@ -179,7 +204,7 @@ func (w *Writer) iface(name string) (int, error) {
 	if w.ng == nil {
 		// pcapgo writes the section header together with the first
 		// interface, which is why both wait for the first frame.
-		ng, err := pcapgo.NewNgWriterInterface(w.f, newInterface(name), sectionInfo())
+		ng, err := pcapgo.NewNgWriterInterface(&w.out, newInterface(name), sectionInfo())
 		if err != nil {
 			return 0, fmt.Errorf("write pcapng section header: %w", err)
 		}

@@ -20,7 +20,8 @@ import (
 
 // Options are the parts of an Inspector that a Reload does not change.
 type Options struct {
-	// Workers bounds the worker index Inspect accepts (default 64).
+	// Workers bounds the worker index Inspect accepts (default 64); the
+	// daemon sizes it to the gate's queue count with SetWorkers.
 	Workers int
 	// Table is the flow table; nil: a new one of FlowCapacity flows with
 	// conntrack's default timeouts and no pickup.
@@ -70,6 +71,8 @@ type Inspector struct {
 	ruleStats map[string]*ruleStats
 	reloads   [2]atomic.Uint64 // ok, failed
 	lastOK    atomic.Int64     // unix seconds of the last successful (re)load
+
+	outOfRangeLogged atomic.Bool // see outOfRange
 }
 
 // workerState is one worker's scratch and counters, padded apart so that
@@ -232,9 +235,7 @@ type decision struct {
 // Inspect implements engine.Inspector.
 func (i *Inspector) Inspect(worker int, from engine.Side, pkts []engine.Packet) {
 	if uint(worker) >= uint(len(i.workers)) {
-		// A wiring bug (more workers than Options.Workers): failing
-		// closed would cut every connection, so pass and count loudly.
-		i.workers[0].c.bypass[bWorkerOutOfRange].v.Add(uint64(len(pkts)))
+		i.outOfRange(worker, len(pkts)) // a wiring bug: counted and logged
 		return
 	}
 	w := &i.workers[worker]

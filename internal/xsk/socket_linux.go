@@ -278,35 +278,6 @@ func getsockopt(fd int, opt int, p unsafe.Pointer, n *uint32) error {
 	return nil
 }
 
-// QueueCount reads the interface's real queue count through the ethtool
-// channels ioctl (the kernel's bind check is against max(rx, tx) real
-// queues). An error means "unknown": bind will still catch it.
-func QueueCount(ifname string) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(fd)
-	type ethtoolChannels struct {
-		Cmd                                         uint32
-		MaxRx, MaxTx, MaxOther, MaxCombined         uint32
-		RxCount, TxCount, OtherCount, CombinedCount uint32
-	}
-	ch := ethtoolChannels{Cmd: unix.ETHTOOL_GCHANNELS}
-	// struct ifreq: the name, then ifr_data pointing at the command.
-	var ifr struct {
-		name [unix.IFNAMSIZ]byte
-		data unsafe.Pointer // a real pointer, so stack moves and the GC see it
-		_    [16]byte
-	}
-	copy(ifr.name[:], ifname)
-	ifr.data = unsafe.Pointer(&ch)
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); e != 0 {
-		return 0, e
-	}
-	return int(max(ch.RxCount, ch.TxCount) + ch.CombinedCount), nil
-}
-
 // FD is the socket's file descriptor, for the XSKMAP.
 func (s *Socket) FD() int { return s.fd }
 
