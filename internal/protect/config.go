@@ -46,7 +46,7 @@ const (
 //	  prefixes: [198.18.0.0/24, 2001:2::/64]
 //	  allowlist: [198.19.113.0/24]
 //	  blocklist: [198.19.2.0/24]
-//	  syn_proxy: {mss: 1460, wscale: 7, sack_perm: true, window: 64240, challenge_rate: 100000, challenge_burst: 10000}
+//	  syn_proxy: {mss: 1460, wscale: 7, sack_perm: true, window: 0, challenge_rate: 100000, challenge_burst: 10000}
 //	  log: {rate: 10}
 //	  rules:
 //	    - name: web
@@ -126,7 +126,12 @@ type SynProxyConfig struct {
 	MSS      uint16 `yaml:"mss"`       // advertised MSS for IPv4 (IPv6: MSS-20); default 1460
 	WScale   *uint8 `yaml:"wscale"`    // default 7 (Linux with default tcp_rmem)
 	SACKPerm *bool  `yaml:"sack_perm"` // default true
-	Window   uint16 `yaml:"window"`    // SYN-ACK window; default 64240
+	// Window is what the cookie SYN-ACK advertises. 0 (the default, as
+	// Linux SYNPROXY): the client sends nothing until the proxy's window
+	// update, sent once the server completed its handshake. A non-zero
+	// window lets a client that speaks first send data the server cannot
+	// take yet: it is dropped and the client retransmits it.
+	Window uint16 `yaml:"window"`
 	// ChallengeRate/Burst bound cookie SYN-ACKs per second over all
 	// scopes, so the gate cannot be used as a reflector (default
 	// 200000/20000).
@@ -144,7 +149,7 @@ type LogConfig struct {
 const (
 	defaultMSS            = 1460
 	defaultWScale         = 7
-	defaultWindow         = 64240
+	defaultWindow         = 0
 	defaultChallengeRate  = 200000
 	defaultChallengeBurst = 20000
 	defaultLogRate        = 10

@@ -37,17 +37,22 @@
 // The cookie SYN-ACK is built in place in the SYN's frame and bounced. Its
 // ISN carries a SipHash MAC over the tuple, client ISN and a 16 s counter,
 // plus the client's MSS index, window scale and SACK-permitted (see
-// cookie.go); no timestamps are offered, so no TS translation is needed. A
-// valid cookie ACK is rewritten in place into the SYN to the server and a
-// half-open flow is inserted (flow.Table.Insert) whose SeqAdjust holds the
-// cookie ISN as a marker. The server's SYN-ACK is rewritten into the ACK
-// that completes its handshake and bounced back into inner; the real delta
-// (server ISN − cookie ISN) replaces the marker (SetSeqAdjust). From then
-// on client acks and SACK edges gain delta and server seqs lose it, with
-// incremental checksum updates. Client data sent before the server's
-// SYN-ACK arrives is dropped (reason proxy_pending): the client
-// retransmits it. The proxy's window scale must match the servers' (the
-// client learns it from the proxy); the proxy does not rescale windows.
+// cookie.go); no timestamps are offered, so no TS translation is needed. It
+// advertises window 0 (syn_proxy.window), so the client sends nothing the
+// server cannot take yet. A valid cookie ACK is rewritten in place into the
+// SYN to the server and a half-open flow is inserted (flow.Table.Insert)
+// whose SeqAdjust holds the cookie ISN as a marker. The server's SYN-ACK is
+// rewritten into the ACK that completes its handshake and bounced back into
+// inner; the real delta (server ISN − cookie ISN) replaces the marker
+// (SetSeqAdjust), and a window update carrying the server's window goes to
+// the client in a second frame, a spare one the engine offers
+// (engine.Extra; window.go). From then on client acks and SACK edges gain
+// delta and server seqs lose it, with incremental checksum updates. A
+// client segment that arrives before the server's SYN-ACK (a zero-window
+// probe, or data under a non-zero SYN-ACK window) is dropped (reason
+// proxy_pending): the client retransmits it. The proxy's window scale must
+// match the servers' (the client learns it from the proxy); the proxy does
+// not rescale windows.
 // Cookie SYN-ACKs are rate-limited globally so the gate is no reflector.
 //
 // # Invariants

@@ -80,10 +80,23 @@ type workerState struct {
 	c   counters
 	// flows created in this batch, for the first line's flow map
 	flows xdpprog.FlowBatch
+	// extra is the worker's spare frames (nil outside an engine)
+	extra engine.Extra
 	_     [64]byte
 }
 
-var _ engine.Inspector = (*Inspector)(nil)
+var (
+	_ engine.Inspector = (*Inspector)(nil)
+	_ engine.ExtraUser = (*Inspector)(nil)
+)
+
+// UseExtra implements engine.ExtraUser: the SYN proxy sends its window
+// updates in the worker's spare frames.
+func (i *Inspector) UseExtra(worker int, x engine.Extra) {
+	if uint(worker) < uint(len(i.workers)) {
+		i.workers[worker].extra = x
+	}
+}
 
 // New validates cfg and builds an Inspector.
 func New(cfg Config, opt Options) (*Inspector, error) {
@@ -302,7 +315,7 @@ func (i *Inspector) inspect(w *workerState, rs *ruleset, dir flow.Dir, pk *engin
 	if dir == flow.Inbound {
 		d = i.inbound(w, rs, pk, client, server, now)
 	} else {
-		d = i.outbound(w, pk, now)
+		d = i.outbound(w, rs, pk, now)
 	}
 	if !rs.enabled && d.outcome != vPass && d.reason != rProxyPending && d.reason != rProxyEstablished {
 		// Switched off: decide nothing (proxy bookkeeping still runs so
@@ -451,7 +464,7 @@ func (i *Inspector) outOfState(pk *engine.Packet, rs *ruleset, r *rule, why reas
 // (restart, eviction, asymmetric pickup) only hurts legitimate users. The
 // inbound half of the same flow is where a spoofed or stale segment is
 // judged.
-func (i *Inspector) outbound(w *workerState, pk *engine.Packet, now int64) decision {
+func (i *Inspector) outbound(w *workerState, rs *ruleset, pk *engine.Packet, now int64) decision {
 	p := &w.pkt
 	if p.L4Off < 0 {
 		return decision{reason: rFragment}
@@ -461,7 +474,7 @@ func (i *Inspector) outbound(w *workerState, pk *engine.Packet, now int64) decis
 	i.tracked(w, v)
 	if v.SeqAdjust != 0 && v.Reply {
 		if p.TCP.Flags&synAckMask == packet.SYN|packet.ACK {
-			if d, done := i.serverSynAck(w, pk, v, now); done {
+			if d, done := i.serverSynAck(w, rs, pk, v, now); done {
 				return d
 			}
 		}

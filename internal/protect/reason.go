@@ -92,6 +92,15 @@ const (
 
 var cookieNames = [numCookie]string{"sent", "valid", "invalid", "rate_limited"}
 
+// SYN proxy events beyond the cookies.
+const (
+	pWindowUpdate        = iota // window update sent to the client in a spare frame
+	pWindowUpdateNoFrame        // no spare frame: the client's zero-window probe opens it instead
+	numProxy
+)
+
+var proxyNames = [numProxy]string{"window_update", "window_update_no_frame"}
+
 // counter is written by one worker only, so it increments with a plain
 // load and store (no locked instruction on the hot path) while scrapes
 // read it atomically from other goroutines.
@@ -107,4 +116,5 @@ type counters struct {
 	malformed [packet.NumErrors]counter
 	bypass    [numBypass]counter
 	cookies   [numCookie]counter
+	proxy     [numProxy]counter
 }

@@ -176,21 +176,29 @@ func (i *Inspector) cookieACK(w *workerState, rs *ruleset, r *rule, pk *engine.P
 // serverSynAck handles the server's SYN-ACK on a proxied flow: it records
 // the sequence delta and turns the frame into the ACK that completes the
 // server's handshake, bounced back into inner. The client already holds
-// the proxy's SYN-ACK, so it never sees this one. A retransmitted SYN-ACK
-// (our ACK was lost) is recognised because seq minus the stored delta is
-// again a valid cookie, and is answered the same way.
-func (i *Inspector) serverSynAck(w *workerState, pk *engine.Packet, v flow.Verdict, now int64) (decision, bool) {
+// the proxy's SYN-ACK, so it never sees this one; it gets the window
+// update that opens the window the cookie SYN-ACK left at zero, sent in a
+// spare frame (windowUpdate). A retransmitted SYN-ACK (our ACK was lost)
+// is recognised because seq minus the stored delta is again a valid
+// cookie, and is answered the same way, update included.
+func (i *Inspector) serverSynAck(w *workerState, rs *ruleset, pk *engine.Packet, v flow.Verdict, now int64) (decision, bool) {
 	p := &w.pkt
 	t := tuple{p.Dst, p.Src, p.DstPort, p.SrcPort}
 	isn := p.TCP.Ack - 1
-	o, ok := i.key.checkCookie(&t, isn, v.SeqAdjust, now)
+	cookie := v.SeqAdjust // the marker of a flow whose server has not answered
+	o, ok := i.key.checkCookie(&t, isn, cookie, now)
 	if ok {
-		if !i.table.SetSeqAdjust(&w.seg, p.TCP.Seq-v.SeqAdjust) {
+		if !i.table.SetSeqAdjust(&w.seg, p.TCP.Seq-cookie) {
 			return decision{}, false
 		}
-	} else if o, ok = i.key.checkCookie(&t, isn, p.TCP.Seq-v.SeqAdjust, now); !ok {
-		return decision{}, false
+	} else {
+		cookie = p.TCP.Seq - v.SeqAdjust
+		if o, ok = i.key.checkCookie(&t, isn, cookie, now); !ok {
+			return decision{}, false
+		}
 	}
+	// Before the frame is rewritten: the update is built from it.
+	i.windowUpdate(w, rs, pk.Data, o, cookie)
 	win := uint16(65535)
 	if o.wscale != wscaleNone && p.TCP.Opts.Has&packet.HasWScale != 0 {
 		// Scaling is on: about 64 KiB until the client's next segment
