@@ -11,13 +11,14 @@ import (
 // proxiedFrames are the frames of one SYN-proxied connection, built
 // beforehand so that replaying them allocates nothing of the test's.
 type proxiedFrames struct {
-	syn, ack, synAck, data []byte
+	syn, ack, probe, synAck, data []byte
 }
 
 func newProxiedFrames(sport uint16) proxiedFrames {
 	return proxiedFrames{
 		syn:    synFrom(cli4, sport, 1000).frame(),
 		ack:    tseg{src: cli4, dst: srv4, sport: sport, dport: 80, seq: 1001, flags: packet.ACK, win: 500, ws: -1}.frame(),
+		probe:  tseg{src: cli4, dst: srv4, sport: sport, dport: 80, seq: 1000, flags: packet.ACK, win: 500, ws: -1}.frame(),
 		synAck: tseg{src: srv4, dst: cli4, sport: 80, dport: sport, seq: 7000, ack: 1001, flags: packet.SYN | packet.ACK, win: 65160, mss: 1460, ws: 7, sack: true, fromServer: true}.frame(),
 		data:   tseg{src: cli4, dst: srv4, sport: sport, dport: 80, seq: 1001, flags: packet.ACK | packet.PSH, win: 500, ws: -1, payload: []byte("hello")}.frame(),
 	}
@@ -34,8 +35,9 @@ func setAck(frame []byte, ack uint32) {
 }
 
 // TestInspectAllocs pins zero allocations on the SYN proxy's path: the
-// challenge, the cookie ACK, the server's SYN-ACK with the window update
-// in a spare frame, and translated data.
+// challenge, the cookie ACK, a zero-window probe turned into the SYN
+// again, the server's SYN-ACK with the window update in a spare frame,
+// and translated data.
 func TestInspectAllocs(t *testing.T) {
 	i, _ := newTestInspector(t, baseConfig(ModeMitigate))
 	x := extraOf(i)
@@ -61,6 +63,8 @@ func TestInspectAllocs(t *testing.T) {
 		cookie := binary.BigEndian.Uint32(pk.Data[14+20+4:])
 		setAck(c.ack, cookie+1)
 		one(engine.Outer, c.ack)
+		setAck(c.probe, cookie+1)
+		one(engine.Outer, c.probe) // the SYN again
 		one(engine.Inner, c.synAck)
 		setAck(c.data, cookie+1)
 		if pk := one(engine.Outer, c.data); pk.Verdict != engine.Forward {
@@ -70,7 +74,7 @@ func TestInspectAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per proxied connection", allocs)
 	}
-	if st := i.Stats(); st.Proxy["window_update"] != runs+1 || x.n != runs+1 || st.Cookies["valid"] != runs+1 {
+	if st := i.Stats(); st.Proxy["window_update"] != runs+1 || x.n != runs+1 || st.Cookies["valid"] != runs+1 || st.Proxy["syn_resent"] != runs+1 {
 		t.Fatalf("%+v %+v", st.Proxy, st.Cookies)
 	}
 }

@@ -49,8 +49,11 @@
 // (engine.Extra; window.go). From then on client acks and SACK edges gain
 // delta and server seqs lose it, with incremental checksum updates. A
 // client segment that arrives before the server's SYN-ACK (a zero-window
-// probe, or data under a non-zero SYN-ACK window) is dropped (reason
-// proxy_pending): the client retransmits it. The proxy's window scale must
+// probe, or data under a non-zero SYN-ACK window) means the SYN may have
+// been lost: it becomes the SYN again (proxy_syn_resent), the proxy having
+// no timer of its own; one that does not ack the cookie is dropped
+// (proxy_pending). A client that sends nothing (the server speaks first)
+// therefore waits for a lost SYN until it gives up. The proxy's window scale must
 // match the servers' (the client learns it from the proxy); the proxy does
 // not rescale windows.
 // Cookie SYN-ACKs are rate-limited globally so the gate is no reflector.

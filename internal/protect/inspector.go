@@ -410,7 +410,11 @@ func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, clie
 	if v.SeqAdjust != 0 && !v.Reply {
 		if v.State == flow.StateSynSent {
 			// The server has not answered the proxy's SYN yet, so the
-			// delta is unknown: the client retransmits later.
+			// delta is unknown: the SYN may have been lost, so send it
+			// again; the client retransmits its data later.
+			if i.resendSyn(w, pk, v.SeqAdjust, now) {
+				return decision{reason: rProxySynResent, rule: r}
+			}
 			pk.Verdict = engine.Drop
 			return decision{reason: rProxyPending, verdict: vDrop, outcome: vDrop, rule: r}
 		}

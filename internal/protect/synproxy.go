@@ -173,6 +173,45 @@ func (i *Inspector) cookieACK(w *workerState, rs *ruleset, r *rule, pk *engine.P
 	return decision{reason: rChallengePassed, rule: r}, true
 }
 
+// resendSyn turns a client segment of a proxied flow whose server has not
+// answered (the flow's SeqAdjust still holds the cookie) into the SYN to
+// the server again: the first may have been lost, and the proxy keeps no
+// timer, so the client's own segments are what retransmit it. Under the
+// window-0 SYN-ACK they are zero-window probes (seq = ISN, the byte before
+// the window), otherwise data or ACKs at ISN+1; both ack cookie+1. The
+// cookie, checked against both candidate ISNs, says the segment is the
+// client's and restores its options. A segment carrying SYN, FIN or RST,
+// or a cookie gone stale (48 s), is not resent for. The SYN goes in the
+// segment's own frame, its payload dropped: the client retransmits data.
+func (i *Inspector) resendSyn(w *workerState, pk *engine.Packet, cookie uint32, now int64) bool {
+	p := &w.pkt
+	if p.TCP.Flags&(packet.SYN|packet.FIN|packet.RST|packet.ACK) != packet.ACK || p.TCP.Ack != cookie+1 {
+		return false
+	}
+	t := tuple{p.Src, p.Dst, p.SrcPort, p.DstPort}
+	isn := p.TCP.Seq - 1
+	o, ok := i.key.checkCookie(&t, isn, cookie, now)
+	if !ok {
+		isn = p.TCP.Seq
+		if o, ok = i.key.checkCookie(&t, isn, cookie, now); !ok {
+			return false
+		}
+	}
+	win := uint32(p.TCP.Window)
+	if o.wscale != wscaleNone {
+		win <<= o.wscale
+	}
+	var ob [12]byte
+	n := synOpts(ob[:], mssTable[o.mssIdx], o.wscale, o.sack)
+	l := forwardAs(pk.Data, p, tcpFields{seq: isn, flags: packet.SYN, window: uint16(min(win, 65535))}, ob[:n])
+	if l == 0 {
+		return false
+	}
+	pk.Data, pk.Len = pk.Data[:l], uint32(l)
+	w.c.proxy[pSynResent].inc()
+	return true
+}
+
 // serverSynAck handles the server's SYN-ACK on a proxied flow: it records
 // the sequence delta and turns the frame into the ACK that completes the
 // server's handshake, bounced back into inner. The client already holds

@@ -75,10 +75,25 @@ func proxyHandshake(t *testing.T, i *Inspector, cli, srv netip.Addr) (x *conn, c
 		!p.TCP.Opts.SACKPerm || p.Src != cli || p.Dst != srv {
 		t.Fatalf("SYN to server: %+v", p.TCP)
 	}
-	// Client data before the server answered: dropped.
+	// Client segments before the server answered, the window-0 SYN-ACK's
+	// zero-window probe (seq = ISN) and data (seq = ISN+1): the SYN may
+	// have been lost, so each goes to the server as the SYN again, its
+	// payload dropped.
+	probe := tseg{src: cli, dst: srv, sport: x.cp, dport: x.sp, seq: x.cSeq - 1, ack: cookie + 1, flags: packet.ACK, win: 502, ws: -1}
 	early := tseg{src: cli, dst: srv, sport: x.cp, dport: x.sp, seq: x.cSeq, ack: cookie + 1, flags: packet.ACK | packet.PSH, win: 502, ws: -1, payload: []byte("early")}
-	if v := run(i, engine.Outer, early.frame()).Verdict; v != engine.Drop {
-		t.Fatalf("early data: %v", v)
+	for _, seg := range []tseg{probe, early} {
+		pk := run(i, engine.Outer, seg.frame())
+		p := parsed(t, pk)
+		if pk.Verdict != engine.Forward || p.TCP.Flags != packet.SYN || p.TCP.Seq != x.cSeq-1 || p.TCP.Ack != 0 ||
+			p.TCP.Opts.MSS != 1460 || p.TCP.Opts.WScale != 7 || !p.TCP.Opts.SACKPerm || p.PayloadLen != 0 || p.Src != cli || p.Dst != srv {
+			t.Fatalf("segment seq %#x before the server answered: %v %+v, want the SYN again", seg.seq, pk.Verdict, p.TCP)
+		}
+	}
+	// One that does not ack the cookie is not the client's: dropped.
+	bad := early
+	bad.ack++
+	if v := run(i, engine.Outer, bad.frame()).Verdict; v != engine.Drop {
+		t.Fatalf("segment acking no cookie: %v", v)
 	}
 	// The server's SYN-ACK becomes the ACK completing its handshake.
 	x.sSeq = 0x80000000
@@ -150,7 +165,8 @@ func TestSynProxy(t *testing.T) {
 			st := i.Stats()
 			if st.Cookies["sent"] != 1 || st.Cookies["valid"] != 1 || st.Count("proxy_established", "", "") != 2 ||
 				st.Proxy["window_update"] != 2 || st.Proxy["window_update_no_frame"] != 0 ||
-				st.Count("challenge_passed", "", "") != 1 || st.Count("proxy_pending", "drop", "drop") != 1 {
+				st.Count("challenge_passed", "", "") != 1 || st.Count("proxy_pending", "drop", "drop") != 1 ||
+				st.Count("proxy_syn_resent", "pass", "pass") != 2 || st.Proxy["syn_resent"] != 2 {
 				t.Fatalf("stats %+v %+v", st.Cookies, st.Decisions)
 			}
 		})
