@@ -322,6 +322,7 @@ func compile(cfg *Config) (*ruleset, error) {
 			return nil, fmt.Errorf("%s.syn_flood: retransmit window [%s, %s] invalid (want 0 <= retransmit_min < retransmit_window <= 1m)",
 				where, c.rtMin, c.rtMax)
 		}
+		rs.rtMaxAll = max(rs.rtMaxAll, c.rtMax)
 		rs.rules = append(rs.rules, c)
 	}
 	// Most specific first, so the first match wins; ties keep file order.

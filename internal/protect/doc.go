@@ -21,8 +21,9 @@
 //     segments toward the scope exceed rate/burst (rate 0: always), as ATP
 //     does, since routing noise produces a few of them all the time;
 //   - SYN flood: SYNs above the scope's or a source's rate are either
-//     dropped once and admitted on retransmission (retransmit) or answered
-//     with a cookie SYN-ACK (challenge).
+//     dropped once and admitted on retransmission (retransmit; retrans.go
+//     sizes its memory of first SYNs so that a flood cannot push a
+//     recorded one out) or answered with a cookie SYN-ACK (challenge).
 //
 // Outbound segments (from the protected side) are tracked and translated
 // but never dropped by out-of-state rules: the attacker is outside, and our

@@ -26,6 +26,10 @@ type Options struct {
 	// conntrack's default timeouts and no pickup.
 	Table        *flow.Table
 	FlowCapacity int // default 1<<20
+	// RetransmitCapacity sizes the retransmit action's table of dropped
+	// first SYNs, allocated when a rule first uses the action (default
+	// DefaultRetransmitCapacity; see retrans.go).
+	RetransmitCapacity int
 	// Logger receives the sampled drop lines and reload events (default
 	// slog.Default()).
 	Logger *slog.Logger
@@ -37,7 +41,6 @@ type Options struct {
 const (
 	defaultWorkers = 64
 	maxWorkers     = 4096
-	retransSlots   = 1 << 16 // dropped-first-SYN table
 	srcSlots       = 1 << 14 // per-source SYN meters
 )
 
@@ -54,8 +57,10 @@ type Inspector struct {
 	// only looked for while cookies can still be valid, so scopes never
 	// under SYN flood pay nothing for the SYN proxy.
 	lastChallenge atomic.Int64
-	// retrans holds recently dropped first SYNs: tag<<32 | time in ms.
-	retrans []atomic.Uint64
+	// retrans holds recently dropped first SYNs (retrans.go), nil until a
+	// rule uses the retransmit action.
+	retrans    atomic.Pointer[retransTable]
+	retransCap int
 	// srcTat are per-source SYN meters, hashed by (rule, source); sources
 	// that collide share one, which errs toward challenging.
 	srcTat []atomic.Int64
@@ -111,13 +116,13 @@ func New(cfg Config, opt Options) (*Inspector, error) {
 		return nil, fmt.Errorf("protect: workers %d out of range [1, %d]", opt.Workers, maxWorkers)
 	}
 	i := &Inspector{
-		table:     opt.Table,
-		clock:     opt.Clock,
-		log:       opt.Logger,
-		workers:   make([]workerState, opt.Workers),
-		retrans:   make([]atomic.Uint64, retransSlots),
-		srcTat:    make([]atomic.Int64, srcSlots),
-		ruleStats: map[string]*ruleStats{},
+		table:      opt.Table,
+		clock:      opt.Clock,
+		log:        opt.Logger,
+		workers:    make([]workerState, opt.Workers),
+		retransCap: opt.RetransmitCapacity,
+		srcTat:     make([]atomic.Int64, srcSlots),
+		ruleStats:  map[string]*ruleStats{},
 	}
 	if i.table == nil {
 		c := opt.FlowCapacity
@@ -130,6 +135,9 @@ func New(cfg Config, opt Options) (*Inspector, error) {
 	}
 	if i.log == nil {
 		i.log = slog.Default()
+	}
+	if i.retransCap <= 0 {
+		i.retransCap = DefaultRetransmitCapacity
 	}
 	if i.clock == nil {
 		// CLOCK_MONOTONIC, as bpf_ktime_get_ns: the XDP first line makes
@@ -144,6 +152,7 @@ func New(cfg Config, opt Options) (*Inspector, error) {
 	}
 	i.key = sipKey{binary.LittleEndian.Uint64(kb[:8]), binary.LittleEndian.Uint64(kb[8:])}
 	i.lastChallenge.Store(-1 << 62)
+	i.needRetrans(rs)
 	i.publish(rs)
 	i.reloads[0].Add(1)
 	return i, nil
@@ -189,6 +198,7 @@ func (i *Inspector) Reload(cfg Config) error {
 		// so, since operators expect a risk.
 		i.log.Info("protect: enabled", "rules", len(rs.rules))
 	}
+	i.needRetrans(rs)
 	i.publish(rs)
 	i.reloads[0].Add(1)
 	if f := i.first.Load(); f != nil {

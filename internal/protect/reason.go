@@ -119,4 +119,5 @@ type counters struct {
 	bypass    [numBypass]counter
 	cookies   [numCookie]counter
 	proxy     [numProxy]counter
+	retrans   [numRetrans]counter
 }

@@ -1,8 +1,6 @@
 package protect
 
 import (
-	"time"
-
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/flow"
 	"github.com/xskgate/xskgate/internal/packet"
@@ -43,7 +41,7 @@ func (i *Inspector) synFlood(w *workerState, rs *ruleset, r *rule, pk *engine.Pa
 		return decision{}, false
 	}
 	if r.action == ActionRetransmit {
-		if i.retransmitted(p, now, r) {
+		if i.retransmitted(w, rs, r, now) {
 			return decision{reason: rRetransmitPassed, rule: r}, false
 		}
 		pk.Verdict = engine.Drop
@@ -65,35 +63,6 @@ func (i *Inspector) synFlood(w *workerState, rs *ruleset, r *rule, pk *engine.Pa
 		i.lastChallenge.Store(now)
 	}
 	return decision{reason: rChallengeNeeded, verdict: vChallenge, outcome: vChallenge, rule: r}, true
-}
-
-// retransmitted reports whether the SYN in p repeats (same tuple and ISN:
-// a stack retransmits its SYN unchanged) a first SYN dropped between
-// rtMin and rtMax ago. Otherwise it records the SYN as a first one. The
-// table is a fixed array of (tag, time) words; a collision only costs a
-// legitimate client one more retry.
-func (i *Inspector) retransmitted(p *packet.Packet, now int64, r *rule) bool {
-	var m [5]uint64
-	m[0], m[1] = addrWords(p.Src)
-	m[2], m[3] = addrWords(p.Dst)
-	m[4] = uint64(p.SrcPort)<<48 | uint64(p.DstPort)<<32 | uint64(p.TCP.Seq)
-	h := i.key.sum(m[:])
-	slot := &i.retrans[h&(retransSlots-1)]
-	tag := uint32(h>>32) | 1
-	ms := uint32(now / 1e6)
-	old := slot.Load()
-	if uint32(old>>32) == tag {
-		age := time.Duration(ms-uint32(old)) * time.Millisecond
-		switch {
-		case age >= r.rtMin && age <= r.rtMax:
-			slot.CompareAndSwap(old, 0)
-			return true
-		case age < r.rtMin:
-			return false // too soon for an RTO: keep the first sighting
-		}
-	}
-	slot.Store(uint64(tag)<<32 | uint64(ms))
-	return false
 }
 
 // challenge rewrites the SYN in frame (parsed in w.pkt) into the cookie
