@@ -38,6 +38,25 @@ const (
 	ActionRetransmit SynAction = "retransmit"
 )
 
+// TableFullAction is what happens to a new flow the full flow table cannot
+// track (every entry it may evict is an assured, open flow).
+type TableFullAction string
+
+const (
+	// TableFullChallenge (the default) answers the SYN with a cookie
+	// SYN-ACK, as a SYN over threshold: a flood that filled the table
+	// reaches no server, and a client that solves the cookie is proxied
+	// once the table has room (flows close, expire or are evicted as
+	// unassured). A non-SYN that could not be picked up is out of state.
+	TableFullChallenge TableFullAction = "challenge"
+	// TableFullPass forwards the SYN untracked (fail open); its flow's
+	// later segments are judged as not_found, under the out-of-state rule.
+	TableFullPass TableFullAction = "pass"
+	// TableFullDrop drops the SYN; a non-SYN that could not be picked up
+	// is out of state.
+	TableFullDrop TableFullAction = "drop"
+)
+
 // Config is the protection section of the daemon's configuration file
 // (the `protection:` mapping). The zero value is a disabled stage.
 //
@@ -48,6 +67,7 @@ const (
 //	  blocklist: [198.19.2.0/24]
 //	  syn_proxy: {mss: 1460, wscale: 7, sack_perm: true, window: 0, challenge_rate: 100000, challenge_burst: 10000}
 //	  log: {rate: 10}
+//	  on_table_full: challenge     # challenge | pass | drop
 //	  rules:
 //	    - name: web
 //	      scope: 198.18.0.0/24
@@ -79,6 +99,11 @@ type Config struct {
 	// FirstLine is the in-kernel first line the rules feed (on by
 	// default when protection is enabled and the gate has one).
 	FirstLine FirstLineConfig `yaml:"first_line"`
+	// OnTableFull is what happens to a new flow when the flow table is
+	// full (default challenge). It acts where the destination's rule
+	// acts: its syn_flood mode for SYNs (monitor counts, disabled or no
+	// rule passes), its out_of_state rule for other segments.
+	OnTableFull TableFullAction `yaml:"on_table_full"`
 }
 
 // Rule is one destination scope's protections.
@@ -239,6 +264,14 @@ func compile(cfg *Config) (*ruleset, error) {
 		if sp.ChallengeRate == 0 {
 			cb = defaultChallengeBurst
 		}
+	}
+	switch cfg.OnTableFull {
+	case "", TableFullChallenge:
+		rs.onFull = TableFullChallenge
+	case TableFullPass, TableFullDrop:
+		rs.onFull = cfg.OnTableFull
+	default:
+		return nil, fmt.Errorf("protection.on_table_full: unknown action %q (want challenge, pass or drop)", string(cfg.OnTableFull))
 	}
 	rs.challenge.init(cr, cb)
 	rs.challengeRate, rs.challengeBurst = cr, cb

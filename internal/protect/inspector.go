@@ -442,10 +442,7 @@ func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, clie
 // trackDrop handles a tracker Drop on an inbound segment.
 func (i *Inspector) trackDrop(w *workerState, rs *ruleset, r *rule, pk *engine.Packet, v flow.Verdict, now int64) decision {
 	if v.Reason == flow.ReasonTableFull {
-		// Untracked but not invalid: the table is full of assured flows.
-		// Passing keeps service for new clients; SYN floods that fill
-		// the table are the SYN protection's business.
-		return decision{reason: rTableFull, rule: r}
+		return i.tableFull(w, rs, r, pk, now)
 	}
 	if v.Reason == flow.ReasonNotFound && w.seg.Flags&synAckMask == flow.FlagACK && w.seg.PayloadLen == 0 &&
 		i.lastChallenge.Load() > now-(cookieMaxAge+1)*cookieTick {

@@ -55,6 +55,7 @@ func TestConfigValidate(t *testing.T) {
 		{"mss", func(c *Config) { c.SynProxy.MSS = 100 }, "syn_proxy.mss"},
 		{"missing scope", func(c *Config) { c.Rules[0].Scope = netip.Prefix{} }, "rules[0].scope"},
 		{"bad allowlist", func(c *Config) { c.Allowlist = []netip.Prefix{{}} }, "allowlist[0]"},
+		{"bad on_table_full", func(c *Config) { c.OnTableFull = "evict" }, `protection.on_table_full: unknown action "evict"`},
 	}
 	_ = p
 	for _, tc := range tests {

@@ -19,6 +19,7 @@ type ruleset struct {
 	logQuiet                       bool
 	challengeRate, challengeBurst  uint32
 	firstLine                      FirstLineConfig // defaults applied
+	onFull                         TableFullAction // default applied
 	// rtMaxAll is the longest retransmit window of any rule: a recorded
 	// first SYN older than that can match no rule (retrans.go).
 	rtMaxAll time.Duration

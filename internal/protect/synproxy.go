@@ -47,22 +47,59 @@ func (i *Inspector) synFlood(w *workerState, rs *ruleset, r *rule, pk *engine.Pa
 		pk.Verdict = engine.Drop
 		return decision{reason: rChallengeNeeded, verdict: vDrop, outcome: vDrop, rule: r}, true
 	}
+	return i.bounceCookie(w, rs, r, pk, rChallengeNeeded, now), true
+}
+
+// bounceCookie answers the SYN in w.pkt with a cookie SYN-ACK, within the
+// challenge budget; why is the reason counted when it goes out.
+func (i *Inspector) bounceCookie(w *workerState, rs *ruleset, r *rule, pk *engine.Packet, why reason, now int64) decision {
 	if !rs.challenge.allow(now) {
 		w.c.cookies[cRateLimited].inc()
 		pk.Verdict = engine.Drop
-		return decision{reason: rChallengeRateLimited, verdict: vChallenge, outcome: vDrop, rule: r}, true
+		return decision{reason: rChallengeRateLimited, verdict: vChallenge, outcome: vDrop, rule: r}
 	}
 	n := i.challenge(w, rs, pk.Data, now)
 	if n == 0 {
 		pk.Verdict = engine.Drop
-		return decision{reason: rChallengeNeeded, verdict: vChallenge, outcome: vDrop, rule: r}, true
+		return decision{reason: why, verdict: vChallenge, outcome: vDrop, rule: r}
 	}
 	pk.Data, pk.Len, pk.Verdict = pk.Data[:n], uint32(n), engine.Bounce
 	w.c.cookies[cSent].inc()
 	if i.lastChallenge.Load() < now {
 		i.lastChallenge.Store(now)
 	}
-	return decision{reason: rChallengeNeeded, verdict: vChallenge, outcome: vChallenge, rule: r}, true
+	return decision{reason: why, verdict: vChallenge, outcome: vChallenge, rule: r}
+}
+
+// tableFull applies protection.on_table_full to an inbound segment whose
+// new flow the full table refused (every entry it may evict is an
+// assured, open flow). A SYN is challenged or dropped by its rule's SYN
+// protection mode, or passed; other segments (pickup) go to the
+// out-of-state rule unless the action is pass.
+func (i *Inspector) tableFull(w *workerState, rs *ruleset, r *rule, pk *engine.Packet, now int64) decision {
+	d := decision{reason: rTableFull, rule: r}
+	if rs.onFull == TableFullPass || !rs.enabled {
+		return d
+	}
+	if w.seg.Flags&synAckMask != packet.SYN {
+		return i.outOfState(pk, rs, r, rTableFull, now)
+	}
+	if r == nil || r.synMode == ModeDisabled {
+		return d
+	}
+	d.verdict = vChallenge
+	if rs.onFull == TableFullDrop {
+		d.verdict = vDrop
+	}
+	if r.synMode == ModeMonitor {
+		return d
+	}
+	if d.verdict == vDrop {
+		d.outcome = vDrop
+		pk.Verdict = engine.Drop
+		return d
+	}
+	return i.bounceCookie(w, rs, r, pk, rTableFull, now)
 }
 
 // challenge rewrites the SYN in frame (parsed in w.pkt) into the cookie
