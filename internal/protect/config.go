@@ -360,6 +360,7 @@ func compile(cfg *Config) (*ruleset, error) {
 	}
 	// Most specific first, so the first match wins; ties keep file order.
 	slices.SortStableFunc(rs.rules, func(a, b *rule) int { return b.scope.Bits() - a.scope.Bits() })
+	rs.tries.build(rs)
 	return rs, nil
 }
 

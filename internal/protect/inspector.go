@@ -317,7 +317,7 @@ func (i *Inspector) inspect(w *workerState, rs *ruleset, dir flow.Dir, pk *engin
 	if dir == flow.Outbound {
 		server, client = p.Src, p.Dst
 	}
-	if !contains(rs.prefixes, server) {
+	if !rs.protects(server) {
 		w.c.bypass[bUnprotected].inc()
 		return
 	}
@@ -376,7 +376,7 @@ const synAckMask = packet.SYN | packet.ACK | packet.RST | packet.FIN
 
 func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, client, server netip.Addr, now int64) decision {
 	p := &w.pkt
-	if contains(rs.blocklist, client) {
+	if rs.blocked(client) {
 		pk.Verdict = engine.Drop
 		return decision{reason: rBlocklist, verdict: vDrop, outcome: vDrop}
 	}
@@ -385,14 +385,14 @@ func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, clie
 		// No trackable header: a later fragment, or a first fragment whose
 		// payload we cannot account for. Legitimate TCP sets DF, so treat
 		// it as out of state rather than a way around the tracker.
-		if contains(rs.allowlist, client) {
+		if rs.allowed(client) {
 			return decision{reason: rAllowlist}
 		}
 		return i.outOfState(pk, rs, r, rFragment, now)
 	}
 	i.fillSegment(&w.seg, p, flow.Inbound)
 	sec := tableNow(now)
-	allowed := contains(rs.allowlist, client)
+	allowed := rs.allowed(client)
 	flags := p.TCP.Flags & synAckMask
 	if r != nil && !allowed && rs.enabled {
 		if flags == packet.SYN && r.synMode != ModeDisabled {
