@@ -11,11 +11,14 @@ import (
 // proxiedFrames are the frames of one SYN-proxied connection, built
 // beforehand so that replaying them allocates nothing of the test's.
 type proxiedFrames struct {
-	syn, ack, probe, synAck, data []byte
+	syn, ack, probe, synAck, data, icmp []byte
 }
 
-func newProxiedFrames(sport uint16) proxiedFrames {
+func newProxiedFrames(t testing.TB, sport uint16) proxiedFrames {
 	return proxiedFrames{
+		// frag needed quoting the server's first data segment (seq set
+		// once the cookie is known)
+		icmp:   icmpFrame(t, false, router4, srv4, 3, 4, 1400, quotedSeg(t, srv4, cli4, 80, sport, 0, 1001, 0)),
 		syn:    synFrom(cli4, sport, 1000).frame(),
 		ack:    tseg{src: cli4, dst: srv4, sport: sport, dport: 80, seq: 1001, flags: packet.ACK, win: 500, ws: -1}.frame(),
 		probe:  tseg{src: cli4, dst: srv4, sport: sport, dport: 80, seq: 1000, flags: packet.ACK, win: 500, ws: -1}.frame(),
@@ -37,14 +40,14 @@ func setAck(frame []byte, ack uint32) {
 // TestInspectAllocs pins zero allocations on the SYN proxy's path: the
 // challenge, the cookie ACK, a zero-window probe turned into the SYN
 // again, the server's SYN-ACK with the window update in a spare frame,
-// and translated data.
+// translated data and an ICMP error quoting the server's segment.
 func TestInspectAllocs(t *testing.T) {
 	i, _ := newTestInspector(t, baseConfig(ModeMitigate))
 	x := extraOf(i)
 	const runs = 20
 	conns := make([]proxiedFrames, runs+1)
 	for k := range conns {
-		conns[k] = newProxiedFrames(uint16(3000 + k))
+		conns[k] = newProxiedFrames(t, uint16(3000+k))
 	}
 	buf := make([]byte, 0, 2048)
 	pkts := make([]engine.Packet, 1)
@@ -70,11 +73,18 @@ func TestInspectAllocs(t *testing.T) {
 		if pk := one(engine.Outer, c.data); pk.Verdict != engine.Forward {
 			t.Errorf("data: %v", pk.Verdict)
 		}
+		// The server's seq 7001 left the gate as cookie+1.
+		msg := c.icmp[14+20:]
+		binary.BigEndian.PutUint32(msg[8+20+4:], cookie+1)
+		msg[2], msg[3] = 0, 0
+		binary.BigEndian.PutUint16(msg[2:], packet.Checksum(msg, 0))
+		one(engine.Outer, c.icmp)
 	})
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per proxied connection", allocs)
 	}
-	if st := i.Stats(); st.Proxy["window_update"] != runs+1 || x.n != runs+1 || st.Cookies["valid"] != runs+1 || st.Proxy["syn_resent"] != runs+1 {
+	if st := i.Stats(); st.Proxy["window_update"] != runs+1 || x.n != runs+1 || st.Cookies["valid"] != runs+1 || st.Proxy["syn_resent"] != runs+1 ||
+		st.Proxy["icmp_translated"] != runs+1 {
 		t.Fatalf("%+v %+v", st.Proxy, st.Cookies)
 	}
 }

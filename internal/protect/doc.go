@@ -8,7 +8,10 @@
 //
 // Each frame is parsed (packet.Parse into a per-worker Packet). Non-IP
 // (ARP), non-TCP (ICMP, ND, UDP) and TCP to unprotected prefixes pass
-// untouched: this stage is TCP protection only. Malformed frames are
+// untouched: this stage is TCP protection only. The one exception is an
+// ICMP error quoting a SYN-proxied segment, which passes with the quoted
+// sequence number translated back (icmp.go), or the endpoint would ignore
+// it and path MTU discovery would black-hole. Malformed frames are
 // dropped and counted by parser error while the stage is enabled. Protected
 // TCP goes through the flow table (flow.Table.Track) and then the rules of
 // the most specific destination scope:

@@ -86,8 +86,9 @@ type workerState struct {
 	// flows created in this batch, for the first line's flow map
 	flows xdpprog.FlowBatch
 	// extra is the worker's spare frames (nil outside an engine)
-	extra engine.Extra
-	_     [64]byte
+	extra  engine.Extra
+	quoted packet.Quoted // an ICMP error's invoking packet
+	_      [64]byte
 }
 
 var (
@@ -310,6 +311,9 @@ func (i *Inspector) inspect(w *workerState, rs *ruleset, dir flow.Dir, pk *engin
 		return
 	}
 	if p.Proto != packet.ProtoTCP {
+		if p.IsICMPError() {
+			i.icmpError(w, dir, pk, now)
+		}
 		w.c.bypass[bNonTCP].inc()
 		return
 	}

@@ -205,7 +205,7 @@ func TestNonTCPAndMalformed(t *testing.T) {
 
 // conn is a client/server pair driven through an Inspector.
 type conn struct {
-	t          *testing.T
+	t          testing.TB
 	i          *Inspector
 	c, s       netip.Addr
 	cp, sp     uint16

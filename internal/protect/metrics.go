@@ -115,7 +115,7 @@ var (
 		"SYN proxy cookies: sent (SYN-ACK bounced), valid (ACK turned into a SYN to the server), invalid (pure ACK with no flow and no valid cookie while challenging), rate_limited (SYN dropped: challenge budget spent).",
 		[]string{"result"}, nil)
 	descProxy = prometheus.NewDesc(ns+"synproxy_events_total",
-		"SYN proxy events: window_update (the ACK opening the client's window once the server answered, sent in a spare frame), window_update_no_frame (no spare frame: the client's zero-window probe opens it later), syn_resent (a client segment came while the server had not answered: the SYN to the server went again).",
+		"SYN proxy events: window_update (the ACK opening the client's window once the server answered, sent in a spare frame), window_update_no_frame (no spare frame: the client's zero-window probe opens it later), syn_resent (a client segment came while the server had not answered: the SYN to the server went again), icmp_translated (an ICMP error quoting a proxied segment got its sequence number back).",
 		[]string{"event"}, nil)
 	descRetrans = prometheus.NewDesc(ns+"syn_retransmit_total",
 		"The retransmit action's table of dropped first SYNs: recorded, matched (retransmission admitted), table_full (first SYN not recorded: its bucket holds only entries still in their window).",

@@ -98,10 +98,11 @@ const (
 	pWindowUpdate        = iota // window update sent to the client in a spare frame
 	pWindowUpdateNoFrame        // no spare frame: the client's zero-window probe opens it instead
 	pSynResent                  // SYN to the server sent again for a client segment while pending
+	pICMPTranslated             // ICMP error quoting a proxied segment: its seq or ack restored
 	numProxy
 )
 
-var proxyNames = [numProxy]string{"window_update", "window_update_no_frame", "syn_resent"}
+var proxyNames = [numProxy]string{"window_update", "window_update_no_frame", "syn_resent", "icmp_translated"}
 
 // counter is written by one worker only, so it increments with a plain
 // load and store (no locked instruction on the hot path) while scrapes

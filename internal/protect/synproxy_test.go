@@ -43,7 +43,7 @@ func TestCookieRoundTrip(t *testing.T) {
 
 // proxyRig runs a full SYN-proxied handshake and returns the connection
 // state: the cookie ISN and the server ISN.
-func proxyHandshake(t *testing.T, i *Inspector, cli, srv netip.Addr) (x *conn, cookie uint32) {
+func proxyHandshake(t testing.TB, i *Inspector, cli, srv netip.Addr) (x *conn, cookie uint32) {
 	t.Helper()
 	x = &conn{t: t, i: i, c: cli, s: srv, cp: 41000, sp: 80, cSeq: 0x1000, sSeq: 0}
 	spare := extraOf(i)
