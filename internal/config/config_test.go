@@ -101,6 +101,7 @@ integrity:
 protection:
   enabled: true
   prefixes: [198.18.0.0/24]
+  on_table_full: pass
   rules:
     - scope: 198.18.0.0/24
       mode: mitigate
@@ -130,7 +131,8 @@ func TestFullRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("parsed\n got %+v\nwant %+v", got, want)
 	}
-	if !prot.Enabled || len(prot.Rules) != 1 || prot.Rules[0].Mode != protect.ModeMitigate || prot.Rules[0].SynFlood.Rate != 1000 {
+	if !prot.Enabled || len(prot.Rules) != 1 || prot.Rules[0].Mode != protect.ModeMitigate || prot.Rules[0].SynFlood.Rate != 1000 ||
+		prot.OnTableFull != protect.TableFullPass {
 		t.Fatalf("protection parsed as %+v", prot)
 	}
 
@@ -369,7 +371,8 @@ func TestShippedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Protection.Rules) == 0 || len(c.Protection.Prefixes) == 0 || c.Protection.FirstLine.Mode == "" {
+	if len(c.Protection.Rules) == 0 || len(c.Protection.Prefixes) == 0 || c.Protection.FirstLine.Mode == "" ||
+		c.Protection.OnTableFull != protect.TableFullChallenge {
 		t.Fatalf("the shipped protection section is not documented in full: %+v", c.Protection)
 	}
 	c.Protection.Enabled = true // what a user turns on must be valid too

@@ -16,7 +16,9 @@
 //     before it can receive);
 //  3. take a batch from each RX ring, check each descriptor, and ask the
 //     Inspector for a verdict: Forward (TX of the other port, same frame, no
-//     copy), Bounce (TX of the same port) or Drop (back to the free list);
+//     copy), Bounce (TX of the same port) or Drop (back to the free list).
+//     An Inspector that is an ExtraUser may also send frames of its own
+//     in spare frames from the free list (Extra, extra.go);
 //  4. put the TX batches on the TX rings and kick: in copy mode each sendto
 //     moves at most TxBatch descriptors, so kick until the ring is drained,
 //     EAGAIN says "later", EBUSY says the device dropped one (it completes);

@@ -189,6 +189,7 @@ type Worker struct {
 	pkts   []Packet
 	disp   []Disposition
 	pfds   []unix.PollFd
+	extra  spare // the Inspector's Extra (extra.go), if it is an ExtraUser
 
 	inject     float64 // probability per TX batch of the FILL-while-on-TX user bug
 	injectRand uint64
@@ -225,8 +226,11 @@ func newWorker(e *Engine, id int, p Pair, first, n uint32) (*Worker, error) {
 		if fill == nil || comp == nil || rx == nil || tx == nil {
 			return nil, fmt.Errorf("worker %d: %s %s queue %d needs FILL, COMPLETION, RX and TX rings", id, Side(s), pp.Ifname(), pp.Queue())
 		}
+		// A TX queue takes a batch of bounces, a batch of the other
+		// port's forwards and up to two batches of Extra frames (see
+		// spare.Frame): sized once, it never grows.
 		pt := port{Port: pp, side: Side(s), fill: fill, comp: comp, rx: rx, tx: tx, fd: -1, stats: &w.Stats[s],
-			txq: make([]xsk.Desc, 0, 2*e.cfg.Batch)}
+			txq: make([]xsk.Desc, 0, 4*e.cfg.Batch)}
 		if pl, ok := pp.(pollable); ok {
 			pt.fd = pl.FD()
 		}
@@ -248,6 +252,7 @@ func newWorker(e *Engine, id int, p Pair, first, n uint32) (*Worker, error) {
 	if w.ports[0].fd >= 0 && w.ports[1].fd >= 0 {
 		w.pfds = []unix.PollFd{{Fd: int32(w.ports[0].fd), Events: unix.POLLIN}, {Fd: int32(w.ports[1].fd), Events: unix.POLLIN}}
 	}
+	w.offerExtra()
 	w.publish()
 	return w, nil
 }

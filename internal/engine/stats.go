@@ -45,6 +45,10 @@ type PortStats struct {
 	// ChecksumsCompleted counts TCP/UDP checksums received partial (the
 	// sender offloaded them) and completed in software before forwarding.
 	ChecksumsCompleted atomic.Uint64
+	// ExtraSent counts frames the Inspector sent of its own out of this
+	// port (Extra), ExtraRefused the times it asked for a spare frame and
+	// the worker had none to spare.
+	ExtraSent, ExtraRefused atomic.Uint64
 }
 
 // Accounting is where a worker's frames are. Total always equals the sum of

@@ -26,8 +26,12 @@ type PortSnapshot struct {
 	MetaFallback uint64 `json:"meta_fallback"`
 	// ChecksumsCompleted: partial TCP/UDP checksums (sender offload)
 	// completed before forwarding.
-	ChecksumsCompleted uint64         `json:"checksums_completed"`
-	XDP                xsk.Statistics `json:"xdp_statistics"`
+	ChecksumsCompleted uint64 `json:"checksums_completed"`
+	// ExtraSent, ExtraRefused: frames the Inspector sent of its own
+	// (engine.Extra), and requests the worker had no spare frame for.
+	ExtraSent    uint64         `json:"extra_sent"`
+	ExtraRefused uint64         `json:"extra_refused"`
+	XDP          xsk.Statistics `json:"xdp_statistics"`
 }
 
 // Snapshot is the gate's state for `xskgate stats`: how the XDP program
@@ -93,6 +97,7 @@ func (g *Gate) Stats() []WorkerSnapshot {
 				Kicks: st.Kicks.Load(), KickAgain: st.KickAgain.Load(),
 				KickBusy: st.KickBusy.Load(), KickErrors: st.KickErrors.Load(),
 				MetaFallback: st.MetaFallback.Load(), ChecksumsCompleted: st.ChecksumsCompleted.Load(),
+				ExtraSent: st.ExtraSent.Load(), ExtraRefused: st.ExtraRefused.Load(),
 			}
 			for v := engine.Forward; v <= engine.Drop; v++ {
 				ps.Verdicts[v.String()] = st.Verdicts[v].Load()

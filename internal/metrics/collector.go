@@ -126,6 +126,9 @@ var (
 		"Frames whose record came in front of the frame because the driver refused XDP metadata at run time.", portLabels, nil)
 	descCsum = prometheus.NewDesc(ns+"checksums_completed_total",
 		"TCP/UDP checksums received partial (the sender offloaded them) and completed in software before forwarding.", portLabels, nil)
+	descExtra = prometheus.NewDesc(ns+"extra_frames_total",
+		"Spare frames the Inspector asked for to send a frame of its own (the SYN proxy's window update): sent, or refused (none to spare).",
+		withPort("result"), nil)
 	descCarrier = prometheus.NewDesc(ns+"xdp_record_carrier",
 		"1 for how the XDP program hands the frame length to user space: meta (XDP metadata area), head (record in front of the frame, stripped in user space) or none (XDP-length check off).",
 		[]string{"carrier"}, nil)
@@ -141,7 +144,7 @@ var (
 
 var allDescs = []*prometheus.Desc{descPackets, descBytes, descVerdicts, descDrops, descKicks,
 	descCompletions, descFillEmpty, descRing, descXDP, descInfo, descFrames, descSleeps, descXDPErrors,
-	descMetaFallback, descCarrier, descXDPProg, descCsum, descLinkUp, descLinkDowns}
+	descMetaFallback, descCarrier, descXDPProg, descCsum, descLinkUp, descLinkDowns, descExtra}
 
 // Collector is a prometheus.Collector over a Source.
 type Collector struct {
@@ -229,6 +232,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descFillEmpty, st.FillEmpty.Load(), iface, q)
 			counter(descMetaFallback, st.MetaFallback.Load(), iface, q)
 			counter(descCsum, st.ChecksumsCompleted.Load(), iface, q)
+			counter(descExtra, st.ExtraSent.Load(), iface, q, "sent")
+			counter(descExtra, st.ExtraRefused.Load(), iface, q, "refused")
 
 			for i, r := range rings(sock) {
 				if r != nil {

@@ -209,10 +209,10 @@ func TestCollectorValues(t *testing.T) {
 	}
 
 	// Series count is fixed by the queue count: per socket 1 info + 4
-	// packets/bytes + 3 verdicts + 5 drops + 4 kicks + 4 + 4 rings + 6 xdp
-	// = 31 (25 without xdp), per worker 4 frames + 1 sleeps, plus 1 error
-	// counter.
-	if n, want := len(got), 3*32+26+2*5+1; n != want {
+	// packets/bytes + 3 verdicts + 6 drops + 4 kicks + 4 + 2 extra frames +
+	// 4 rings + 6 xdp = 34 (28 without xdp), per worker 4 frames + 1
+	// sleeps, plus 1 error counter.
+	if n, want := len(got), 3*34+28+2*5+1; n != want {
 		t.Errorf("%d series, want %d:\n%s", n, want, strings.Join(slices.Sorted(maps.Keys(got)), "\n"))
 	}
 }
@@ -229,7 +229,7 @@ func TestLabelSets(t *testing.T) {
 		"dir":     {"rx", "tx"},
 		"verdict": {"forward", "bounce", "drop"},
 		"reason":  {"verdict", "tx_ring_full", "invalid_desc", "violation", "no_record", "link_down"},
-		"result":  {"ok", "again", "busy", "error"},
+		"result":  {"ok", "again", "busy", "error", "sent", "refused"},
 		"ring":    {"fill", "comp", "rx", "tx"},
 		"state":   {"free", "fill", "tx", "quarantined"},
 		"counter": {"rx_dropped", "rx_invalid_descs", "tx_invalid_descs", "rx_ring_full", "rx_fill_ring_empty_descs", "tx_ring_empty_descs", "meta_refused", "no_headroom"},
@@ -321,6 +321,7 @@ func TestCarrierMetrics(t *testing.T) {
 		"xskgate_xdp_program_total{counter=no_headroom,ifname=eth0}":  1,
 		"xskgate_xdp_program_total{counter=no_headroom,ifname=eth1}":  0,
 		"xskgate_meta_fallback_total{iface=outer,queue=0}":            0,
+		"xskgate_extra_frames_total{iface=outer,queue=0,result=sent}": 0,
 	} {
 		if g, ok := got[k]; !ok || g != v {
 			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)

@@ -14,7 +14,9 @@
 // The parser understands Ethernet II with up to two VLAN tags (802.1Q 0x8100
 // and 802.1ad 0x88a8), IPv4 (options skipped, not interpreted), IPv6 with its
 // extension-header chain (hop-by-hop, routing, fragment, destination options
-// and AH), and TCP (options decoded), UDP, ICMPv4 and ICMPv6. Anything else
+// and AH), and TCP (options decoded), UDP, ICMPv4 and ICMPv6; [Quoted]
+// decodes the invoking packet an ICMP error carries (quoted.go), possibly
+// truncated, for the SYN proxy to translate. Anything else
 // above IP is "unknown L4": not an error, L4Off is -1. Non-IP EtherTypes
 // (ARP, LLDP, ...) are not errors either: IPVersion is 0.
 //

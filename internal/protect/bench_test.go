@@ -1,6 +1,8 @@
 package protect
 
 import (
+	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -92,4 +94,66 @@ func BenchmarkCookie(b *testing.B) {
 		sink += k.makeCookie(&tp, uint32(n), cookieOpts{mssIdx: 3, wscale: 7, sack: true}, now)
 	}
 	_ = sink
+}
+
+// manyPrefixes protects n /28s of 198.18.0.0/16, one rule per /28, and
+// lists n source /32s of 198.19.0.0/20 in the allow- and blocklists
+// (none of them the client's), and returns it with the address of a
+// server in the last /28.
+func manyPrefixes(n int) (Config, netip.Addr) {
+	c := Config{Enabled: true, Log: LogConfig{Quiet: true}}
+	for k := range n {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(k >> 4), byte(k << 4)}), 28)
+		c.Prefixes = append(c.Prefixes, p)
+		c.Rules = append(c.Rules, Rule{Name: p.String(), Scope: p, Mode: ModeMitigate,
+			SynFlood: SynFloodRule{Rate: 1e6, Burst: 1e6}})
+		src := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(k >> 8), byte(k)}), 32)
+		c.Allowlist = append(c.Allowlist, src)
+		c.Blocklist = append(c.Blocklist, src)
+	}
+	last := c.Prefixes[n-1].Addr().As4()
+	last[3] |= 2
+	return c, netip.AddrFrom4(last)
+}
+
+// BenchmarkInspectPrefixes: BenchmarkInspectEstablished's batch of
+// in-window ACKs with n protected prefixes, rules, allow- and blocklist
+// entries, the server in the last prefix: what every packet pays for the
+// lookups of its addresses.
+func BenchmarkInspectPrefixes(b *testing.B) {
+	for _, n := range []int{16, 4096} {
+		b.Run(fmt.Sprintf("prefixes=%d", n), func(b *testing.B) {
+			c, srv := manyPrefixes(n)
+			i, _ := newTestInspector(b, c)
+			const batch = 64
+			frames := make([][]byte, batch)
+			for k := range batch {
+				x := &conn{i: i, c: cli4, s: srv, cp: uint16(30000 + k), sp: 443, cSeq: 1000, sSeq: 9000}
+				syn := x.fromClient(packet.SYN, nil)
+				syn.ack = 0
+				run(i, engine.Outer, syn.frame())
+				x.cSeq++
+				run(i, engine.Inner, x.fromServer(packet.SYN|packet.ACK, nil).frame())
+				x.sSeq++
+				frames[k] = x.fromClient(packet.ACK, nil).frame()
+				if v := run(i, engine.Outer, frames[k]).Verdict; v != engine.Forward {
+					b.Fatal(v)
+				}
+			}
+			pkts := make([]engine.Packet, batch)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				for k := range pkts {
+					pkts[k] = engine.Packet{Data: frames[k], Len: uint32(len(frames[k])), Verdict: engine.Forward}
+				}
+				i.Inspect(0, engine.Outer, pkts)
+			}
+			b.StopTimer()
+			if st := i.Stats(); st.Count("ok", "pass", "pass") < uint64(batch) || st.Bypass["unprotected"] != 0 {
+				b.Fatalf("not judged as tracked flows: %+v %+v", st.Decisions, st.Bypass)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/pkt")
+		})
+	}
 }

@@ -38,6 +38,25 @@ const (
 	ActionRetransmit SynAction = "retransmit"
 )
 
+// TableFullAction is what happens to a new flow the full flow table cannot
+// track (every entry it may evict is an assured, open flow).
+type TableFullAction string
+
+const (
+	// TableFullChallenge (the default) answers the SYN with a cookie
+	// SYN-ACK, as a SYN over threshold: a flood that filled the table
+	// reaches no server, and a client that solves the cookie is proxied
+	// once the table has room (flows close, expire or are evicted as
+	// unassured). A non-SYN that could not be picked up is out of state.
+	TableFullChallenge TableFullAction = "challenge"
+	// TableFullPass forwards the SYN untracked (fail open); its flow's
+	// later segments are judged as not_found, under the out-of-state rule.
+	TableFullPass TableFullAction = "pass"
+	// TableFullDrop drops the SYN; a non-SYN that could not be picked up
+	// is out of state.
+	TableFullDrop TableFullAction = "drop"
+)
+
 // Config is the protection section of the daemon's configuration file
 // (the `protection:` mapping). The zero value is a disabled stage.
 //
@@ -46,8 +65,9 @@ const (
 //	  prefixes: [198.18.0.0/24, 2001:2::/64]
 //	  allowlist: [198.19.113.0/24]
 //	  blocklist: [198.19.2.0/24]
-//	  syn_proxy: {mss: 1460, wscale: 7, sack_perm: true, window: 64240, challenge_rate: 100000, challenge_burst: 10000}
+//	  syn_proxy: {mss: 1460, wscale: 7, sack_perm: true, window: 0, challenge_rate: 100000, challenge_burst: 10000}
 //	  log: {rate: 10}
+//	  on_table_full: challenge     # challenge | pass | drop
 //	  rules:
 //	    - name: web
 //	      scope: 198.18.0.0/24
@@ -79,6 +99,11 @@ type Config struct {
 	// FirstLine is the in-kernel first line the rules feed (on by
 	// default when protection is enabled and the gate has one).
 	FirstLine FirstLineConfig `yaml:"first_line"`
+	// OnTableFull is what happens to a new flow when the flow table is
+	// full (default challenge). It acts where the destination's rule
+	// acts: its syn_flood mode for SYNs (monitor counts, disabled or no
+	// rule passes), its out_of_state rule for other segments.
+	OnTableFull TableFullAction `yaml:"on_table_full"`
 }
 
 // Rule is one destination scope's protections.
@@ -126,7 +151,12 @@ type SynProxyConfig struct {
 	MSS      uint16 `yaml:"mss"`       // advertised MSS for IPv4 (IPv6: MSS-20); default 1460
 	WScale   *uint8 `yaml:"wscale"`    // default 7 (Linux with default tcp_rmem)
 	SACKPerm *bool  `yaml:"sack_perm"` // default true
-	Window   uint16 `yaml:"window"`    // SYN-ACK window; default 64240
+	// Window is what the cookie SYN-ACK advertises. 0 (the default, as
+	// Linux SYNPROXY): the client sends nothing until the proxy's window
+	// update, sent once the server completed its handshake. A non-zero
+	// window lets a client that speaks first send data the server cannot
+	// take yet: it is dropped and the client retransmits it.
+	Window uint16 `yaml:"window"`
 	// ChallengeRate/Burst bound cookie SYN-ACKs per second over all
 	// scopes, so the gate cannot be used as a reflector (default
 	// 200000/20000).
@@ -144,7 +174,7 @@ type LogConfig struct {
 const (
 	defaultMSS            = 1460
 	defaultWScale         = 7
-	defaultWindow         = 64240
+	defaultWindow         = 0
 	defaultChallengeRate  = 200000
 	defaultChallengeBurst = 20000
 	defaultLogRate        = 10
@@ -235,6 +265,14 @@ func compile(cfg *Config) (*ruleset, error) {
 			cb = defaultChallengeBurst
 		}
 	}
+	switch cfg.OnTableFull {
+	case "", TableFullChallenge:
+		rs.onFull = TableFullChallenge
+	case TableFullPass, TableFullDrop:
+		rs.onFull = cfg.OnTableFull
+	default:
+		return nil, fmt.Errorf("protection.on_table_full: unknown action %q (want challenge, pass or drop)", string(cfg.OnTableFull))
+	}
 	rs.challenge.init(cr, cb)
 	rs.challengeRate, rs.challengeBurst = cr, cb
 	fl := cfg.FirstLine
@@ -317,10 +355,12 @@ func compile(cfg *Config) (*ruleset, error) {
 			return nil, fmt.Errorf("%s.syn_flood: retransmit window [%s, %s] invalid (want 0 <= retransmit_min < retransmit_window <= 1m)",
 				where, c.rtMin, c.rtMax)
 		}
+		rs.rtMaxAll = max(rs.rtMaxAll, c.rtMax)
 		rs.rules = append(rs.rules, c)
 	}
 	// Most specific first, so the first match wins; ties keep file order.
 	slices.SortStableFunc(rs.rules, func(a, b *rule) int { return b.scope.Bits() - a.scope.Bits() })
+	rs.tries.build(rs)
 	return rs, nil
 }
 

@@ -8,7 +8,10 @@
 //
 // Each frame is parsed (packet.Parse into a per-worker Packet). Non-IP
 // (ARP), non-TCP (ICMP, ND, UDP) and TCP to unprotected prefixes pass
-// untouched: this stage is TCP protection only. Malformed frames are
+// untouched: this stage is TCP protection only. The one exception is an
+// ICMP error quoting a SYN-proxied segment, which passes with the quoted
+// sequence number translated back (icmp.go), or the endpoint would ignore
+// it and path MTU discovery would black-hole. Malformed frames are
 // dropped and counted by parser error while the stage is enabled. Protected
 // TCP goes through the flow table (flow.Table.Track) and then the rules of
 // the most specific destination scope:
@@ -21,8 +24,9 @@
 //     segments toward the scope exceed rate/burst (rate 0: always), as ATP
 //     does, since routing noise produces a few of them all the time;
 //   - SYN flood: SYNs above the scope's or a source's rate are either
-//     dropped once and admitted on retransmission (retransmit) or answered
-//     with a cookie SYN-ACK (challenge).
+//     dropped once and admitted on retransmission (retransmit; retrans.go
+//     sizes its memory of first SYNs so that a flood cannot push a
+//     recorded one out) or answered with a cookie SYN-ACK (challenge).
 //
 // Outbound segments (from the protected side) are tracked and translated
 // but never dropped by out-of-state rules: the attacker is outside, and our
@@ -37,17 +41,25 @@
 // The cookie SYN-ACK is built in place in the SYN's frame and bounced. Its
 // ISN carries a SipHash MAC over the tuple, client ISN and a 16 s counter,
 // plus the client's MSS index, window scale and SACK-permitted (see
-// cookie.go); no timestamps are offered, so no TS translation is needed. A
-// valid cookie ACK is rewritten in place into the SYN to the server and a
-// half-open flow is inserted (flow.Table.Insert) whose SeqAdjust holds the
-// cookie ISN as a marker. The server's SYN-ACK is rewritten into the ACK
-// that completes its handshake and bounced back into inner; the real delta
-// (server ISN − cookie ISN) replaces the marker (SetSeqAdjust). From then
-// on client acks and SACK edges gain delta and server seqs lose it, with
-// incremental checksum updates. Client data sent before the server's
-// SYN-ACK arrives is dropped (reason proxy_pending): the client
-// retransmits it. The proxy's window scale must match the servers' (the
-// client learns it from the proxy); the proxy does not rescale windows.
+// cookie.go); no timestamps are offered, so no TS translation is needed. It
+// advertises window 0 (syn_proxy.window), so the client sends nothing the
+// server cannot take yet. A valid cookie ACK is rewritten in place into the
+// SYN to the server and a half-open flow is inserted (flow.Table.Insert)
+// whose SeqAdjust holds the cookie ISN as a marker. The server's SYN-ACK is
+// rewritten into the ACK that completes its handshake and bounced back into
+// inner; the real delta (server ISN − cookie ISN) replaces the marker
+// (SetSeqAdjust), and a window update carrying the server's window goes to
+// the client in a second frame, a spare one the engine offers
+// (engine.Extra; window.go). From then on client acks and SACK edges gain
+// delta and server seqs lose it, with incremental checksum updates. A
+// client segment that arrives before the server's SYN-ACK (a zero-window
+// probe, or data under a non-zero SYN-ACK window) means the SYN may have
+// been lost: it becomes the SYN again (proxy_syn_resent), the proxy having
+// no timer of its own; one that does not ack the cookie is dropped
+// (proxy_pending). A client that sends nothing (the server speaks first)
+// therefore waits for a lost SYN until it gives up. The proxy's window scale must
+// match the servers' (the client learns it from the proxy); the proxy does
+// not rescale windows.
 // Cookie SYN-ACKs are rate-limited globally so the gate is no reflector.
 //
 // # Invariants

@@ -45,18 +45,26 @@ const port = 5201
 func newRig(t *testing.T, cfg Config) *rig { return newRigFL(t, cfg, false) }
 
 // newRigFL is newRig with the XDP first line loaded and fed when fl.
-func newRigFL(t *testing.T, cfg Config, fl bool) *rig {
+func newRigFL(t *testing.T, cfg Config, fl bool) *rig { return newRigWrapped(t, cfg, fl, nil) }
+
+// newRigWrapped is newRigFL whose gate runs wrap(Inspector) instead of the
+// Inspector itself, when wrap is set (a test's fault in the data path).
+func newRigWrapped(t *testing.T, cfg Config, fl bool, wrap func(*Inspector) engine.Inspector) *rig {
 	t.Helper()
 	l := lab.ForTest(t, lab.Config{Queues: 2, StaticNeighbors: true})
 	i, err := New(cfg, Options{Workers: 2, FlowCapacity: 1 << 16})
 	if err != nil {
 		t.Fatal(err)
 	}
+	var insp engine.Inspector = i
+	if wrap != nil {
+		insp = wrap(i)
+	}
 	var g *gate.Gate
 	if err := l.Do(l.GateNS, func() error {
 		var err error
 		g, err = gate.Open(gate.Config{Outer: lab.OuterName, Inner: lab.InnerName, Queues: 2,
-			Engine: engine.Config{Inspector: i}, FirstLine: fl, FirstLineFlows: 1 << 16})
+			Engine: engine.Config{Inspector: insp}, FirstLine: fl, FirstLineFlows: 1 << 16})
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -161,3 +161,57 @@ func baseConfig(mode Mode) Config {
 		},
 	}
 }
+
+// fakeExtra is a worker's spare frames (engine.Extra) outside an engine:
+// it records what the Inspector sends.
+type fakeExtra struct {
+	buf    []byte
+	to     engine.Side
+	refuse bool
+	sent   []sentFrame
+	// discard counts frames in n instead of keeping copies (which
+	// allocate) in sent
+	discard bool
+	n       int
+}
+
+type sentFrame struct {
+	to    engine.Side
+	frame []byte
+}
+
+func (x *fakeExtra) Frame(to engine.Side) []byte {
+	if x.refuse {
+		return nil
+	}
+	if x.buf == nil {
+		x.buf = make([]byte, 4096-256)
+	}
+	x.to = to
+	return x.buf[:0]
+}
+
+func (x *fakeExtra) Send(n int) bool {
+	if x.buf == nil || n <= 0 || n > len(x.buf) {
+		return false
+	}
+	x.n++
+	if !x.discard {
+		x.sent = append(x.sent, sentFrame{x.to, append([]byte(nil), x.buf[:n]...)})
+	}
+	return true
+}
+
+// take returns the frames sent since the last call.
+func (x *fakeExtra) take() []sentFrame {
+	s := x.sent
+	x.sent = nil
+	return s
+}
+
+// extraOf gives worker 0 of i (the one run uses) a fakeExtra.
+func extraOf(i *Inspector) *fakeExtra {
+	x := &fakeExtra{}
+	i.UseExtra(0, x)
+	return x
+}

@@ -27,6 +27,10 @@ type Options struct {
 	// conntrack's default timeouts and no pickup.
 	Table        *flow.Table
 	FlowCapacity int // default 1<<20
+	// RetransmitCapacity sizes the retransmit action's table of dropped
+	// first SYNs, allocated when a rule first uses the action (default
+	// DefaultRetransmitCapacity; see retrans.go).
+	RetransmitCapacity int
 	// Logger receives the sampled drop lines and reload events (default
 	// slog.Default()).
 	Logger *slog.Logger
@@ -38,7 +42,6 @@ type Options struct {
 const (
 	defaultWorkers = 64
 	maxWorkers     = 4096
-	retransSlots   = 1 << 16 // dropped-first-SYN table
 	srcSlots       = 1 << 14 // per-source SYN meters
 )
 
@@ -55,8 +58,10 @@ type Inspector struct {
 	// only looked for while cookies can still be valid, so scopes never
 	// under SYN flood pay nothing for the SYN proxy.
 	lastChallenge atomic.Int64
-	// retrans holds recently dropped first SYNs: tag<<32 | time in ms.
-	retrans []atomic.Uint64
+	// retrans holds recently dropped first SYNs (retrans.go), nil until a
+	// rule uses the retransmit action.
+	retrans    atomic.Pointer[retransTable]
+	retransCap int
 	// srcTat are per-source SYN meters, hashed by (rule, source); sources
 	// that collide share one, which errs toward challenging.
 	srcTat []atomic.Int64
@@ -83,10 +88,24 @@ type workerState struct {
 	c   counters
 	// flows created in this batch, for the first line's flow map
 	flows xdpprog.FlowBatch
-	_     [64]byte
+	// extra is the worker's spare frames (nil outside an engine)
+	extra  engine.Extra
+	quoted packet.Quoted // an ICMP error's invoking packet
+	_      [64]byte
 }
 
-var _ engine.Inspector = (*Inspector)(nil)
+var (
+	_ engine.Inspector = (*Inspector)(nil)
+	_ engine.ExtraUser = (*Inspector)(nil)
+)
+
+// UseExtra implements engine.ExtraUser: the SYN proxy sends its window
+// updates in the worker's spare frames.
+func (i *Inspector) UseExtra(worker int, x engine.Extra) {
+	if uint(worker) < uint(len(i.workers)) {
+		i.workers[worker].extra = x
+	}
+}
 
 // New validates cfg and builds an Inspector.
 func New(cfg Config, opt Options) (*Inspector, error) {
@@ -101,13 +120,13 @@ func New(cfg Config, opt Options) (*Inspector, error) {
 		return nil, fmt.Errorf("protect: workers %d out of range [1, %d]", opt.Workers, maxWorkers)
 	}
 	i := &Inspector{
-		table:     opt.Table,
-		clock:     opt.Clock,
-		log:       opt.Logger,
-		workers:   make([]workerState, opt.Workers),
-		retrans:   make([]atomic.Uint64, retransSlots),
-		srcTat:    make([]atomic.Int64, srcSlots),
-		ruleStats: map[string]*ruleStats{},
+		table:      opt.Table,
+		clock:      opt.Clock,
+		log:        opt.Logger,
+		workers:    make([]workerState, opt.Workers),
+		retransCap: opt.RetransmitCapacity,
+		srcTat:     make([]atomic.Int64, srcSlots),
+		ruleStats:  map[string]*ruleStats{},
 	}
 	if i.table == nil {
 		c := opt.FlowCapacity
@@ -120,6 +139,9 @@ func New(cfg Config, opt Options) (*Inspector, error) {
 	}
 	if i.log == nil {
 		i.log = slog.Default()
+	}
+	if i.retransCap <= 0 {
+		i.retransCap = DefaultRetransmitCapacity
 	}
 	if i.clock == nil {
 		// CLOCK_MONOTONIC, as bpf_ktime_get_ns: the XDP first line makes
@@ -134,6 +156,7 @@ func New(cfg Config, opt Options) (*Inspector, error) {
 	}
 	i.key = sipKey{binary.LittleEndian.Uint64(kb[:8]), binary.LittleEndian.Uint64(kb[8:])}
 	i.lastChallenge.Store(-1 << 62)
+	i.needRetrans(rs)
 	i.publish(rs)
 	i.reloads[0].Add(1)
 	return i, nil
@@ -179,6 +202,7 @@ func (i *Inspector) Reload(cfg Config) error {
 		// so, since operators expect a risk.
 		i.log.Info("protect: enabled", "rules", len(rs.rules))
 	}
+	i.needRetrans(rs)
 	i.publish(rs)
 	i.reloads[0].Add(1)
 	if f := i.first.Load(); f != nil {
@@ -288,6 +312,9 @@ func (i *Inspector) inspect(w *workerState, rs *ruleset, dir flow.Dir, pk *engin
 		return
 	}
 	if p.Proto != packet.ProtoTCP {
+		if p.IsICMPError() {
+			i.icmpError(w, dir, pk, now)
+		}
 		w.c.bypass[bNonTCP].inc()
 		return
 	}
@@ -295,7 +322,7 @@ func (i *Inspector) inspect(w *workerState, rs *ruleset, dir flow.Dir, pk *engin
 	if dir == flow.Outbound {
 		server, client = p.Src, p.Dst
 	}
-	if !contains(rs.prefixes, server) {
+	if !rs.protects(server) {
 		w.c.bypass[bUnprotected].inc()
 		return
 	}
@@ -303,7 +330,7 @@ func (i *Inspector) inspect(w *workerState, rs *ruleset, dir flow.Dir, pk *engin
 	if dir == flow.Inbound {
 		d = i.inbound(w, rs, pk, client, server, now)
 	} else {
-		d = i.outbound(w, pk, now)
+		d = i.outbound(w, rs, pk, now)
 	}
 	if !rs.enabled && d.outcome != vPass && d.reason != rProxyPending && d.reason != rProxyEstablished {
 		// Switched off: decide nothing (proxy bookkeeping still runs so
@@ -354,7 +381,7 @@ const synAckMask = packet.SYN | packet.ACK | packet.RST | packet.FIN
 
 func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, client, server netip.Addr, now int64) decision {
 	p := &w.pkt
-	if contains(rs.blocklist, client) {
+	if rs.blocked(client) {
 		pk.Verdict = engine.Drop
 		return decision{reason: rBlocklist, verdict: vDrop, outcome: vDrop}
 	}
@@ -363,14 +390,14 @@ func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, clie
 		// No trackable header: a later fragment, or a first fragment whose
 		// payload we cannot account for. Legitimate TCP sets DF, so treat
 		// it as out of state rather than a way around the tracker.
-		if contains(rs.allowlist, client) {
+		if rs.allowed(client) {
 			return decision{reason: rAllowlist}
 		}
 		return i.outOfState(pk, rs, r, rFragment, now)
 	}
 	i.fillSegment(&w.seg, p, flow.Inbound)
 	sec := tableNow(now)
-	allowed := contains(rs.allowlist, client)
+	allowed := rs.allowed(client)
 	flags := p.TCP.Flags & synAckMask
 	if r != nil && !allowed && rs.enabled {
 		if flags == packet.SYN && r.synMode != ModeDisabled {
@@ -398,7 +425,11 @@ func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, clie
 	if v.SeqAdjust != 0 && !v.Reply {
 		if v.State == flow.StateSynSent {
 			// The server has not answered the proxy's SYN yet, so the
-			// delta is unknown: the client retransmits later.
+			// delta is unknown: the SYN may have been lost, so send it
+			// again; the client retransmits its data later.
+			if i.resendSyn(w, pk, v.SeqAdjust, now) {
+				return decision{reason: rProxySynResent, rule: r}
+			}
 			pk.Verdict = engine.Drop
 			return decision{reason: rProxyPending, verdict: vDrop, outcome: vDrop, rule: r}
 		}
@@ -416,10 +447,7 @@ func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, clie
 // trackDrop handles a tracker Drop on an inbound segment.
 func (i *Inspector) trackDrop(w *workerState, rs *ruleset, r *rule, pk *engine.Packet, v flow.Verdict, now int64) decision {
 	if v.Reason == flow.ReasonTableFull {
-		// Untracked but not invalid: the table is full of assured flows.
-		// Passing keeps service for new clients; SYN floods that fill
-		// the table are the SYN protection's business.
-		return decision{reason: rTableFull, rule: r}
+		return i.tableFull(w, rs, r, pk, now)
 	}
 	if v.Reason == flow.ReasonNotFound && w.seg.Flags&synAckMask == flow.FlagACK && w.seg.PayloadLen == 0 &&
 		i.lastChallenge.Load() > now-(cookieMaxAge+1)*cookieTick {
@@ -452,7 +480,7 @@ func (i *Inspector) outOfState(pk *engine.Packet, rs *ruleset, r *rule, why reas
 // (restart, eviction, asymmetric pickup) only hurts legitimate users. The
 // inbound half of the same flow is where a spoofed or stale segment is
 // judged.
-func (i *Inspector) outbound(w *workerState, pk *engine.Packet, now int64) decision {
+func (i *Inspector) outbound(w *workerState, rs *ruleset, pk *engine.Packet, now int64) decision {
 	p := &w.pkt
 	if p.L4Off < 0 {
 		return decision{reason: rFragment}
@@ -462,7 +490,7 @@ func (i *Inspector) outbound(w *workerState, pk *engine.Packet, now int64) decis
 	i.tracked(w, v)
 	if v.SeqAdjust != 0 && v.Reply {
 		if p.TCP.Flags&synAckMask == packet.SYN|packet.ACK {
-			if d, done := i.serverSynAck(w, pk, v, now); done {
+			if d, done := i.serverSynAck(w, rs, pk, v, now); done {
 				return d
 			}
 		}

@@ -55,6 +55,7 @@ func TestConfigValidate(t *testing.T) {
 		{"mss", func(c *Config) { c.SynProxy.MSS = 100 }, "syn_proxy.mss"},
 		{"missing scope", func(c *Config) { c.Rules[0].Scope = netip.Prefix{} }, "rules[0].scope"},
 		{"bad allowlist", func(c *Config) { c.Allowlist = []netip.Prefix{{}} }, "allowlist[0]"},
+		{"bad on_table_full", func(c *Config) { c.OnTableFull = "evict" }, `protection.on_table_full: unknown action "evict"`},
 	}
 	_ = p
 	for _, tc := range tests {
@@ -204,7 +205,7 @@ func TestNonTCPAndMalformed(t *testing.T) {
 
 // conn is a client/server pair driven through an Inspector.
 type conn struct {
-	t          *testing.T
+	t          testing.TB
 	i          *Inspector
 	c, s       netip.Addr
 	cp, sp     uint16
@@ -400,7 +401,7 @@ func TestCollector(t *testing.T) {
 			}
 		}
 	}
-	if got["xskgate_tcp_decisions_total"] != 1 || got["xskgate_syncookies_total"] != 4 || got["xskgate_malformed_frames_total"] != int(packet.NumErrors)-1 {
+	if got["xskgate_tcp_decisions_total"] != 1 || got["xskgate_syncookies_total"] != 4 || got["xskgate_synproxy_events_total"] != numProxy || got["xskgate_malformed_frames_total"] != int(packet.NumErrors)-1 {
 		t.Fatalf("families %v", got)
 	}
 }

@@ -19,6 +19,8 @@ type Stats struct {
 	Malformed map[string]uint64 // by packet.Error name
 	Bypass    map[string]uint64 // frames not judged: non_ip, non_tcp, unprotected
 	Cookies   map[string]uint64 // sent, valid, invalid, rate_limited
+	Proxy     map[string]uint64 // SYN proxy events (proxyNames)
+	Retrans   map[string]uint64 // retransmit action's table (retransNames)
 	Rules     map[string][numVerdicts][numVerdicts]uint64
 }
 
@@ -39,7 +41,7 @@ func (s *Stats) Count(reason, verdict, outcome string) uint64 {
 func (i *Inspector) Stats() Stats {
 	var dec [2][numReasons][numVerdicts][numVerdicts]uint64
 	s := Stats{Malformed: map[string]uint64{}, Bypass: map[string]uint64{}, Cookies: map[string]uint64{},
-		Rules: map[string][numVerdicts][numVerdicts]uint64{}}
+		Proxy: map[string]uint64{}, Retrans: map[string]uint64{}, Rules: map[string][numVerdicts][numVerdicts]uint64{}}
 	for wi := range i.workers {
 		c := &i.workers[wi].c
 		for d := range c.decisions {
@@ -63,6 +65,12 @@ func (i *Inspector) Stats() Stats {
 		}
 		for k := range c.cookies {
 			s.Cookies[cookieNames[k]] += c.cookies[k].load()
+		}
+		for k := range c.proxy {
+			s.Proxy[proxyNames[k]] += c.proxy[k].load()
+		}
+		for k := range c.retrans {
+			s.Retrans[retransNames[k]] += c.retrans[k].load()
 		}
 	}
 	for d := range dec {
@@ -106,6 +114,12 @@ var (
 	descCookies = prometheus.NewDesc(ns+"syncookies_total",
 		"SYN proxy cookies: sent (SYN-ACK bounced), valid (ACK turned into a SYN to the server), invalid (pure ACK with no flow and no valid cookie while challenging), rate_limited (SYN dropped: challenge budget spent).",
 		[]string{"result"}, nil)
+	descProxy = prometheus.NewDesc(ns+"synproxy_events_total",
+		"SYN proxy events: window_update (the ACK opening the client's window once the server answered, sent in a spare frame), window_update_no_frame (no spare frame: the client's zero-window probe opens it later), syn_resent (a client segment came while the server had not answered: the SYN to the server went again), icmp_translated (an ICMP error quoting a proxied segment got its sequence number back).",
+		[]string{"event"}, nil)
+	descRetrans = prometheus.NewDesc(ns+"syn_retransmit_total",
+		"The retransmit action's table of dropped first SYNs: recorded, matched (retransmission admitted), table_full (first SYN not recorded: its bucket holds only entries still in their window).",
+		[]string{"result"}, nil)
 	descRule = prometheus.NewDesc(ns+"rule_decisions_total",
 		"Decisions attributed to each configured rule.", []string{"rule", "verdict", "outcome"}, nil)
 	descReloads = prometheus.NewDesc(ns+"config_reloads_total",
@@ -128,7 +142,7 @@ type collector struct{ i *Inspector }
 func (i *Inspector) Collector() prometheus.Collector { return collector{i} }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDecisions, descMalformed, descBypass, descCookies, descRule,
+	for _, d := range []*prometheus.Desc{descDecisions, descMalformed, descBypass, descCookies, descProxy, descRetrans, descRule,
 		descReloads, descLastReload, descFlows, descFlowCap, descFlowEvents} {
 		ch <- d
 	}
@@ -154,6 +168,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, k := range cookieNames {
 		cnt(descCookies, s.Cookies[k], k)
+	}
+	for _, k := range proxyNames {
+		cnt(descProxy, s.Proxy[k], k)
+	}
+	for _, k := range retransNames {
+		cnt(descRetrans, s.Retrans[k], k)
 	}
 	for name, a := range s.Rules {
 		for v := range a {

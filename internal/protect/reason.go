@@ -31,6 +31,7 @@ const (
 	rRetransmitPassed                   // SYN over threshold admitted as a retransmission
 	rProxyPending                       // client segment of a proxied flow before the server answered
 	rProxyEstablished                   // server SYN-ACK turned into the ACK completing its handshake
+	rProxySynResent                     // client segment before the server answered, turned into the SYN again
 	numReasons
 )
 
@@ -39,7 +40,7 @@ var reasonNames = [numReasons]string{
 	"invalid_flags", "table_full", "wrong_direction",
 	"blocklist", "allowlist", "no_rule", "fragment",
 	"challenge_needed", "challenge_rate_limited", "challenge_passed", "retransmit_passed",
-	"proxy_pending", "proxy_established",
+	"proxy_pending", "proxy_established", "proxy_syn_resent",
 }
 
 func (r reason) String() string { return reasonNames[r] }
@@ -92,6 +93,17 @@ const (
 
 var cookieNames = [numCookie]string{"sent", "valid", "invalid", "rate_limited"}
 
+// SYN proxy events beyond the cookies.
+const (
+	pWindowUpdate        = iota // window update sent to the client in a spare frame
+	pWindowUpdateNoFrame        // no spare frame: the client's zero-window probe opens it instead
+	pSynResent                  // SYN to the server sent again for a client segment while pending
+	pICMPTranslated             // ICMP error quoting a proxied segment: its seq or ack restored
+	numProxy
+)
+
+var proxyNames = [numProxy]string{"window_update", "window_update_no_frame", "syn_resent", "icmp_translated"}
+
 // counter is written by one worker only, so it increments with a plain
 // load and store (no locked instruction on the hot path) while scrapes
 // read it atomically from other goroutines.
@@ -107,4 +119,6 @@ type counters struct {
 	malformed [packet.NumErrors]counter
 	bypass    [numBypass]counter
 	cookies   [numCookie]counter
+	proxy     [numProxy]counter
+	retrans   [numRetrans]counter
 }

@@ -87,9 +87,28 @@ func putTCP(seg []byte, f tcpFields, optLen int) {
 // (ports are taken from p, swapped) and opts. VLAN tags stay. It returns the
 // new frame length, or 0 if the frame's chunk is too small.
 func reply(frame []byte, p *packet.Packet, f tcpFields, opts []byte) int {
-	l3 := p.L3Off
 	ipLen := ipv4Hdr
 	if p.IPVersion == 6 {
+		ipLen = ipv6Hdr
+	}
+	if p.L3Off+ipLen+tcpHdr+len(opts) > cap(frame) {
+		return 0 // checked before the MACs move: a refused reply leaves the frame as it was
+	}
+	var mac [6]byte
+	copy(mac[:], frame[0:6])
+	copy(frame[0:6], frame[6:12])
+	copy(frame[6:12], mac[:])
+	f.srcPort, f.dstPort = p.DstPort, p.SrcPort
+	return putSegment(frame, p.L3Off, p.IPVersion, p.Dst, p.Src, f, opts)
+}
+
+// putSegment writes a fresh IP header (no options or extension headers)
+// and a TCP segment without payload at frame[l3:], whose L2 header is
+// already in place, and returns the frame's length, or 0 if it does not
+// fit in cap(frame).
+func putSegment(frame []byte, l3 int, ipVersion uint8, src, dst netip.Addr, f tcpFields, opts []byte) int {
+	ipLen := ipv4Hdr
+	if ipVersion == 6 {
 		ipLen = ipv6Hdr
 	}
 	tcpLen := tcpHdr + len(opts)
@@ -98,14 +117,8 @@ func reply(frame []byte, p *packet.Packet, f tcpFields, opts []byte) int {
 		return 0
 	}
 	frame = frame[:n]
-	var mac [6]byte
-	copy(mac[:], frame[0:6])
-	copy(frame[0:6], frame[6:12])
-	copy(frame[6:12], mac[:])
-	src, dst := p.Dst, p.Src
-	f.srcPort, f.dstPort = p.DstPort, p.SrcPort
 	ip := frame[l3 : l3+ipLen]
-	if p.IPVersion == 4 {
+	if ipVersion == 4 {
 		ip[0], ip[1] = 0x45, 0
 		binary.BigEndian.PutUint16(ip[2:], uint16(ipLen+tcpLen))
 		ip[4], ip[5] = 0, 0

@@ -1,8 +1,6 @@
 package protect
 
 import (
-	"time"
-
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/flow"
 	"github.com/xskgate/xskgate/internal/packet"
@@ -43,57 +41,65 @@ func (i *Inspector) synFlood(w *workerState, rs *ruleset, r *rule, pk *engine.Pa
 		return decision{}, false
 	}
 	if r.action == ActionRetransmit {
-		if i.retransmitted(p, now, r) {
+		if i.retransmitted(w, rs, r, now) {
 			return decision{reason: rRetransmitPassed, rule: r}, false
 		}
 		pk.Verdict = engine.Drop
 		return decision{reason: rChallengeNeeded, verdict: vDrop, outcome: vDrop, rule: r}, true
 	}
+	return i.bounceCookie(w, rs, r, pk, rChallengeNeeded, now), true
+}
+
+// bounceCookie answers the SYN in w.pkt with a cookie SYN-ACK, within the
+// challenge budget; why is the reason counted when it goes out.
+func (i *Inspector) bounceCookie(w *workerState, rs *ruleset, r *rule, pk *engine.Packet, why reason, now int64) decision {
 	if !rs.challenge.allow(now) {
 		w.c.cookies[cRateLimited].inc()
 		pk.Verdict = engine.Drop
-		return decision{reason: rChallengeRateLimited, verdict: vChallenge, outcome: vDrop, rule: r}, true
+		return decision{reason: rChallengeRateLimited, verdict: vChallenge, outcome: vDrop, rule: r}
 	}
 	n := i.challenge(w, rs, pk.Data, now)
 	if n == 0 {
 		pk.Verdict = engine.Drop
-		return decision{reason: rChallengeNeeded, verdict: vChallenge, outcome: vDrop, rule: r}, true
+		return decision{reason: why, verdict: vChallenge, outcome: vDrop, rule: r}
 	}
 	pk.Data, pk.Len, pk.Verdict = pk.Data[:n], uint32(n), engine.Bounce
 	w.c.cookies[cSent].inc()
 	if i.lastChallenge.Load() < now {
 		i.lastChallenge.Store(now)
 	}
-	return decision{reason: rChallengeNeeded, verdict: vChallenge, outcome: vChallenge, rule: r}, true
+	return decision{reason: why, verdict: vChallenge, outcome: vChallenge, rule: r}
 }
 
-// retransmitted reports whether the SYN in p repeats (same tuple and ISN:
-// a stack retransmits its SYN unchanged) a first SYN dropped between
-// rtMin and rtMax ago. Otherwise it records the SYN as a first one. The
-// table is a fixed array of (tag, time) words; a collision only costs a
-// legitimate client one more retry.
-func (i *Inspector) retransmitted(p *packet.Packet, now int64, r *rule) bool {
-	var m [5]uint64
-	m[0], m[1] = addrWords(p.Src)
-	m[2], m[3] = addrWords(p.Dst)
-	m[4] = uint64(p.SrcPort)<<48 | uint64(p.DstPort)<<32 | uint64(p.TCP.Seq)
-	h := i.key.sum(m[:])
-	slot := &i.retrans[h&(retransSlots-1)]
-	tag := uint32(h>>32) | 1
-	ms := uint32(now / 1e6)
-	old := slot.Load()
-	if uint32(old>>32) == tag {
-		age := time.Duration(ms-uint32(old)) * time.Millisecond
-		switch {
-		case age >= r.rtMin && age <= r.rtMax:
-			slot.CompareAndSwap(old, 0)
-			return true
-		case age < r.rtMin:
-			return false // too soon for an RTO: keep the first sighting
-		}
+// tableFull applies protection.on_table_full to an inbound segment whose
+// new flow the full table refused (every entry it may evict is an
+// assured, open flow). A SYN is challenged or dropped by its rule's SYN
+// protection mode, or passed; other segments (pickup) go to the
+// out-of-state rule unless the action is pass.
+func (i *Inspector) tableFull(w *workerState, rs *ruleset, r *rule, pk *engine.Packet, now int64) decision {
+	d := decision{reason: rTableFull, rule: r}
+	if rs.onFull == TableFullPass || !rs.enabled {
+		return d
 	}
-	slot.Store(uint64(tag)<<32 | uint64(ms))
-	return false
+	if w.seg.Flags&synAckMask != packet.SYN {
+		return i.outOfState(pk, rs, r, rTableFull, now)
+	}
+	if r == nil || r.synMode == ModeDisabled {
+		return d
+	}
+	d.verdict = vChallenge
+	if rs.onFull == TableFullDrop {
+		d.verdict = vDrop
+	}
+	if r.synMode == ModeMonitor {
+		return d
+	}
+	if d.verdict == vDrop {
+		d.outcome = vDrop
+		pk.Verdict = engine.Drop
+		return d
+	}
+	return i.bounceCookie(w, rs, r, pk, rTableFull, now)
 }
 
 // challenge rewrites the SYN in frame (parsed in w.pkt) into the cookie
@@ -173,24 +179,71 @@ func (i *Inspector) cookieACK(w *workerState, rs *ruleset, r *rule, pk *engine.P
 	return decision{reason: rChallengePassed, rule: r}, true
 }
 
+// resendSyn turns a client segment of a proxied flow whose server has not
+// answered (the flow's SeqAdjust still holds the cookie) into the SYN to
+// the server again: the first may have been lost, and the proxy keeps no
+// timer, so the client's own segments are what retransmit it. Under the
+// window-0 SYN-ACK they are zero-window probes (seq = ISN, the byte before
+// the window), otherwise data or ACKs at ISN+1; both ack cookie+1. The
+// cookie, checked against both candidate ISNs, says the segment is the
+// client's and restores its options. A segment carrying SYN, FIN or RST,
+// or a cookie gone stale (48 s), is not resent for. The SYN goes in the
+// segment's own frame, its payload dropped: the client retransmits data.
+func (i *Inspector) resendSyn(w *workerState, pk *engine.Packet, cookie uint32, now int64) bool {
+	p := &w.pkt
+	if p.TCP.Flags&(packet.SYN|packet.FIN|packet.RST|packet.ACK) != packet.ACK || p.TCP.Ack != cookie+1 {
+		return false
+	}
+	t := tuple{p.Src, p.Dst, p.SrcPort, p.DstPort}
+	isn := p.TCP.Seq - 1
+	o, ok := i.key.checkCookie(&t, isn, cookie, now)
+	if !ok {
+		isn = p.TCP.Seq
+		if o, ok = i.key.checkCookie(&t, isn, cookie, now); !ok {
+			return false
+		}
+	}
+	win := uint32(p.TCP.Window)
+	if o.wscale != wscaleNone {
+		win <<= o.wscale
+	}
+	var ob [12]byte
+	n := synOpts(ob[:], mssTable[o.mssIdx], o.wscale, o.sack)
+	l := forwardAs(pk.Data, p, tcpFields{seq: isn, flags: packet.SYN, window: uint16(min(win, 65535))}, ob[:n])
+	if l == 0 {
+		return false
+	}
+	pk.Data, pk.Len = pk.Data[:l], uint32(l)
+	w.c.proxy[pSynResent].inc()
+	return true
+}
+
 // serverSynAck handles the server's SYN-ACK on a proxied flow: it records
 // the sequence delta and turns the frame into the ACK that completes the
 // server's handshake, bounced back into inner. The client already holds
-// the proxy's SYN-ACK, so it never sees this one. A retransmitted SYN-ACK
-// (our ACK was lost) is recognised because seq minus the stored delta is
-// again a valid cookie, and is answered the same way.
-func (i *Inspector) serverSynAck(w *workerState, pk *engine.Packet, v flow.Verdict, now int64) (decision, bool) {
+// the proxy's SYN-ACK, so it never sees this one; it gets the window
+// update that opens the window the cookie SYN-ACK left at zero, sent in a
+// spare frame (windowUpdate). A retransmitted SYN-ACK (our ACK was lost)
+// is recognised because seq minus the stored delta is again a valid
+// cookie, and is answered the same way, update included.
+func (i *Inspector) serverSynAck(w *workerState, rs *ruleset, pk *engine.Packet, v flow.Verdict, now int64) (decision, bool) {
 	p := &w.pkt
 	t := tuple{p.Dst, p.Src, p.DstPort, p.SrcPort}
 	isn := p.TCP.Ack - 1
-	o, ok := i.key.checkCookie(&t, isn, v.SeqAdjust, now)
+	cookie := v.SeqAdjust // the marker of a flow whose server has not answered
+	o, ok := i.key.checkCookie(&t, isn, cookie, now)
 	if ok {
-		if !i.table.SetSeqAdjust(&w.seg, p.TCP.Seq-v.SeqAdjust) {
+		if !i.table.SetSeqAdjust(&w.seg, p.TCP.Seq-cookie) {
 			return decision{}, false
 		}
-	} else if o, ok = i.key.checkCookie(&t, isn, p.TCP.Seq-v.SeqAdjust, now); !ok {
-		return decision{}, false
+	} else {
+		cookie = p.TCP.Seq - v.SeqAdjust
+		if o, ok = i.key.checkCookie(&t, isn, cookie, now); !ok {
+			return decision{}, false
+		}
 	}
+	// Before the frame is rewritten: the update is built from it.
+	i.windowUpdate(w, rs, pk.Data, o, cookie)
 	win := uint16(65535)
 	if o.wscale != wscaleNone && p.TCP.Opts.Has&packet.HasWScale != 0 {
 		// Scaling is on: about 64 KiB until the client's next segment

@@ -43,9 +43,10 @@ func TestCookieRoundTrip(t *testing.T) {
 
 // proxyRig runs a full SYN-proxied handshake and returns the connection
 // state: the cookie ISN and the server ISN.
-func proxyHandshake(t *testing.T, i *Inspector, cli, srv netip.Addr) (x *conn, cookie uint32) {
+func proxyHandshake(t testing.TB, i *Inspector, cli, srv netip.Addr) (x *conn, cookie uint32) {
 	t.Helper()
 	x = &conn{t: t, i: i, c: cli, s: srv, cp: 41000, sp: 80, cSeq: 0x1000, sSeq: 0}
+	spare := extraOf(i)
 	syn := tseg{src: cli, dst: srv, sport: x.cp, dport: x.sp, seq: x.cSeq, flags: packet.SYN, win: 64240, mss: 1460, ws: 7, sack: true}
 	pk := run(i, engine.Outer, syn.frame())
 	if pk.Verdict != engine.Bounce {
@@ -55,8 +56,8 @@ func proxyHandshake(t *testing.T, i *Inspector, cli, srv netip.Addr) (x *conn, c
 	if p.Src != srv || p.Dst != cli || p.SrcPort != x.sp || p.DstPort != x.cp ||
 		p.TCP.Flags != packet.SYN|packet.ACK || p.TCP.Ack != x.cSeq+1 ||
 		p.TCP.Opts.Has&(packet.HasMSS|packet.HasWScale|packet.HasSACKPerm) != packet.HasMSS|packet.HasWScale|packet.HasSACKPerm ||
-		p.TCP.Opts.Has&packet.HasTimestamps != 0 {
-		t.Fatalf("SYN-ACK: %+v", p)
+		p.TCP.Opts.Has&packet.HasTimestamps != 0 || p.TCP.Window != 0 {
+		t.Fatalf("SYN-ACK (window 0 wanted): %+v", p)
 	}
 	if [6]byte(pk.Data[0:6]) != macC {
 		t.Fatal("SYN-ACK not addressed to the client's MAC")
@@ -74,10 +75,25 @@ func proxyHandshake(t *testing.T, i *Inspector, cli, srv netip.Addr) (x *conn, c
 		!p.TCP.Opts.SACKPerm || p.Src != cli || p.Dst != srv {
 		t.Fatalf("SYN to server: %+v", p.TCP)
 	}
-	// Client data before the server answered: dropped.
+	// Client segments before the server answered, the window-0 SYN-ACK's
+	// zero-window probe (seq = ISN) and data (seq = ISN+1): the SYN may
+	// have been lost, so each goes to the server as the SYN again, its
+	// payload dropped.
+	probe := tseg{src: cli, dst: srv, sport: x.cp, dport: x.sp, seq: x.cSeq - 1, ack: cookie + 1, flags: packet.ACK, win: 502, ws: -1}
 	early := tseg{src: cli, dst: srv, sport: x.cp, dport: x.sp, seq: x.cSeq, ack: cookie + 1, flags: packet.ACK | packet.PSH, win: 502, ws: -1, payload: []byte("early")}
-	if v := run(i, engine.Outer, early.frame()).Verdict; v != engine.Drop {
-		t.Fatalf("early data: %v", v)
+	for _, seg := range []tseg{probe, early} {
+		pk := run(i, engine.Outer, seg.frame())
+		p := parsed(t, pk)
+		if pk.Verdict != engine.Forward || p.TCP.Flags != packet.SYN || p.TCP.Seq != x.cSeq-1 || p.TCP.Ack != 0 ||
+			p.TCP.Opts.MSS != 1460 || p.TCP.Opts.WScale != 7 || !p.TCP.Opts.SACKPerm || p.PayloadLen != 0 || p.Src != cli || p.Dst != srv {
+			t.Fatalf("segment seq %#x before the server answered: %v %+v, want the SYN again", seg.seq, pk.Verdict, p.TCP)
+		}
+	}
+	// One that does not ack the cookie is not the client's: dropped.
+	bad := early
+	bad.ack++
+	if v := run(i, engine.Outer, bad.frame()).Verdict; v != engine.Drop {
+		t.Fatalf("segment acking no cookie: %v", v)
 	}
 	// The server's SYN-ACK becomes the ACK completing its handshake.
 	x.sSeq = 0x80000000
@@ -93,6 +109,20 @@ func proxyHandshake(t *testing.T, i *Inspector, cli, srv netip.Addr) (x *conn, c
 		}
 		if [6]byte(pk.Data[0:6]) != macS {
 			t.Fatal("ACK not addressed to the server's MAC")
+		}
+		// The window update opens the client's window: from the server
+		// in the client's sequence space, as the SYN-ACK would have left.
+		up := spare.take()
+		if len(up) != 1 || up[0].to != engine.Outer {
+			t.Fatalf("window update: %d frames sent (%+v)", len(up), up)
+		}
+		u := parsed(t, engine.Packet{Data: up[0].frame, Len: uint32(len(up[0].frame))})
+		if u.Src != srv || u.Dst != cli || u.SrcPort != x.sp || u.DstPort != x.cp || u.TCP.Flags != packet.ACK ||
+			u.TCP.Seq != cookie+1 || u.TCP.Ack != x.cSeq || u.TCP.Window != 65160>>7 || u.PayloadLen != 0 {
+			t.Fatalf("window update: %+v %+v", u, u.TCP)
+		}
+		if [6]byte(up[0].frame[0:6]) != macC || [6]byte(up[0].frame[6:12]) != macS {
+			t.Fatal("window update not addressed from the server's MAC to the client's")
 		}
 	}
 	x.sSeq++
@@ -134,7 +164,9 @@ func TestSynProxy(t *testing.T) {
 			}
 			st := i.Stats()
 			if st.Cookies["sent"] != 1 || st.Cookies["valid"] != 1 || st.Count("proxy_established", "", "") != 2 ||
-				st.Count("challenge_passed", "", "") != 1 || st.Count("proxy_pending", "drop", "drop") != 1 {
+				st.Proxy["window_update"] != 2 || st.Proxy["window_update_no_frame"] != 0 ||
+				st.Count("challenge_passed", "", "") != 1 || st.Count("proxy_pending", "drop", "drop") != 1 ||
+				st.Count("proxy_syn_resent", "pass", "pass") != 2 || st.Proxy["syn_resent"] != 2 {
 				t.Fatalf("stats %+v %+v", st.Cookies, st.Decisions)
 			}
 		})
@@ -174,5 +206,27 @@ func TestChallengeBudget(t *testing.T) {
 	}
 	if st := i.Stats(); st.Cookies["rate_limited"] != 2 {
 		t.Fatalf("%+v", st.Cookies)
+	}
+}
+
+// TestWindowUpdateNoFrame: without a spare frame the server's handshake
+// still completes; the missing update is counted (the client's zero-window
+// probe opens the window later).
+func TestWindowUpdateNoFrame(t *testing.T) {
+	i, _ := newTestInspector(t, baseConfig(ModeMitigate))
+	cookie := parsed(t, run(i, engine.Outer, synFrom(cli4, 1234, 77).frame())).TCP.Seq
+	ack := tseg{src: cli4, dst: srv4, sport: 1234, dport: 80, seq: 78, ack: cookie + 1, flags: packet.ACK, win: 100, ws: -1}
+	if v := run(i, engine.Outer, ack.frame()).Verdict; v != engine.Forward {
+		t.Fatalf("cookie ACK: %v", v)
+	}
+	x := extraOf(i)
+	x.refuse = true
+	sa := tseg{src: srv4, dst: cli4, sport: 80, dport: 1234, seq: 5000, ack: 78, flags: packet.SYN | packet.ACK, win: 65160,
+		mss: 1460, ws: 7, sack: true, fromServer: true}
+	if v := run(i, engine.Inner, sa.frame()).Verdict; v != engine.Bounce {
+		t.Fatalf("server SYN-ACK: %v", v)
+	}
+	if st := i.Stats(); st.Proxy["window_update_no_frame"] != 1 || st.Proxy["window_update"] != 0 || len(x.sent) != 0 {
+		t.Fatalf("%+v, sent %d", st.Proxy, len(x.sent))
 	}
 }
