@@ -166,12 +166,12 @@ func (g *Generator) Run(cpu int, rate float64, stop <-chan struct{}) error {
 // Close unloads the program.
 func (g *Generator) Close() error { return errors.Join(g.prog.Close(), g.state.Close()) }
 
-// ipv4Frame builds a 60-byte Ethernet/IPv4 frame carrying an l4Len-byte
-// transport header of protocol proto, with a valid IP checksum. It returns
-// the frame, the transport header, and the pseudo-header sum its checksum
-// starts from.
+// ipv4Frame builds an Ethernet/IPv4 frame carrying an l4Len-byte
+// transport header of protocol proto, with a valid IP checksum, padded to
+// 60 bytes (64 on the wire with the FCS). It returns the frame, the
+// transport header, and the pseudo-header sum its checksum starts from.
 func ipv4Frame(dst, src net.HardwareAddr, sip, dip netip.Addr, proto uint8, l4Len int) (f, l4 []byte, pseudo uint32) {
-	f = make([]byte, 60)
+	f = make([]byte, max(60, 34+l4Len))
 	copy(f[0:], dst)
 	copy(f[6:], src)
 	binary.BigEndian.PutUint16(f[12:], 0x0800)
@@ -202,14 +202,22 @@ func UDPFrame(dst, src net.HardwareAddr, sip, dip netip.Addr) []byte {
 // TCPAckFrame builds a 60-byte Ethernet/IPv4/TCP ACK with valid checksums:
 // an out-of-state segment (no flow), the shape of an ACK flood.
 func TCPAckFrame(dst, src net.HardwareAddr, sip, dip netip.Addr) []byte {
-	f, tcp, ph := ipv4Frame(dst, src, sip, dip, unix.IPPROTO_TCP, 20)
-	binary.BigEndian.PutUint16(tcp[0:], 40000)
-	binary.BigEndian.PutUint16(tcp[2:], 80)
-	binary.BigEndian.PutUint32(tcp[4:], 0x12345678)
-	binary.BigEndian.PutUint32(tcp[8:], 0x9abcdef0)
-	tcp[12] = 5 << 4
-	tcp[13] = 0x10 // ACK
-	binary.BigEndian.PutUint16(tcp[14:], 512)
+	return tcpFrame(dst, src, sip, dip, 40000, 80, 0x12345678, 0x9abcdef0, 0x10 /* ACK */, 512, nil)
+}
+
+// tcpFrame builds an Ethernet/IPv4/TCP frame (60 bytes, or more with
+// over 6 bytes of options) with valid checksums; opts is a multiple of 4
+// bytes long, at most 40.
+func tcpFrame(dst, src net.HardwareAddr, sip, dip netip.Addr, sport, dport uint16, seq, ack uint32, flags uint8, win uint16, opts []byte) []byte {
+	f, tcp, ph := ipv4Frame(dst, src, sip, dip, unix.IPPROTO_TCP, 20+len(opts))
+	binary.BigEndian.PutUint16(tcp[0:], sport)
+	binary.BigEndian.PutUint16(tcp[2:], dport)
+	binary.BigEndian.PutUint32(tcp[4:], seq)
+	binary.BigEndian.PutUint32(tcp[8:], ack)
+	tcp[12] = uint8(5+len(opts)/4) << 4
+	tcp[13] = flags
+	binary.BigEndian.PutUint16(tcp[14:], win)
+	copy(tcp[20:], opts)
 	binary.BigEndian.PutUint16(tcp[16:], ^fold(sum16(tcp, ph)))
 	return f
 }
