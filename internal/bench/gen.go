@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"runtime"
@@ -31,6 +32,8 @@ type Generator struct {
 	state   *ebpf.Map // one genState
 	frame   []byte
 	ifindex int
+	// Limit bounds a Run (default 10 minutes).
+	Limit time.Duration
 }
 
 // headerBytes of the frame (Ethernet, IPv4, UDP ports) are rewritten on
@@ -144,11 +147,19 @@ func (g *Generator) Run(cpu int, rate float64, stop <-chan struct{}) error {
 		return fmt.Errorf("set generator rate: %w", err)
 	}
 	ctx := xdpMD{DataEnd: uint32(len(g.frame)), IngressIfindex: uint32(g.ifindex)}
+	limit := g.Limit
+	if limit == 0 {
+		limit = 10 * time.Minute
+	}
+	deadline := time.Now().Add(limit)
 	for {
 		select {
 		case <-stop:
 			return nil
 		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("generator ran past its limit of %v", limit)
 		}
 		_, err := g.prog.Run(&ebpf.RunOptions{
 			Data: g.frame, Context: ctx, Repeat: 1 << 20,
@@ -161,6 +172,24 @@ func (g *Generator) Run(cpu int, rate float64, stop <-chan struct{}) error {
 			return fmt.Errorf("generate: %w", err)
 		}
 	}
+}
+
+// Probe runs the program once in live-frame mode with its pacing state
+// set so far in the future that it drops the frame: whether this kernel
+// lets the generator run, without sending anything. Call it from a thread
+// in the sending namespace.
+func (g *Generator) Probe() error {
+	if err := g.state.Put(uint32(0), genState{Next: math.MaxUint64}); err != nil {
+		return fmt.Errorf("set generator state: %w", err)
+	}
+	_, err := g.prog.Run(&ebpf.RunOptions{
+		Data: g.frame, Context: xdpMD{DataEnd: uint32(len(g.frame)), IngressIfindex: uint32(g.ifindex)},
+		Repeat: 1, Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES, BatchSize: 1,
+	})
+	if err != nil {
+		return fmt.Errorf("live-frame BPF_PROG_RUN: %w", err)
+	}
+	return nil
 }
 
 // Close unloads the program.
