@@ -22,7 +22,8 @@ the TCP protection on; the protection dropping a one-source ACK flood; the gener
 ceiling (frames/s into an XDP_DROP sink on its peer, no gate); SYN and out-of-state ACK
 floods from many sources through the protection with the XDP first line on and off; and
 (labelled extras) the SYN flood with an XDP program or GRO on the client's eth0, which
-XDP_TX from the gate needs on veth.
+XDP_TX from the gate needs on veth. --legit adds verified TCP through the gate under a
+flood at twice the AF_XDP path's capacity, first line on and off, against no flood.
 
 The generator is pinned to --gen-cpu: live-frame BPF_PROG_RUN if the kernel allows it,
 else an AF_PACKET TX ring (the output says which and why); the device under test
@@ -38,6 +39,11 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	fs.DurationVar(&o.TCPTime, "tcp-time", 3e9, "iperf3 duration")
 	gen := fs.String("gen", "auto", "generator: auto (live frames if the kernel allows them, else ring), live, ring")
 	fs.Float64Var(&o.FloodRate, "flood-rate", 0, "frames/s of the flood paths (0: the generator's full speed)")
+	fs.BoolVar(&o.Legit, "legit", false, "also measure verified TCP through the gate under floods, first line on and off, against no flood")
+	fs.DurationVar(&o.LegitOpts.Duration, "legit-time", 3e9, "verified TCP per --legit run")
+	fs.IntVar(&o.LegitOpts.Conns, "legit-conns", 4, "parallel verified connections per --legit run")
+	fs.Float64Var(&o.LegitOpts.Rate, "legit-rate", 0, "flood frames/s in --legit (0: twice the AF_XDP path's capacity measured in this run, else 0.8 Mpps)")
+	legitFloods := fs.String("legit-floods", "ack,syn", "floods for --legit: ack, syn")
 	all := fs.Bool("all", false, "also measure the other paths (see above)")
 	names := []string{}
 	variants := []bench.Variant{
@@ -68,6 +74,12 @@ its slots are rewritten per frame (source address, port, checksums).`)
 		return err
 	}
 	o.Gen = bench.GenKind(*gen)
+	for _, f := range strings.Split(*legitFloods, ",") {
+		if f != bench.FloodACK && f != bench.FloodSYN {
+			return fmt.Errorf("bench --legit-floods: unknown flood %q (want ack, syn)", f)
+		}
+		o.LegitOpts.Floods = append(o.LegitOpts.Floods, f)
+	}
 	if *all {
 		o.Variants = variants
 	}

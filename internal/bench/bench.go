@@ -100,6 +100,10 @@ type Options struct {
 	// FloodRate paces the Flood variants, frames/s (0: as fast as the
 	// generator goes).
 	FloodRate float64
+	// Legit also measures verified TCP through the gate under a flood,
+	// first line on and off, against no flood (LegitOptions).
+	Legit     bool
+	LegitOpts LegitOptions
 	Out       io.Writer
 	Logger    *slog.Logger
 }
@@ -265,6 +269,11 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 	}
 	report(o.Out, o.Variants, res)
 	reportFloods(o.Out, o.Variants, res)
+	if o.Legit {
+		if err := b.legit(ctx, res); err != nil {
+			return res, err
+		}
+	}
 	fmt.Fprintf(o.Out, "load average at the end: %s\n", loadavg())
 	return res, nil
 }
