@@ -195,7 +195,7 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 	b := &bencher{o: o, l: l, pass: pass, shot: shot, drop: drop, gen: gen}
 	fmt.Fprintf(o.Out, "bench: 64-byte frames, 1 queue, generator on CPU %d, device under test on CPU %d; %d interleaved runs of %s (+%s warm-up) per path; load average %s\n",
 		o.GenCPU, o.GateCPU, o.Runs, o.Window, o.Warmup, loadavg())
-	fmt.Fprintf(o.Out, "generator: %s (%s)\n", gen.describe(), why)
+	fmt.Fprintf(o.Out, "lab: %s-{client,gate,server}; generator: %s (%s)\n", l.Prefix, gen.describe(), why)
 	for _, v := range o.Variants {
 		if v.Flood != "" {
 			fmt.Fprintf(o.Out, "floods: from %d sources in 198.18.1.0-198.19.255.255 and source ports 1024-65535 to %s port %d (the ring generator rewrites source, port and checksums per frame), at %s\n",
