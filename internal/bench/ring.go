@@ -184,6 +184,7 @@ func (g *RingGenerator) Run(cpu int, rate float64, stop <-chan struct{}) error {
 		}
 		burst = max(1, min(32, int(rate/20000)))
 	}
+	maxLag := max(time.Duration(g.slots)*interval, 20*time.Millisecond)
 	for iter := 0; ; iter++ {
 		if iter&63 == 0 {
 			select {
@@ -207,9 +208,10 @@ func (g *RingGenerator) Run(cpu int, rate float64, stop <-chan struct{}) error {
 			}
 			n = min(n, due)
 			next = next.Add(time.Duration(n) * interval)
-			// Fell behind by more than the ring holds (the core was
-			// taken away): go on from now rather than catch up.
-			if now.Sub(next) > time.Duration(g.slots)*interval {
+			// Fell behind (the core was taken away): catch up on at most
+			// the ring's worth of frames or 20 ms, whichever is more,
+			// then go on from now rather than send a longer burst.
+			if now.Sub(next) > maxLag {
 				next = now
 			}
 		}
