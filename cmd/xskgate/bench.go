@@ -19,7 +19,7 @@ loss at half of each path's median rate, and TCP throughput with iperf3 through 
 
 With --all, also: xskgate with its integrity checks off, without the XDP record, with
 the TCP protection on; the protection dropping a one-source ACK flood; the generator's
-ceiling (frames/s into an XDP_DROP sink on its peer, no gate); SYN and out-of-state ACK
+ceiling (frames/s into an XDP_DROP or tc drop sink on its peer, no gate); SYN and out-of-state ACK
 floods from many sources through the protection with the XDP first line on and off; and
 (labelled extras) the SYN flood with an XDP program or GRO on the client's eth0, which
 XDP_TX from the gate needs on veth. --legit adds verified TCP through the gate under a
@@ -54,6 +54,7 @@ its slots are rewritten per frame (source address, port, checksums).`)
 		{Name: "xskgate+protection", Checks: true, Protection: true},
 		{Name: "protection-ackflood", Checks: true, Protection: true, AckFlood: true},
 		{Name: "generator-ceiling", Ceiling: true},
+		{Name: "generator-ceiling-tc", Ceiling: true, TCSink: true},
 		{Name: "ackflood-firstline", Checks: true, Flood: bench.FloodACK, FirstLine: true},
 		{Name: "ackflood-userspace", Checks: true, Flood: bench.FloodACK},
 		{Name: "synflood-firstline", Checks: true, Flood: bench.FloodSYN, FirstLine: true},
