@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/xskgate/xskgate/internal/demo"
 	"github.com/xskgate/xskgate/internal/protect"
@@ -49,6 +52,7 @@ type legitRun struct {
 	ok, failed  int64   // connections
 	offered     float64 // flood frames/s sent
 	atServer    uint64  // flood frames that reached the server's eth0
+	burst       uint64  // the rule's burst
 	allowed     uint64  // what the rules let through in that time: burst + rate * t
 	floodTime   time.Duration
 	kernelDrops uint64 // frames the kernel dropped at the gate's outer socket
@@ -123,6 +127,18 @@ func (b *bencher) legit(ctx context.Context, res []*Result) error {
 	}
 	defer att.Close()
 
+	// CPU GenCPU is the generator's: the bench's other threads (the
+	// verified TCP's clients and server, the Go runtime; the gate's worker
+	// is pinned to GateCPU already) leave it, so that the flood keeps its
+	// rate whatever the legitimate traffic does, and every case runs on
+	// the same cores.
+	restore, err := confine(b.o.GateCPU)
+	if err != nil {
+		return err
+	}
+	defer restore()
+	fmt.Fprintf(out, "(CPU %d is the generator's and its NAPI's alone; the bench's other threads, the TCP endpoints and their stacks share CPU %d with the gate's worker)\n", b.o.GenCPU, b.o.GateCPU)
+
 	runs := make([][]legitRun, len(cases))
 	for round := 0; round < b.o.Runs; round++ {
 		for i, c := range cases {
@@ -136,8 +152,8 @@ func (b *bencher) legit(ctx context.Context, res []*Result) error {
 			runs[i] = append(runs[i], r)
 			fmt.Fprintf(out, "  run %d %-26s %6.3f Gbit/s verified (%d connections, %d failed)", round+1, c.name, r.gbps, r.ok, r.failed)
 			if c.flood != "" {
-				fmt.Fprintf(out, "; flood %.3f Mpps offered, %d frames at the server in %.1fs (rules allow %d), %d lost at the gate's socket",
-					r.offered/1e6, r.atServer, r.floodTime.Seconds(), r.allowed, r.kernelDrops)
+				fmt.Fprintf(out, "; flood %.3f Mpps offered, %d frames at the server in %.1fs (burst %d, rules allow %d in that time), %d lost at the gate's socket",
+					r.offered/1e6, r.atServer, r.floodTime.Seconds(), r.burst, r.allowed, r.kernelDrops)
 			}
 			fmt.Fprintln(out)
 			for _, e := range r.firstErrs {
@@ -161,7 +177,7 @@ func reportLegit(w io.Writer, cases []legitCase, runs [][]legitRun) {
 		return v
 	}
 	base := median(gbps(runs[0]))
-	fmt.Fprintf(w, "\n%-26s %10s %6s %14s %16s %14s %12s\n", "legitimate TCP", "Gbit/s", "kept", "per-round kept", "flood offered", "flood at server", "beyond rules")
+	fmt.Fprintf(w, "\n%-26s %8s %5s %12s %14s %16s %13s %13s\n", "legitimate TCP", "Gbit/s", "kept", "round kept", "flood offered", "at server", "beyond burst", "beyond rate")
 	for i, c := range cases {
 		g := gbps(runs[i])
 		var kept []float64
@@ -179,23 +195,24 @@ func reportLegit(w io.Writer, cases []legitCase, runs [][]legitRun) {
 			ratio = median(g) / base
 		}
 		if c.flood == "" {
-			fmt.Fprintf(w, "%-26s %10.3f %6.2f %14s %16s %14s %12s\n", c.name, median(g), ratio, keptS, "-", "-", "-")
+			fmt.Fprintf(w, "%-26s %8.3f %5.2f %12s %14s %16s %13s %13s\n", c.name, median(g), ratio, keptS, "-", "-", "-", "-")
 			continue
 		}
-		var off, at []float64
-		var beyond, maxAt uint64
+		var off, at, overBurst []float64
+		var overRate, maxAt uint64
 		for _, r := range runs[i] {
 			off = append(off, r.offered)
 			at = append(at, float64(r.atServer))
 			maxAt = max(maxAt, r.atServer)
+			overBurst = append(overBurst, float64(r.atServer-min(r.atServer, r.burst)))
 			if r.atServer > r.allowed {
-				beyond += r.atServer - r.allowed
+				overRate += r.atServer - r.allowed
 			}
 		}
-		fmt.Fprintf(w, "%-26s %10.3f %6.2f %14s %11.3f Mpps %8.0f (max %d) %12d\n", c.name, median(g), ratio, keptS,
-			median(off)/1e6, median(at), maxAt, beyond)
+		fmt.Fprintf(w, "%-26s %8.3f %5.2f %12s %9.3f Mpps %6.0f (max %d) %13.0f %13d\n", c.name, median(g), ratio, keptS,
+			median(off)/1e6, median(at), maxAt, median(overBurst), overRate)
 	}
-	fmt.Fprintf(w, "(kept: median Gbit/s over the no-flood median; per-round kept: each run over the no-flood run of its round; flood at server: median frames per run from a flood source at the server's eth0; beyond rules: sum over runs of frames above the rule's burst + rate * flood time)\n")
+	fmt.Fprintf(w, "(kept: median Gbit/s over the no-flood median; round kept: each run over the no-flood run of its round; at server: flood frames per run (median) at the server's eth0, warm-up included; beyond burst: median per run of those above the rule's burst; beyond rate: sum over runs of those above burst + rate * flood time)\n")
 	// First line on against off, per flood, round by round.
 	for i := 1; i+1 < len(cases); i += 2 {
 		on, off := runs[i], runs[i+1]
@@ -338,7 +355,7 @@ func (b *bencher) legitRun(ctx context.Context, o LegitOptions, c legitCase, rat
 	r.ok, r.failed = ok.Load(), failed.Load()
 	if c.flood != "" {
 		r.atServer = n1 - n0
-		r.allowed = allowed(c.flood, r.floodTime)
+		r.burst, r.allowed = allowed(c.flood, r.floodTime)
 	}
 	for _, sk := range d.g.Outer {
 		if st, err := sk.Stats(); err == nil {
@@ -348,31 +365,64 @@ func (b *bencher) legitRun(ctx context.Context, o LegitOptions, c legitCase, rat
 	return r, nil
 }
 
-// allowed is how many frames of a flood toward the lab's server the demo
-// rules let through in t: the rule's burst, then its rate (a rate of 0
-// means always over threshold: none).
-func allowed(flood string, t time.Duration) uint64 {
+// allowed returns the burst of the demo rule a flood toward the lab's
+// server meets, and how many frames it lets through in t: the burst, then
+// its rate (a rate of 0 means always over threshold: none).
+func allowed(flood string, t time.Duration) (burst, n uint64) {
 	cfg := demo.DemoProtection()
-	var rate, burst uint32
+	var rate, b uint32
 	for _, ru := range cfg.Rules {
 		if ru.Scope.Contains(netip.MustParseAddr("198.18.0.2")) {
 			if flood == FloodSYN {
-				rate, burst = ru.SynFlood.Rate, ru.SynFlood.Burst
+				rate, b = ru.SynFlood.Rate, ru.SynFlood.Burst
 			} else {
-				rate, burst = ru.OutOfState.Rate, ru.OutOfState.Burst
+				rate, b = ru.OutOfState.Rate, ru.OutOfState.Burst
 			}
 			if ru.Mode == protect.ModeDisabled {
-				return ^uint64(0)
+				return ^uint64(0), ^uint64(0)
 			}
 		}
 	}
 	if rate == 0 {
-		return 0
+		return 0, 0
 	}
-	if burst == 0 {
-		burst = rate
+	if b == 0 {
+		b = rate
 	}
-	return uint64(burst) + uint64(float64(rate)*t.Seconds())
+	return uint64(b), uint64(b) + uint64(float64(rate)*t.Seconds())
+}
+
+// confine sets the CPU affinity of every thread of the process to cpu
+// (threads made later inherit it from their creator) and returns the
+// undo, which gives them all the CPUs they had.
+func confine(cpu int) (func(), error) {
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return nil, fmt.Errorf("read CPU affinity: %w", err)
+	}
+	set.Set(cpu)
+	each := func(s *unix.CPUSet) error {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			tid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			// A thread that exited meanwhile is not an error.
+			if err := unix.SchedSetaffinity(tid, s); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("thread %d: %w", tid, err)
+			}
+		}
+		return nil
+	}
+	if err := each(&set); err != nil {
+		each(&old)
+		return nil, fmt.Errorf("confine the bench's threads to CPU %d: %w", cpu, err)
+	}
+	return func() { each(&old) }, nil
 }
 
 // floodCounter is a tc program that counts IPv4 frames whose source is
