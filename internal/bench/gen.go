@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"runtime"
@@ -31,6 +32,8 @@ type Generator struct {
 	state   *ebpf.Map // one genState
 	frame   []byte
 	ifindex int
+	// Limit bounds a Run (default 10 minutes).
+	Limit time.Duration
 }
 
 // headerBytes of the frame (Ethernet, IPv4, UDP ports) are rewritten on
@@ -144,11 +147,19 @@ func (g *Generator) Run(cpu int, rate float64, stop <-chan struct{}) error {
 		return fmt.Errorf("set generator rate: %w", err)
 	}
 	ctx := xdpMD{DataEnd: uint32(len(g.frame)), IngressIfindex: uint32(g.ifindex)}
+	limit := g.Limit
+	if limit == 0 {
+		limit = 10 * time.Minute
+	}
+	deadline := time.Now().Add(limit)
 	for {
 		select {
 		case <-stop:
 			return nil
 		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("generator ran past its limit of %v", limit)
 		}
 		_, err := g.prog.Run(&ebpf.RunOptions{
 			Data: g.frame, Context: ctx, Repeat: 1 << 20,
@@ -163,15 +174,33 @@ func (g *Generator) Run(cpu int, rate float64, stop <-chan struct{}) error {
 	}
 }
 
+// Probe runs the program once in live-frame mode with its pacing state
+// set so far in the future that it drops the frame: whether this kernel
+// lets the generator run, without sending anything. Call it from a thread
+// in the sending namespace.
+func (g *Generator) Probe() error {
+	if err := g.state.Put(uint32(0), genState{Next: math.MaxUint64}); err != nil {
+		return fmt.Errorf("set generator state: %w", err)
+	}
+	_, err := g.prog.Run(&ebpf.RunOptions{
+		Data: g.frame, Context: xdpMD{DataEnd: uint32(len(g.frame)), IngressIfindex: uint32(g.ifindex)},
+		Repeat: 1, Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES, BatchSize: 1,
+	})
+	if err != nil {
+		return fmt.Errorf("live-frame BPF_PROG_RUN: %w", err)
+	}
+	return nil
+}
+
 // Close unloads the program.
 func (g *Generator) Close() error { return errors.Join(g.prog.Close(), g.state.Close()) }
 
-// ipv4Frame builds a 60-byte Ethernet/IPv4 frame carrying an l4Len-byte
-// transport header of protocol proto, with a valid IP checksum. It returns
-// the frame, the transport header, and the pseudo-header sum its checksum
-// starts from.
+// ipv4Frame builds an Ethernet/IPv4 frame carrying an l4Len-byte
+// transport header of protocol proto, with a valid IP checksum, padded to
+// 60 bytes (64 on the wire with the FCS). It returns the frame, the
+// transport header, and the pseudo-header sum its checksum starts from.
 func ipv4Frame(dst, src net.HardwareAddr, sip, dip netip.Addr, proto uint8, l4Len int) (f, l4 []byte, pseudo uint32) {
-	f = make([]byte, 60)
+	f = make([]byte, max(60, 34+l4Len))
 	copy(f[0:], dst)
 	copy(f[6:], src)
 	binary.BigEndian.PutUint16(f[12:], 0x0800)
@@ -202,14 +231,22 @@ func UDPFrame(dst, src net.HardwareAddr, sip, dip netip.Addr) []byte {
 // TCPAckFrame builds a 60-byte Ethernet/IPv4/TCP ACK with valid checksums:
 // an out-of-state segment (no flow), the shape of an ACK flood.
 func TCPAckFrame(dst, src net.HardwareAddr, sip, dip netip.Addr) []byte {
-	f, tcp, ph := ipv4Frame(dst, src, sip, dip, unix.IPPROTO_TCP, 20)
-	binary.BigEndian.PutUint16(tcp[0:], 40000)
-	binary.BigEndian.PutUint16(tcp[2:], 80)
-	binary.BigEndian.PutUint32(tcp[4:], 0x12345678)
-	binary.BigEndian.PutUint32(tcp[8:], 0x9abcdef0)
-	tcp[12] = 5 << 4
-	tcp[13] = 0x10 // ACK
-	binary.BigEndian.PutUint16(tcp[14:], 512)
+	return tcpFrame(dst, src, sip, dip, 40000, 80, 0x12345678, 0x9abcdef0, 0x10 /* ACK */, 512, nil)
+}
+
+// tcpFrame builds an Ethernet/IPv4/TCP frame (60 bytes, or more with
+// over 6 bytes of options) with valid checksums; opts is a multiple of 4
+// bytes long, at most 40.
+func tcpFrame(dst, src net.HardwareAddr, sip, dip netip.Addr, sport, dport uint16, seq, ack uint32, flags uint8, win uint16, opts []byte) []byte {
+	f, tcp, ph := ipv4Frame(dst, src, sip, dip, unix.IPPROTO_TCP, 20+len(opts))
+	binary.BigEndian.PutUint16(tcp[0:], sport)
+	binary.BigEndian.PutUint16(tcp[2:], dport)
+	binary.BigEndian.PutUint32(tcp[4:], seq)
+	binary.BigEndian.PutUint32(tcp[8:], ack)
+	tcp[12] = uint8(5+len(opts)/4) << 4
+	tcp[13] = flags
+	binary.BigEndian.PutUint16(tcp[14:], win)
+	copy(tcp[20:], opts)
 	binary.BigEndian.PutUint16(tcp[16:], ^fold(sum16(tcp, ph)))
 	return f
 }
