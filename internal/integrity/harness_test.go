@@ -164,12 +164,13 @@ func (g *gate) send(tb testing.TB, n int) {
 	}
 }
 
-// window waits, until deadline, for room in a window of twice the ring
+// window waits, until deadline, for room in a window of half the ring
 // size in flight: bursts, as NAPI sees them (faults such as the veth race
-// need two frames in one poll), without flooding the rings. A frame is in flight until the sink has it, the kernel model
+// need two frames in one poll and two free buffers), without running FILL
+// dry. A frame is in flight until the sink has it, the kernel model
 // dropped it (counted), or a fault the model injected took it.
 func (g *gate) window(tb testing.TB, deadline time.Time) {
-	for uint64(g.sent) > g.accounted()+2*uint64(g.ring) {
+	for uint64(g.sent) > g.accounted()+uint64(g.ring)/2 {
 		if time.Now().After(deadline) {
 			tb.Fatalf("window never opened: %d sent, %d accounted for", g.sent, g.accounted())
 		}
