@@ -72,10 +72,11 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := needRoot(); err != nil {
-		return err
+	switch o.Gen = bench.GenKind(*gen); o.Gen {
+	case bench.GenAuto, bench.GenLive, bench.GenRing:
+	default:
+		return fmt.Errorf("bench --gen: unknown generator %q (want auto, live or ring)", *gen)
 	}
-	o.Gen = bench.GenKind(*gen)
 	for _, f := range strings.Split(*legitFloods, ",") {
 		if f != bench.FloodACK && f != bench.FloodSYN {
 			return fmt.Errorf("bench --legit-floods: unknown flood %q (want ack, syn)", f)
@@ -94,6 +95,9 @@ its slots are rewritten per frame (source address, port, checksums).`)
 			}
 			o.Variants = append(o.Variants, variants[i])
 		}
+	}
+	if err := needRoot(); err != nil {
+		return err
 	}
 	_, err := bench.Run(ctx, o)
 	return err
