@@ -38,6 +38,7 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	fs.BoolVar(&o.TCP, "tcp", true, "also measure TCP with iperf3")
 	fs.DurationVar(&o.TCPTime, "tcp-time", 3e9, "iperf3 duration")
 	gen := fs.String("gen", "auto", "generator: auto (live frames if the kernel allows them, else ring), live, ring")
+	fs.IntVar(&o.GenNice, "gen-nice", -10, "nice value of the generator's thread (0: unchanged): others' work on its CPU would set the offered rate")
 	fs.Float64Var(&o.FloodRate, "flood-rate", 0, "frames/s of the flood paths (0: the generator's full speed)")
 	fs.BoolVar(&o.Legit, "legit", false, "also measure verified TCP through the gate under floods, first line on and off, against no flood")
 	fs.DurationVar(&o.LegitOpts.Duration, "legit-time", 3e9, "verified TCP per --legit run")
@@ -71,10 +72,11 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := needRoot(); err != nil {
-		return err
+	switch o.Gen = bench.GenKind(*gen); o.Gen {
+	case bench.GenAuto, bench.GenLive, bench.GenRing:
+	default:
+		return fmt.Errorf("bench --gen: unknown generator %q (want auto, live or ring)", *gen)
 	}
-	o.Gen = bench.GenKind(*gen)
 	for _, f := range strings.Split(*legitFloods, ",") {
 		if f != bench.FloodACK && f != bench.FloodSYN {
 			return fmt.Errorf("bench --legit-floods: unknown flood %q (want ack, syn)", f)
@@ -93,6 +95,9 @@ its slots are rewritten per frame (source address, port, checksums).`)
 			}
 			o.Variants = append(o.Variants, variants[i])
 		}
+	}
+	if err := needRoot(); err != nil {
+		return err
 	}
 	_, err := bench.Run(ctx, o)
 	return err

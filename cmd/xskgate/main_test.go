@@ -51,6 +51,9 @@ func TestBadInput(t *testing.T) {
 		{[]string{"run", "--outer", "x", "--inner", "x", "--control", filepath.Join(dir, "c.sock")}, "also the outer interface"},
 		{[]string{"run", "--cpus", "a"}, `--cpus "a"`},
 		{[]string{"stats", "--control", filepath.Join(dir, "none.sock")}, "no xskgate daemon"},
+		{[]string{"bench", "--gen", "frob"}, `unknown generator "frob"`},
+		{[]string{"bench", "--only", "nope"}, `unknown path "nope"`},
+		{[]string{"bench", "--legit-floods", "udp"}, `unknown flood "udp"`},
 	} {
 		out, err := exec.Command(bin, tc.args...).CombinedOutput()
 		if err == nil {

@@ -98,6 +98,10 @@ type Options struct {
 	// Gen picks the generator (default GenAuto: live frames if the
 	// kernel allows them, else the TX ring).
 	Gen GenKind
+	// GenNice is the generator thread's nice value (0: unchanged); on a
+	// shared machine a negative one keeps others' work on its core from
+	// setting the offered rate.
+	GenNice int
 	// FloodRate paces the Flood variants, frames/s (0: as fast as the
 	// generator goes).
 	FloodRate float64
@@ -197,6 +201,9 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 	fmt.Fprintf(o.Out, "bench: 64-byte frames, 1 queue, generator on CPU %d, device under test on CPU %d; %d interleaved runs of %s (+%s warm-up) per path; load average %s\n",
 		o.GenCPU, o.GateCPU, o.Runs, o.Window, o.Warmup, loadavg())
 	fmt.Fprintf(o.Out, "lab: %s-{client,gate,server}; generator: %s (%s)\n", l.Prefix, gen.describe(), why)
+	if o.GenNice != 0 {
+		fmt.Fprintf(o.Out, "setting: the generator's thread runs at nice %d, so that other work on CPU %d does not set the offered rate (--gen-nice 0 leaves it)\n", o.GenNice, o.GenCPU)
+	}
 	for _, v := range o.Variants {
 		if v.Flood != "" {
 			fmt.Fprintf(o.Out, "floods: from %d sources in 198.18.1.0-198.19.255.255 and source ports 1024-65535 to %s port %d (the ring generator rewrites source, port and checksums per frame), at %s\n",
@@ -558,7 +565,7 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 	}
 	defer undo()
 	frame, vary := b.frameFor(v)
-	gen, err := newSource(l, b.gen, frame, vary, b.o.Warmup+b.o.Window+time.Minute)
+	gen, err := newSource(l, b.gen, frame, vary, b.o.Warmup+b.o.Window+time.Minute, b.o.GenNice)
 	if err != nil {
 		return sm, err
 	}

@@ -34,6 +34,9 @@ type Generator struct {
 	ifindex int
 	// Limit bounds a Run (default 10 minutes).
 	Limit time.Duration
+	// Nice is the generating thread's nice value during a Run (0: as it
+	// is).
+	Nice int
 }
 
 // headerBytes of the frame (Ethernet, IPv4, UDP ports) are rewritten on
@@ -128,17 +131,11 @@ func (g *Generator) Sent() uint64 {
 func (g *Generator) Run(cpu int, rate float64, stop <-chan struct{}) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if cpu >= 0 {
-		var old, set unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &old); err == nil {
-			// The thread goes back to the runtime's pool afterwards.
-			defer unix.SchedSetaffinity(0, &old)
-		}
-		set.Set(cpu)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			return fmt.Errorf("pin generator to cpu %d: %w", cpu, err)
-		}
+	undo, err := pinThread(cpu, g.Nice)
+	if err != nil {
+		return err
 	}
+	defer undo()
 	st := genState{}
 	if rate > 0 {
 		st.Interval = uint64(float64(time.Second) / rate)

@@ -56,6 +56,7 @@ type legitRun struct {
 	allowed     uint64  // what the rules let through in that time: burst + rate * t
 	floodTime   time.Duration
 	kernelDrops uint64 // frames the kernel dropped at the gate's outer socket
+	busy        uint64 // send(2) calls of the ring generator that found the device busy
 	firstErrs   []string
 }
 
@@ -152,8 +153,8 @@ func (b *bencher) legit(ctx context.Context, res []*Result) error {
 			runs[i] = append(runs[i], r)
 			fmt.Fprintf(out, "  run %d %-26s %6.3f Gbit/s verified (%d connections, %d failed)", round+1, c.name, r.gbps, r.ok, r.failed)
 			if c.flood != "" {
-				fmt.Fprintf(out, "; flood %.3f Mpps offered, %d frames at the server in %.1fs (burst %d, rules allow %d in that time), %d lost at the gate's socket",
-					r.offered/1e6, r.atServer, r.floodTime.Seconds(), r.burst, r.allowed, r.kernelDrops)
+				fmt.Fprintf(out, "; flood %.3f Mpps offered, %d frames at the server in %.1fs (burst %d, rules allow %d in that time), %d lost at the gate's socket, generator found the device busy %d times",
+					r.offered/1e6, r.atServer, r.floodTime.Seconds(), r.burst, r.allowed, r.kernelDrops, r.busy)
 			}
 			fmt.Fprintln(out)
 			for _, e := range r.firstErrs {
@@ -267,7 +268,7 @@ func (b *bencher) legitRun(ctx context.Context, o LegitOptions, c legitCase, rat
 	}()
 	if c.flood != "" {
 		frame, vary := b.frameFor(Variant{Flood: c.flood})
-		if gen, err = newSource(l, b.gen, frame, vary, b.o.Warmup+o.Duration+2*time.Minute); err != nil {
+		if gen, err = newSource(l, b.gen, frame, vary, b.o.Warmup+o.Duration+2*time.Minute, b.o.GenNice); err != nil {
 			return r, err
 		}
 		go func() {
@@ -342,6 +343,9 @@ func (b *bencher) legitRun(ctx context.Context, o LegitOptions, c legitCase, rat
 	elapsed := time.Since(start)
 	if gen != nil {
 		r.offered = float64(gen.Sent()-s0) / elapsed.Seconds()
+		if rg, ok := gen.(*RingGenerator); ok {
+			r.busy = rg.Busy()
+		}
 	}
 	if err := stopGen(); err != nil {
 		return r, fmt.Errorf("generator: %w", err)

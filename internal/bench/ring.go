@@ -37,6 +37,9 @@ type RingGenerator struct {
 	bad   atomic.Uint64 // slots it refused (TP_STATUS_WRONG_FORMAT)
 	busy  atomic.Uint64 // send(2) calls that returned ENOBUFS/EAGAIN
 	limit time.Duration
+	// Nice is the generating thread's nice value during a Run (0: as it
+	// is).
+	Nice int
 
 	// Run's own state (one Run at a time).
 	head, tail int  // next slot to fill; oldest slot in flight
@@ -157,16 +160,11 @@ func (g *RingGenerator) Busy() uint64 { return g.busy.Load() }
 func (g *RingGenerator) Run(cpu int, rate float64, stop <-chan struct{}) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if cpu >= 0 {
-		var old, set unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &old); err == nil {
-			defer unix.SchedSetaffinity(0, &old)
-		}
-		set.Set(cpu)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			return fmt.Errorf("pin generator to cpu %d: %w", cpu, err)
-		}
+	undo, err := pinThread(cpu, g.Nice)
+	if err != nil {
+		return err
 	}
+	defer undo()
 	var (
 		k        uint64 // copies made
 		interval time.Duration

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xskgate/xskgate/internal/lab"
 )
 
@@ -68,16 +70,55 @@ func (k GenKind) describe() string {
 	return fmt.Sprintf("AF_PACKET TX ring (TPACKET_V2, PACKET_QDISC_BYPASS, %d slots, %d-frame sends) on the client's eth0", ringSlots, ringBatch)
 }
 
+// pinThread pins the calling (locked) thread to cpu (-1: not pinned) and,
+// if nice is not 0, sets its nice value: other work on the generator's
+// core would otherwise set the offered rate. It returns the undo, for the
+// thread goes back to the runtime's pool afterwards.
+func pinThread(cpu, nice int) (func(), error) {
+	var undo []func()
+	all := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	if cpu >= 0 {
+		var old, set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &old); err == nil {
+			undo = append(undo, func() { unix.SchedSetaffinity(0, &old) })
+		}
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			all()
+			return nil, fmt.Errorf("pin generator to cpu %d: %w", cpu, err)
+		}
+	}
+	if nice != 0 {
+		// On Linux the nice value is a thread's; the raw getpriority(2)
+		// returns 20 - nice.
+		tid := unix.Gettid()
+		raw, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+		if err == nil {
+			err = unix.Setpriority(unix.PRIO_PROCESS, tid, nice)
+		}
+		if err != nil {
+			all()
+			return nil, fmt.Errorf("set the generator's nice value to %d: %w", nice, err)
+		}
+		undo = append(undo, func() { unix.Setpriority(unix.PRIO_PROCESS, tid, 20-raw) })
+	}
+	return all, nil
+}
+
 // newSource makes a generator of kind for frame, in the client's
 // namespace. vary (the floods' Spoofer) needs the ring: the live-frame
 // program sends one fixed frame.
-func newSource(l *lab.Lab, kind GenKind, frame []byte, vary Varier, limit time.Duration) (source, error) {
+func newSource(l *lab.Lab, kind GenKind, frame []byte, vary Varier, limit time.Duration, nice int) (source, error) {
 	if kind == GenLive && vary == nil {
 		g, err := NewGenerator(l.ClientIndex, frame)
 		if err != nil {
 			return nil, err
 		}
-		g.Limit = limit
+		g.Limit, g.Nice = limit, nice
 		return g, nil
 	}
 	var g *RingGenerator
@@ -86,5 +127,9 @@ func newSource(l *lab.Lab, kind GenKind, frame []byte, vary Varier, limit time.D
 		g, err = NewRingGenerator(l.ClientIndex, frame, vary, limit)
 		return err
 	})
-	return g, err
+	if err != nil {
+		return nil, err
+	}
+	g.Nice = nice
+	return g, nil
 }
