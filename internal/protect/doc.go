@@ -14,7 +14,8 @@
 // it and path MTU discovery would black-hole. Malformed frames are
 // dropped and counted by parser error while the stage is enabled. Protected
 // TCP goes through the flow table (flow.Table.Track) and then the rules of
-// the most specific destination scope:
+// the most specific destination scope (prefixes, lists and scopes are
+// tries, rules.go):
 //
 //   - blocklisted sources are dropped; allowlisted ones skip all rules
 //     (block wins over allow: a block is an explicit operator decision);
@@ -26,7 +27,10 @@
 //   - SYN flood: SYNs above the scope's or a source's rate are either
 //     dropped once and admitted on retransmission (retransmit; retrans.go
 //     sizes its memory of first SYNs so that a flood cannot push a
-//     recorded one out) or answered with a cookie SYN-ACK (challenge).
+//     recorded one out) or answered with a cookie SYN-ACK (challenge);
+//   - table full: a new flow the full flow table refuses is challenged too
+//     (on_table_full: challenge, the default), or passed untracked, or
+//     dropped.
 //
 // Outbound segments (from the protected side) are tracked and translated
 // but never dropped by out-of-state rules: the attacker is outside, and our
@@ -57,9 +61,9 @@
 // been lost: it becomes the SYN again (proxy_syn_resent), the proxy having
 // no timer of its own; one that does not ack the cookie is dropped
 // (proxy_pending). A client that sends nothing (the server speaks first)
-// therefore waits for a lost SYN until it gives up. The proxy's window scale must
-// match the servers' (the client learns it from the proxy); the proxy does
-// not rescale windows.
+// therefore waits for a lost SYN until it gives up. The proxy's window
+// scale must match the servers' (the client learns it from the proxy); the
+// proxy does not rescale windows.
 // Cookie SYN-ACKs are rate-limited globally so the gate is no reflector.
 //
 // # Invariants

@@ -220,12 +220,13 @@ func newSynCounter(t *testing.T, l *lab.Lab, lo, hi uint16) *synCounter {
 	}
 	tv := unix.Timeval{Usec: 100000}
 	unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	fd := c.fd // stop writes c.fd while this goroutine runs
 	go func() {
 		defer close(c.done)
 		buf := make([]byte, 2048)
 		var p packet.Packet
 		for {
-			n, from, err := unix.Recvfrom(c.fd, buf, 0)
+			n, from, err := unix.Recvfrom(fd, buf, 0)
 			if err != nil {
 				if err == unix.EAGAIN || err == unix.EINTR {
 					continue

@@ -78,6 +78,8 @@ type Inspector struct {
 	lastOK    atomic.Int64     // unix seconds of the last successful (re)load
 
 	outOfRangeLogged atomic.Bool // see outOfRange
+	// extras are the engine's workers' spare frames, by worker (UseExtra).
+	extras []engine.Extra
 }
 
 // workerState is one worker's scratch and counters, padded apart so that
@@ -88,7 +90,8 @@ type workerState struct {
 	c   counters
 	// flows created in this batch, for the first line's flow map
 	flows xdpprog.FlowBatch
-	// extra is the worker's spare frames (nil outside an engine)
+	// extra is the worker's spare frames for this batch (UseExtra; nil
+	// outside an engine)
 	extra  engine.Extra
 	quoted packet.Quoted // an ICMP error's invoking packet
 	_      [64]byte
@@ -98,14 +101,6 @@ var (
 	_ engine.Inspector = (*Inspector)(nil)
 	_ engine.ExtraUser = (*Inspector)(nil)
 )
-
-// UseExtra implements engine.ExtraUser: the SYN proxy sends its window
-// updates in the worker's spare frames.
-func (i *Inspector) UseExtra(worker int, x engine.Extra) {
-	if uint(worker) < uint(len(i.workers)) {
-		i.workers[worker].extra = x
-	}
-}
 
 // New validates cfg and builds an Inspector.
 func New(cfg Config, opt Options) (*Inspector, error) {
@@ -263,6 +258,7 @@ func (i *Inspector) Inspect(worker int, from engine.Side, pkts []engine.Packet) 
 		return
 	}
 	w := &i.workers[worker]
+	w.extra = i.extraOf(worker)
 	rs := i.rules.Load()
 	now := i.clock()
 	dir := flow.Inbound

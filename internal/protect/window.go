@@ -5,6 +5,28 @@ import (
 	"github.com/xskgate/xskgate/internal/packet"
 )
 
+// UseExtra implements engine.ExtraUser: the SYN proxy sends its window
+// updates in the worker's spare frames. The engine calls it for each
+// worker before they start; the Extras are kept apart from the per-worker
+// state, which SetWorkers may size afresh after the engine is built.
+func (i *Inspector) UseExtra(worker int, x engine.Extra) {
+	if worker < 0 || worker >= maxWorkers {
+		return
+	}
+	for len(i.extras) <= worker {
+		i.extras = append(i.extras, nil)
+	}
+	i.extras[worker] = x
+}
+
+// extraOf is worker's Extra, nil if it has none.
+func (i *Inspector) extraOf(worker int) engine.Extra {
+	if worker < len(i.extras) {
+		return i.extras[worker]
+	}
+	return nil
+}
+
 // windowUpdate sends the client the ACK that opens its send window, once
 // the server's SYN-ACK (parsed in w.pkt, in frame) completed the proxied
 // handshake: the cookie SYN-ACK advertised window 0 so that a client that

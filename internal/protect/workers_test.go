@@ -60,3 +60,23 @@ func TestSetWorkers(t *testing.T) {
 		t.Fatalf("out-of-range logged %d times, want once:\n%s", n, logs.String())
 	}
 }
+
+// TestExtraSurvivesSetWorkers: the daemon sizes the Inspector after the
+// engine handed it the workers' spare frames; the window updates still go.
+func TestExtraSurvivesSetWorkers(t *testing.T) {
+	i, _ := newTestInspector(t, baseConfig(ModeMitigate)) // 4 workers
+	x := extraOf(i)
+	if err := i.SetWorkers(2); err != nil {
+		t.Fatal(err)
+	}
+	cookie := parsed(t, run(i, engine.Outer, synFrom(cli4, 1234, 77).frame())).TCP.Seq
+	run(i, engine.Outer, tseg{src: cli4, dst: srv4, sport: 1234, dport: 80, seq: 78, ack: cookie + 1, flags: packet.ACK, win: 100, ws: -1}.frame())
+	sa := tseg{src: srv4, dst: cli4, sport: 80, dport: 1234, seq: 5000, ack: 78, flags: packet.SYN | packet.ACK, win: 65160,
+		mss: 1460, ws: 7, sack: true, fromServer: true}
+	if v := run(i, engine.Inner, sa.frame()).Verdict; v != engine.Bounce {
+		t.Fatalf("server SYN-ACK: %v", v)
+	}
+	if st := i.Stats(); st.Proxy["window_update"] != 1 || x.n != 1 {
+		t.Fatalf("%+v, %d sent", st.Proxy, x.n)
+	}
+}
