@@ -30,6 +30,7 @@ func init() {
 		{"bench", "[flags]", "measure packets/s: plain Linux forwarding vs xskgate, interleaved", cmdBench},
 		{"replay", "--fault NAME [flags]", "reproduce a kernel fault on the software model and show it caught", cmdReplay},
 		{"lab", "up|down|list [flags]", "create or remove the client | gate | server test bed", cmdLab},
+		{"status", "[--control PATH]", "show a running daemon's setup: XDP programs, bind modes, checks, protection", cmdStatus},
 		{"stats", "[--control PATH]", "print a running daemon's counters", cmdStats},
 		{"flows", "[--state S] [--dst P]", "list the TCP flows a running daemon tracks", cmdFlows},
 		{"violations", "", "print a running daemon's integrity violations and evidence files", cmdViolations},

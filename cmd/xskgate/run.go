@@ -176,6 +176,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		}
 		return r, nil
 	})
+	ctl.Handle("status", func(context.Context, json.RawMessage) (any, error) { return statusOf(g, insp, cfg), nil })
 	ctl.Handle("reload", func(context.Context, json.RawMessage) (any, error) { return "reloaded", reload() })
 	ctl.Handle("dump", func(_ context.Context, args json.RawMessage) (any, error) {
 		return g.Checks.DumpNow("requested over the control socket")
