@@ -139,9 +139,14 @@ func cmdRun(ctx context.Context, args []string) error {
 		log.Info("first line in XDP", "stages", st.Stages, "monitor", st.Monitor)
 	}
 	col := metrics.NewCollector(metrics.FromGate(g))
-	// Order matters: scrapes read ring memory, so the collector closes
-	// before the gate unmaps it.
+	// Order matters: scrapes and the control socket's stats read ring
+	// memory, so the collector closes and the control server has answered
+	// its last request before the gate unmaps it.
+	var served chan struct{} // closed when ctl.Serve returns
 	defer func() {
+		if served != nil {
+			<-served // runCtx, cancelled first, stops it
+		}
 		col.Close()
 		if err := g.Close(); err != nil {
 			log.Error("shutdown", "err", err)
@@ -240,7 +245,8 @@ func cmdRun(ctx context.Context, args []string) error {
 	})
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go ctl.Serve(runCtx)
+	served = make(chan struct{})
+	go func() { ctl.Serve(runCtx); close(served) }()
 	if cfg.Metrics.Listen != "" {
 		reg := metrics.NewRegistry(col, metrics.NewIntegrityCollector(g.Checks), insp.Collector())
 		ln, err := metrics.Listen(cfg.Metrics.Listen)
