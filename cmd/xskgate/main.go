@@ -32,6 +32,7 @@ func init() {
 		{"lab", "up|down|list [flags]", "create or remove the client | gate | server test bed", cmdLab},
 		{"status", "[--control PATH]", "show a running daemon's setup: XDP programs, bind modes, checks, protection", cmdStatus},
 		{"stats", "[--control PATH]", "print a running daemon's counters", cmdStats},
+		{"top", "[--interval D] [--once]", "live rates per queue, drops, rings, violations", cmdTop},
 		{"flows", "[--state S] [--dst P]", "list the TCP flows a running daemon tracks", cmdFlows},
 		{"violations", "", "print a running daemon's integrity violations and evidence files", cmdViolations},
 		{"dump", "", "write a running daemon's flight recorder now", cmdDump},
