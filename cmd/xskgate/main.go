@@ -39,6 +39,7 @@ func init() {
 		{"checks", "[NAME=on|off ...]", "show or switch a running daemon's integrity checks", cmdChecks},
 		{"reload", "", "re-read the config file (rules, checks) without losing flows", cmdReload},
 		{"config", "check FILE", "validate a configuration file", cmdConfig},
+		{"version", "", "print the version, commit, Go version and the kernel features found", cmdVersion},
 	}
 }
 

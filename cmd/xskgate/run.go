@@ -278,7 +278,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		}
 	}()
 	g.Start()
-	log.Info("running", "control", cfg.Control.Socket)
+	log.Info("running", "control", cfg.Control.Socket, "version", readBuildVersion().String())
 	select {
 	case <-ctx.Done():
 		log.Info("signal received: detaching and draining")

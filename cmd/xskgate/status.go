@@ -17,6 +17,7 @@ import (
 
 // statusReply is the control socket's answer to "status".
 type statusReply struct {
+	Version    string          `json:"version"`
 	Gate       gate.Status     `json:"gate"`
 	Integrity  integrityStatus `json:"integrity"`
 	Protection protect.Status  `json:"protection"`
@@ -37,7 +38,7 @@ type checkState struct {
 
 // statusOf gathers the daemon's setup for the "status" command.
 func statusOf(g *gate.Gate, insp *protect.Inspector, cfg config.Config) statusReply {
-	r := statusReply{Gate: g.Status(), Protection: insp.Status(),
+	r := statusReply{Version: readBuildVersion().String(), Gate: g.Status(), Protection: insp.Status(),
 		Integrity: integrityStatus{Policy: cfg.Integrity.Policy, DumpDir: cfg.Integrity.DumpDir}}
 	for ck := integrity.Check(0); ck < integrity.NumChecks; ck++ {
 		r.Integrity.Checks = append(r.Integrity.Checks, checkState{ck.String(), g.Checks != nil && g.Checks.Enabled(ck)})
@@ -66,6 +67,7 @@ func yesNo(b bool) string { return map[bool]string{true: "yes", false: "no"}[b] 
 
 func printStatus(w io.Writer, r statusReply) {
 	g := r.Gate
+	fmt.Fprintf(w, "%s\n", r.Version)
 	fmt.Fprintf(w, "record carrier: %s (%s)\n", g.Carrier, g.CarrierWhy)
 	fmt.Fprintf(w, "UMEM: %d frames of %d bytes, headroom %d\n", g.Frames, g.FrameSize, g.Headroom)
 	for _, i := range g.Interfaces {
