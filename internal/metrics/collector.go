@@ -125,7 +125,7 @@ var (
 	descSleeps = prometheus.NewDesc(ns+"sleeps_total",
 		"Times the worker found no work and slept in poll.", []string{"worker"}, nil)
 	descIterations = prometheus.NewDesc(ns+"worker_iterations_total",
-		"The worker's heartbeat: loop iterations. It grows about 20 times a second even when idle (poll times out after 50 ms); flat means the worker is stuck (frozen by the freeze policy, blocked in a syscall).",
+		"The worker's heartbeat: loop iterations. It grows at least 20 times a second even when idle (poll times out after 50 ms); flat means the worker is stuck (frozen by the freeze policy, blocked in a syscall).",
 		[]string{"worker"}, nil)
 	descXDPErrors = prometheus.NewDesc(ns+"xdp_statistics_errors_total",
 		"Scrapes that could not read a socket's XDP_STATISTICS (its series are then missing).", nil, nil)
