@@ -73,21 +73,31 @@ func TestTop(t *testing.T) {
 	startDaemon(t, l, "--control", sock, "--metrics", "")
 	serveTraffic(t, l)
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
+	done, flowing := make(chan struct{}), make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
 	// Traffic for as long as the test reads rates: connections one after
-	// another, so there is always one in flight.
+	// another, so there is always one in flight. The rates are read once a
+	// first exchange went through the gate.
 	go func() {
 		defer close(done)
+		first := true
 		for seed := uint64(0); ctx.Err() == nil; seed++ {
 			c, err := dialServer(ctx, l)
 			if err != nil {
 				time.Sleep(50 * time.Millisecond)
 				continue
 			}
-			traffic.Exchange(ctx, c, seed, 4<<20, 4<<20)
+			if r := traffic.Exchange(ctx, c, seed, 4<<20, 4<<20); r.Err == nil && first {
+				close(flowing)
+				first = false
+			}
 		}
 	}()
+	select {
+	case <-flowing:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no TCP exchange through the gate in 30 s")
+	}
 	out, err := exec.Command(bin, "top", "--control", sock, "--once", "--interval", "1s").CombinedOutput()
 	if err != nil {
 		t.Fatalf("top --once: %v\n%s", err, out)
