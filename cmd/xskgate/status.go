@@ -133,7 +133,11 @@ func printStatus(w io.Writer, r statusReply) {
 		sp.MSS, sp.WScale, onOff(sp.SACK), sp.Window, sp.ChallengeRate, sp.ChallengeBurst)
 	fmt.Fprintln(tw, "  table\tentries\tcapacity\twhat")
 	for _, t := range p.Tables {
-		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", t.Name, entries(t.Entries), t.Capacity, t.What)
+		capacity := fmt.Sprint(t.Capacity)
+		if t.Capacity == 0 {
+			capacity = "none yet" // allocated when a rule first needs it
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", t.Name, entries(t.Entries), capacity, t.What)
 	}
 	tw.Flush()
 	fl := p.FirstLine
