@@ -88,6 +88,7 @@ func printStatus(w io.Writer, r statusReply) {
 		if i.Err != "" {
 			fmt.Fprintf(w, "  error: %s\n", i.Err)
 		}
+		noDiag := false
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  queue\tbind mode\tasked\tneed_wakeup\tshared umem\tfill\tcomp\trx\ttx\ttx batch")
 		for _, s := range i.Sockets {
@@ -95,10 +96,18 @@ func printStatus(w io.Writer, r statusReply) {
 			if s.Err != "" {
 				mode = "? (" + s.Err + ")"
 			}
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", s.Queue, mode, s.Asked, yesNo(s.NeedWakeup),
+			wake := yesNo(s.NeedWakeup)
+			if !s.Diag {
+				wake += "*"
+				noDiag = true
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", s.Queue, mode, s.Asked, wake,
 				yesNo(s.SharedUmem), s.Fill, s.Comp, s.RX, s.TX, s.TxBatch)
 		}
 		tw.Flush()
+		if noDiag {
+			fmt.Fprintln(w, "  * as configured: AF_XDP sock_diag did not answer (a kernel without CONFIG_XDP_SOCKETS_DIAG)")
+		}
 	}
 
 	var checks []string

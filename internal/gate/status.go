@@ -51,9 +51,12 @@ type SocketStatus struct {
 	// "copy"; Asked is the configured mode (auto lets the kernel choose).
 	BindMode string `json:"bind_mode"`
 	Asked    string `json:"bind_mode_asked"`
-	// NeedWakeup: bound with XDP_USE_NEED_WAKEUP (sockets on a shared
-	// UMEM inherit the first one's flags).
+	// NeedWakeup: the UMEM uses XDP_USE_NEED_WAKEUP, as sock_diag
+	// (XDP_DIAG_UMEM) reports it (sockets on a shared UMEM inherit the
+	// first one's flags); Diag says whether the kernel answered, else
+	// NeedWakeup is the configured value.
 	NeedWakeup bool   `json:"need_wakeup"`
+	Diag       bool   `json:"sock_diag"`
 	SharedUmem bool   `json:"shared_umem"`
 	Fill       uint32 `json:"fill_size"`
 	Comp       uint32 `json:"completion_size"`
@@ -75,6 +78,17 @@ func (g *Gate) Status() Status {
 	}
 	if h != nil {
 		defer h.Close()
+	}
+	// sock_diag, as ss --xdp: the UMEM's flags per socket, by inode. A
+	// kernel without CONFIG_XDP_SOCKETS_DIAG answers nothing; the
+	// configured values stand then.
+	diag := map[uint32]*netlink.XDPDiagUmem{}
+	if xs, err := netlink.SocketDiagXDP(); err == nil {
+		for _, x := range xs {
+			if x.XDPDiagMsg != nil && x.XDPInfo != nil && x.XDPInfo.Umem != nil {
+				diag[x.XDPDiagMsg.Ino] = x.XDPInfo.Umem
+			}
+		}
 	}
 	for i, socks := range [][]*xsk.Socket{g.Outer, g.Inner} {
 		is := IfaceStatus{Side: engine.Side(i).String(), Iface: [2]string{g.cfg.Outer, g.cfg.Inner}[i],
@@ -111,6 +125,12 @@ func (g *Gate) Status() Status {
 					ss.TX = tx.Size()
 				}
 			}
+			var stat unix.Stat_t
+			if unix.Fstat(s.FD(), &stat) == nil {
+				if u := diag[uint32(stat.Ino)]; u != nil {
+					ss.Diag, ss.NeedWakeup = true, u.Flags&xdpDuFNeedWakeup != 0
+				}
+			}
 			if o, err := s.Options(); err != nil {
 				ss.Err = err.Error()
 			} else if o.ZeroCopy {
@@ -139,3 +159,7 @@ func xdpAttachMode(m uint32) string {
 	}
 	return fmt.Sprintf("mode %d", m)
 }
+
+// xdpDuFNeedWakeup is XDP_DU_F_NEED_WAKEUP in xdp_diag_umem.flags
+// (include/uapi/linux/xdp_diag.h).
+const xdpDuFNeedWakeup = 1 << 1
