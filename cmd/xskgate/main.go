@@ -30,13 +30,16 @@ func init() {
 		{"bench", "[flags]", "measure packets/s: plain Linux forwarding vs xskgate, interleaved", cmdBench},
 		{"replay", "--fault NAME [flags]", "reproduce a kernel fault on the software model and show it caught", cmdReplay},
 		{"lab", "up|down|list [flags]", "create or remove the client | gate | server test bed", cmdLab},
+		{"status", "[--control PATH]", "show a running daemon's setup: XDP programs, bind modes, checks, protection", cmdStatus},
 		{"stats", "[--control PATH]", "print a running daemon's counters", cmdStats},
+		{"top", "[--interval D] [--once]", "live rates per queue, drops, rings, violations", cmdTop},
 		{"flows", "[--state S] [--dst P]", "list the TCP flows a running daemon tracks", cmdFlows},
 		{"violations", "", "print a running daemon's integrity violations and evidence files", cmdViolations},
 		{"dump", "", "write a running daemon's flight recorder now", cmdDump},
 		{"checks", "[NAME=on|off ...]", "show or switch a running daemon's integrity checks", cmdChecks},
 		{"reload", "", "re-read the config file (rules, checks) without losing flows", cmdReload},
 		{"config", "check FILE", "validate a configuration file", cmdConfig},
+		{"version", "", "print the version, commit, Go version and the kernel features found", cmdVersion},
 	}
 }
 

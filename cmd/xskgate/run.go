@@ -36,33 +36,45 @@ type runFlags struct {
 	inject                     float64
 }
 
-func cmdRun(ctx context.Context, args []string) error {
-	f := runFlags{fs: newFlags("run", "[--config FILE] [--outer IF --inner IF] [flags]",
+// newRunFlags defines run's flags.
+func newRunFlags() *runFlags {
+	f := &runFlags{fs: newFlags("run", "[--config FILE] [--outer IF --inner IF] [flags]",
 		`Runs the gate daemon: every frame arriving on --outer (Internet side) or --inner
 (protected side) is received through AF_XDP, inspected, and forwarded to the other
-interface from the same UMEM frame (or bounced, or dropped). Flags override the config
-file; 'xskgate config check FILE' validates one. SIGINT/SIGTERM detach the XDP programs,
+interface from the same UMEM frame (or bounced, or dropped). Flags given override the
+config file; the defaults shown are the built-in ones, which the file may change
+('xskgate config check FILE' validates one). SIGINT/SIGTERM detach the XDP programs,
 drain in-flight frames and exit. Run it in the interfaces' network namespace
 (e.g. 'ip netns exec NS xskgate run ...').`)}
 	fs := f.fs
+	// Defaults shown are the built-in ones (config.Default). Only flags
+	// given on the command line override the config file (load's set map),
+	// so these initial values are for the help text alone.
+	d := config.Default()
 	fs.StringVar(&f.config, "config", "", "YAML config file (see deploy/xskgate.yaml)")
-	fs.StringVar(&f.outer, "outer", "", "outer (Internet side) interface")
-	fs.StringVar(&f.inner, "inner", "", "inner (protected side) interface")
-	fs.IntVar(&f.queues, "queues", -1, "queue pairs to serve, one worker each: 0 = all; any other count must be the interfaces' RX queue count (refused otherwise: unserved queues would bypass the gate)")
-	fs.StringVar(&f.xdpMode, "xdp-mode", "", "XDP attach mode: native or generic")
-	fs.StringVar(&f.carrier, "carrier", "", "how the XDP program hands the frame length to user space: auto, meta, head or none (default auto)")
-	fs.StringVar(&f.bindMode, "bind-mode", "", "AF_XDP bind mode: auto, copy or zerocopy")
-	fs.IntVar(&f.frames, "frames", 0, "UMEM frames")
-	fs.IntVar(&f.frameSize, "frame-size", 0, "UMEM frame size (2048 or 4096)")
-	fs.IntVar(&f.rx, "rx-size", 0, "RX ring entries (power of two)")
-	fs.IntVar(&f.tx, "tx-size", 0, "TX ring entries (power of two)")
-	fs.IntVar(&f.txBudget, "tx-budget", -1, "descriptors per sendto (0 = kernel default 32)")
-	fs.IntVar(&f.batch, "batch", 0, "descriptors per ring operation")
-	fs.StringVar(&f.cpus, "cpus", "", "pin workers to these CPUs, e.g. 1 or 2,3")
-	fs.StringVar(&f.metrics, "metrics", "\x00", `Prometheus listen address ("" disables)`)
-	fs.StringVar(&f.control, "control", "", "control socket path")
-	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error")
+	fs.StringVar(&f.outer, "outer", d.Outer, "outer (Internet side) interface")
+	fs.StringVar(&f.inner, "inner", d.Inner, "inner (protected side) interface")
+	fs.IntVar(&f.queues, "queues", d.Queues, "queue pairs to serve, one worker each: 0 (the default) = all; any other count must be the interfaces' RX queue count (refused otherwise: unserved queues would bypass the gate)")
+	fs.StringVar(&f.xdpMode, "xdp-mode", d.XDPMode, "XDP attach mode: native or generic")
+	fs.StringVar(&f.carrier, "carrier", d.XDPCarrier, "how the XDP program hands the frame length to user space: auto, meta, head or none")
+	fs.StringVar(&f.bindMode, "bind-mode", d.BindMode, "AF_XDP bind mode: auto, copy or zerocopy")
+	fs.IntVar(&f.frames, "frames", int(d.UMEM.Frames), "UMEM frames")
+	fs.IntVar(&f.frameSize, "frame-size", int(d.UMEM.FrameSize), "UMEM frame size (2048 or 4096)")
+	fs.IntVar(&f.rx, "rx-size", int(d.Rings.RX), "RX ring entries (power of two)")
+	fs.IntVar(&f.tx, "tx-size", int(d.Rings.TX), "TX ring entries (power of two)")
+	fs.IntVar(&f.txBudget, "tx-budget", int(d.Rings.TxBudget), "descriptors per sendto: 0 (the default) = the kernel's 32, else 32 to --tx-size (Linux 6.17+)")
+	fs.IntVar(&f.batch, "batch", d.Engine.Batch, "descriptors per ring operation")
+	fs.StringVar(&f.cpus, "cpus", "", "pin workers to these CPUs, e.g. 1 or 2,3 (default: no pinning)")
+	fs.StringVar(&f.metrics, "metrics", d.Metrics.Listen, `Prometheus listen address ("" disables)`)
+	fs.StringVar(&f.control, "control", d.Control.Socket, "control socket path")
+	fs.StringVar(&f.logLevel, "log-level", d.Log.Level, "debug, info, warn or error")
 	fs.Float64Var(&f.inject, "inject", 0, "TESTING ONLY: plant the FILL-while-on-TX user bug with this probability per TX batch, to see the integrity checks catch it")
+	return f
+}
+
+func cmdRun(ctx context.Context, args []string) error {
+	f := newRunFlags()
+	fs := f.fs
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -127,9 +139,14 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 		log.Info("first line in XDP", "stages", st.Stages, "monitor", st.Monitor)
 	}
 	col := metrics.NewCollector(metrics.FromGate(g))
-	// Order matters: scrapes read ring memory, so the collector closes
-	// before the gate unmaps it.
+	// Order matters: scrapes and the control socket's stats read ring
+	// memory, so the collector closes and the control server has answered
+	// its last request before the gate unmaps it.
+	var served chan struct{} // closed when ctl.Serve returns
 	defer func() {
+		if served != nil {
+			<-served // runCtx, cancelled first, stops it
+		}
 		col.Close()
 		if err := g.Close(); err != nil {
 			log.Error("shutdown", "err", err)
@@ -164,6 +181,7 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 		}
 		return r, nil
 	})
+	ctl.Handle("status", func(context.Context, json.RawMessage) (any, error) { return statusOf(g, insp, cfg), nil })
 	ctl.Handle("reload", func(context.Context, json.RawMessage) (any, error) { return "reloaded", reload() })
 	ctl.Handle("dump", func(_ context.Context, args json.RawMessage) (any, error) {
 		return g.Checks.DumpNow("requested over the control socket")
@@ -227,7 +245,8 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 	})
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go ctl.Serve(runCtx)
+	served = make(chan struct{})
+	go func() { ctl.Serve(runCtx); close(served) }()
 	if cfg.Metrics.Listen != "" {
 		reg := metrics.NewRegistry(col, metrics.NewIntegrityCollector(g.Checks), insp.Collector())
 		ln, err := metrics.Listen(cfg.Metrics.Listen)
@@ -259,7 +278,7 @@ drain in-flight frames and exit. Run it in the interfaces' network namespace
 		}
 	}()
 	g.Start()
-	log.Info("running", "control", cfg.Control.Socket)
+	log.Info("running", "control", cfg.Control.Socket, "version", readBuildVersion().String())
 	select {
 	case <-ctx.Done():
 		log.Info("signal received: detaching and draining")

@@ -77,8 +77,8 @@ type LogConfig struct {
 	Format string `yaml:"format"` // text | json
 }
 
-// IntegrityConfig is reserved for the integrity checks; its keys are
-// accepted and validated now so that files written today keep working.
+// IntegrityConfig switches the integrity checks, chooses what happens on a
+// violation, and bounds the evidence written (package integrity).
 type IntegrityConfig struct {
 	Ownership      bool   `yaml:"ownership"`       // true
 	Order          bool   `yaml:"order"`           // true

@@ -9,8 +9,12 @@
 //	xskgate.yaml:12: rings.rx: 1000 is not a power of two
 //
 // Every key is optional; an absent key, or a key with no value, keeps its
-// default (Default). The protection section is kept as a raw yaml.Node for
-// the TCP protection to define later.
+// default (Default). The protection section is package protect's Config,
+// which validates its own rules (messages name "protection.rules[0]...").
+//
+// deploy/xskgate.yaml, the file users copy, writes every key with a working
+// value and a comment; TestShippedConfigHasEveryKey derives the key list
+// from the yaml tags and fails when a key is missing there.
 //
 // Parse works in three passes over one YAML document:
 //
@@ -28,5 +32,5 @@
 // problem, one per line, not just the first.
 //
 // A Config is a plain value: copy it freely; nothing in it is shared except
-// the CPUs slice and the Protection node.
+// the CPUs slice and the Protection section's slices.
 package config

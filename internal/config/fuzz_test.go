@@ -8,7 +8,7 @@ import (
 // FuzzParse: any bytes give an error or a config that passes its own
 // validation, never a panic.
 func FuzzParse(f *testing.F) {
-	for _, p := range []string{"testdata/xskgate.yaml", "../../deploy/xskgate.yaml"} {
+	for _, p := range []string{shipped} {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
 		}

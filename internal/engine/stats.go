@@ -95,3 +95,10 @@ func (c *accountingCell) load() Accounting {
 		}
 	}
 }
+
+// Iterations returns how many times the worker has run its loop (and
+// published its accounting): a heartbeat that grows at least 20 times a second
+// even when idle (the poll timeout), and stops when the worker is stuck
+// (a frozen policy, a syscall that never returns, a deadlock). It costs
+// the data path nothing: it is the publication's sequence count.
+func (w *Worker) Iterations() uint64 { return w.acct.seq.Load() / 2 }

@@ -2,8 +2,9 @@ package flow
 
 import (
 	"runtime"
-	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // hugeMin is the arena size from which New maps memory itself.
@@ -26,12 +27,12 @@ func newArena(size int) arena {
 	if size >= hugeMin {
 		n := (size + hugePage - 1) &^ (hugePage - 1)
 		// Over-map by a huge page so the start can be 2 MiB aligned.
-		b, err := syscall.Mmap(-1, 0, n+hugePage, syscall.PROT_READ|syscall.PROT_WRITE,
-			syscall.MAP_PRIVATE|syscall.MAP_ANON)
+		b, err := unix.Mmap(-1, 0, n+hugePage, unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 		if err == nil {
 			off := (hugePage - int(uintptr(unsafe.Pointer(&b[0])))&(hugePage-1)) & (hugePage - 1)
-			const madvHugepage = 14 // MADV_HUGEPAGE
-			_ = syscall.Madvise(b[off:off+n], madvHugepage)
+			// Advice only: without THP the table works on 4 KiB pages.
+			_ = unix.Madvise(b[off:off+n], unix.MADV_HUGEPAGE)
 			return arena{buf: b[off : off+n : off+n], raw: b}
 		}
 	}
@@ -41,7 +42,7 @@ func newArena(size int) arena {
 // release unmaps a mapped arena when its table becomes unreachable.
 func (a arena) release(owner *Table) {
 	if a.raw != nil {
-		runtime.AddCleanup(owner, func(b []byte) { _ = syscall.Munmap(b) }, a.raw)
+		runtime.AddCleanup(owner, func(b []byte) { _ = unix.Munmap(b) }, a.raw)
 	}
 }
 

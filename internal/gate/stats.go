@@ -7,9 +7,12 @@ import (
 
 // PortSnapshot is one socket's counters, for the control socket and CLI.
 type PortSnapshot struct {
-	Iface      string            `json:"iface"`
-	Side       string            `json:"side"`
-	Queue      int               `json:"queue"`
+	Iface string `json:"iface"`
+	Side  string `json:"side"`
+	Queue int    `json:"queue"`
+	// Rings are the socket's ring occupancies (producer - consumer, as
+	// the metrics' xskgate_ring_entries) and sizes, read at the snapshot.
+	Rings      RingLevels        `json:"rings"`
 	RxPackets  uint64            `json:"rx_packets"`
 	RxBytes    uint64            `json:"rx_bytes"`
 	TxPackets  uint64            `json:"tx_packets"`
@@ -78,13 +81,61 @@ type WorkerSnapshot struct {
 	Worker int               `json:"worker"`
 	Ports  []PortSnapshot    `json:"ports"`
 	Frames engine.Accounting `json:"frames"`
+	// Iterations is the worker's heartbeat (engine.Worker.Iterations),
+	// Sleeps the times it found no work and slept in poll.
+	Iterations uint64 `json:"iterations"`
+	Sleeps     uint64 `json:"sleeps"`
+}
+
+// RingLevels are a socket's four rings: entries on each and its size.
+type RingLevels struct {
+	Fill, Comp, RX, TX RingLevel
+}
+
+// RingLevel is one ring's occupancy; Size 0: the socket has no such ring.
+type RingLevel struct {
+	Entries uint32 `json:"entries"`
+	Size    uint32 `json:"size"`
+}
+
+// ringed is what a port needs for its ring levels (*xsk.Socket has it).
+type ringed interface {
+	Rings() (*xsk.FillRing, *xsk.CompRing, *xsk.RxRing, *xsk.TxRing)
+}
+
+func ringLevels(p engine.Port) RingLevels {
+	var out RingLevels
+	r, ok := p.(ringed)
+	if !ok {
+		return out
+	}
+	level := func(prod, cons, size uint32) RingLevel { return RingLevel{Entries: prod - cons, Size: size} }
+	fill, comp, rx, tx := r.Rings()
+	if fill != nil {
+		p, c := fill.Indices()
+		out.Fill = level(p, c, fill.Size())
+	}
+	if comp != nil {
+		p, c := comp.Indices()
+		out.Comp = level(p, c, comp.Size())
+	}
+	if rx != nil {
+		p, c := rx.Indices()
+		out.RX = level(p, c, rx.Size())
+	}
+	if tx != nil {
+		p, c := tx.Indices()
+		out.TX = level(p, c, tx.Size())
+	}
+	return out
 }
 
 // Stats snapshots every counter. Safe while the gate runs.
 func (g *Gate) Stats() []WorkerSnapshot {
 	var out []WorkerSnapshot
 	for _, w := range g.Engine.Workers() {
-		ws := WorkerSnapshot{Worker: w.ID(), Frames: w.Accounting()}
+		ws := WorkerSnapshot{Worker: w.ID(), Frames: w.Accounting(), Iterations: w.Iterations(),
+			Sleeps: w.Stats[engine.Outer].Wakeups.Load()}
 		for _, side := range []engine.Side{engine.Outer, engine.Inner} {
 			p := w.Port(side)
 			st := &w.Stats[side]
@@ -106,6 +157,7 @@ func (g *Gate) Stats() []WorkerSnapshot {
 				ps.Drops[r.String()] = st.Drops[r].Load()
 			}
 			ps.XDP, _ = p.Stats()
+			ps.Rings = ringLevels(p)
 			ws.Ports = append(ws.Ports, ps)
 		}
 		out = append(out, ws)

@@ -29,7 +29,8 @@ type ifreqPtr struct {
 }
 
 // ethtoolChannelsIoctl issues ETHTOOL_GCHANNELS or ETHTOOL_SCHANNELS (per
-// ch.Cmd) on ifname in the calling thread's network namespace.
+// ch.Cmd) on ifname in the calling thread's network namespace. By hand, as
+// in internal/xsk (channels_linux.go says why not safchain/ethtool).
 func ethtoolChannelsIoctl(ifname string, ch *ethtoolChannels) error {
 	if len(ifname) >= unix.IFNAMSIZ {
 		return fmt.Errorf("interface name %q too long", ifname)

@@ -85,6 +85,10 @@ func (w engineWorker) ID() int                                   { return w.w.ID
 func (w engineWorker) Accounting() engine.Accounting             { return w.w.Accounting() }
 func (w engineWorker) Port(s engine.Side) Socket                 { return w.w.Port(s) }
 func (w engineWorker) PortStats(s engine.Side) *engine.PortStats { return &w.w.Stats[s] }
+func (w engineWorker) Iterations() uint64                        { return w.w.Iterations() }
+
+// heartbeat is optional on a Worker: its loop count (engine.Worker.Iterations).
+type heartbeat interface{ Iterations() uint64 }
 
 const ns = "xskgate_"
 
@@ -120,6 +124,9 @@ var (
 		[]string{"worker", "state"}, nil)
 	descSleeps = prometheus.NewDesc(ns+"sleeps_total",
 		"Times the worker found no work and slept in poll.", []string{"worker"}, nil)
+	descIterations = prometheus.NewDesc(ns+"worker_iterations_total",
+		"The worker's heartbeat: loop iterations. It grows at least 20 times a second even when idle (poll times out after 50 ms); flat means the worker is stuck (frozen by the freeze policy, blocked in a syscall).",
+		[]string{"worker"}, nil)
 	descXDPErrors = prometheus.NewDesc(ns+"xdp_statistics_errors_total",
 		"Scrapes that could not read a socket's XDP_STATISTICS (its series are then missing).", nil, nil)
 	descMetaFallback = prometheus.NewDesc(ns+"meta_fallback_total",
@@ -144,7 +151,7 @@ var (
 
 var allDescs = []*prometheus.Desc{descPackets, descBytes, descVerdicts, descDrops, descKicks,
 	descCompletions, descFillEmpty, descRing, descXDP, descInfo, descFrames, descSleeps, descXDPErrors,
-	descMetaFallback, descCarrier, descXDPProg, descCsum, descLinkUp, descLinkDowns, descExtra}
+	descMetaFallback, descCarrier, descXDPProg, descCsum, descLinkUp, descLinkDowns, descExtra, descIterations}
 
 // Collector is a prometheus.Collector over a Source.
 type Collector struct {
@@ -269,6 +276,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		// The engine counts sleeps on the outer port's stats only.
 		if st := w.PortStats(engine.Outer); st != nil {
 			counter(descSleeps, st.Wakeups.Load(), wid)
+		}
+		if hb, ok := w.(heartbeat); ok {
+			counter(descIterations, hb.Iterations(), wid)
 		}
 	}
 	counter(descXDPErrors, c.xdpErrors.Load())

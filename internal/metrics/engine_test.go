@@ -28,14 +28,19 @@ func TestFromEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.Workers()[0].Stats[engine.Inner].RxPackets.Add(5)
+	e.Prime() // publishes the accounting once: one heartbeat
 
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(NewCollector(FromEngine(e)))
 	got := gather(t, reg)
+	if e.Workers()[0].Iterations() == 0 {
+		t.Fatal("no heartbeat after Prime")
+	}
 	for k, v := range map[string]float64{
-		"xskgate_frames{state=free,worker=0}":                           frames,
+		"xskgate_frames{state=free,worker=0}":                           float64(e.Workers()[0].Accounting().Free),
 		"xskgate_packets_total{dir=rx,iface=inner,queue=0}":             5,
 		"xskgate_socket_info{iface=outer,ifname=eth0,queue=0,worker=0}": 1,
+		"xskgate_worker_iterations_total{worker=0}":                     float64(e.Workers()[0].Iterations()),
 	} {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)

@@ -185,7 +185,7 @@ func (u *Umem) Open(cfg SocketConfig) (_ *Socket, err error) {
 			return nil, err
 		}
 		if cfg.TxBudget > 0 {
-			switch err := setsockoptInt(fd, xdpMaxTxSkbBudget, cfg.TxBudget); {
+			switch err := unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, int(cfg.TxBudget)); {
 			case err == nil:
 				s.txBatch = cfg.TxBudget
 			case errors.Is(err, unix.ENOPROTOOPT):
@@ -196,7 +196,7 @@ func (u *Umem) Open(cfg SocketConfig) (_ *Socket, err error) {
 		}
 	}
 
-	sa := unix.RawSockaddrXDP{Family: unix.AF_XDP, Ifindex: uint32(cfg.Ifindex), Queue_id: uint32(cfg.Queue)}
+	sa := unix.SockaddrXDP{Ifindex: uint32(cfg.Ifindex), QueueID: uint32(cfg.Queue)}
 	if u.owner == nil {
 		switch u.cfg.Mode {
 		case ModeCopy:
@@ -210,7 +210,7 @@ func (u *Umem) Open(cfg SocketConfig) (_ *Socket, err error) {
 	} else {
 		// Mode and need_wakeup are inherited: the kernel refuses them here.
 		sa.Flags = unix.XDP_SHARED_UMEM
-		sa.Shared_umem_fd = uint32(u.owner.fd)
+		sa.SharedUmemFD = uint32(u.owner.fd)
 	}
 	if err := bindRetry(fd, &sa); err != nil {
 		switch {
@@ -232,21 +232,19 @@ func (u *Umem) Open(cfg SocketConfig) (_ *Socket, err error) {
 
 // bindRetry binds, retrying briefly on EBUSY: right after a previous owner
 // of the queue exits, the kernel may still be tearing its socket down.
-func bindRetry(fd int, sa *unix.RawSockaddrXDP) error {
+func bindRetry(fd int, sa *unix.SockaddrXDP) error {
 	deadline := time.Now().Add(time.Second)
 	for {
-		_, _, e := unix.Syscall(unix.SYS_BIND, uintptr(fd), uintptr(unsafe.Pointer(sa)), unsafe.Sizeof(*sa))
-		if e == 0 {
+		err := unix.Bind(fd, sa)
+		if err == nil {
 			return nil
 		}
-		if e != unix.EBUSY || time.Now().After(deadline) {
-			return e
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
-const xdpMaxTxSkbBudget = 9 // XDP_MAX_TX_SKB_BUDGET (6.17+)
 
 func socketError(err error) error {
 	switch {
@@ -258,6 +256,10 @@ func socketError(err error) error {
 	return fmt.Errorf("create AF_XDP socket: %w", err)
 }
 
+// setsockopt and getsockopt pass a struct (xdp_umem_reg, xdp_mmap_offsets,
+// xdp_statistics): golang.org/x/sys/unix has typed helpers for ints
+// (SetsockoptInt, GetsockoptInt, used for the rings and XDP_OPTIONS) but
+// none for these structs.
 func setsockopt(fd int, opt int, p unsafe.Pointer, n uintptr) error {
 	_, _, e := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_XDP, uintptr(opt), uintptr(p), n, 0)
 	if e != 0 {
@@ -267,7 +269,7 @@ func setsockopt(fd int, opt int, p unsafe.Pointer, n uintptr) error {
 }
 
 func setsockoptInt(fd int, opt int, v uint32) error {
-	return setsockopt(fd, opt, unsafe.Pointer(&v), 4)
+	return unix.SetsockoptInt(fd, unix.SOL_XDP, opt, int(v))
 }
 
 func getsockopt(fd int, opt int, p unsafe.Pointer, n *uint32) error {
@@ -335,9 +337,9 @@ type Options struct {
 
 // Options reads XDP_OPTIONS: whether the socket ended up in zero-copy mode.
 func (s *Socket) Options() (Options, error) {
-	var v uint32
-	n := uint32(4)
-	if err := getsockopt(s.fd, unix.XDP_OPTIONS, unsafe.Pointer(&v), &n); err != nil {
+	// struct xdp_options is one __u32 of flags.
+	v, err := unix.GetsockoptInt(s.fd, unix.SOL_XDP, unix.XDP_OPTIONS)
+	if err != nil {
 		return Options{}, fmt.Errorf("read options of %s queue %d: %w", s.ifname, s.queue, err)
 	}
 	return Options{ZeroCopy: v&unix.XDP_OPTIONS_ZEROCOPY != 0}, nil
