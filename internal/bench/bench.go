@@ -102,6 +102,10 @@ type Options struct {
 	// shared machine a negative one keeps others' work on its core from
 	// setting the offered rate.
 	GenNice int
+	// DUTNice is the gate's worker thread's nice value (0: unchanged).
+	// Linux forwards in softirq, which no task on its core delays; the
+	// worker is a task among others.
+	DUTNice int
 	// FloodRate paces the Flood variants, frames/s (0: as fast as the
 	// generator goes).
 	FloodRate float64
@@ -203,6 +207,9 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 	fmt.Fprintf(o.Out, "lab: %s-{client,gate,server}; generator: %s (%s)\n", l.Prefix, gen.describe(), why)
 	if o.GenNice != 0 {
 		fmt.Fprintf(o.Out, "setting: the generator's thread runs at nice %d, so that other work on CPU %d does not set the offered rate (--gen-nice 0 leaves it)\n", o.GenNice, o.GenCPU)
+	}
+	if o.DUTNice != 0 {
+		fmt.Fprintf(o.Out, "setting: xskgate's worker thread runs at nice %d, so that other work on CPU %d does not set its rate; Linux forwards in softirq, which tasks do not delay (--dut-nice 0 leaves it)\n", o.DUTNice, o.GateCPU)
 	}
 	for _, v := range o.Variants {
 		if v.Flood != "" {
@@ -413,7 +420,7 @@ func (b *bencher) openGate(v Variant, protection, firstLine bool, flows int) (*d
 	d := &dut{}
 	var g *gate.Gate
 	err := l.Do(l.GateNS, func() error {
-		cfg := engine.Config{CPUs: []int{b.o.GateCPU}}
+		cfg := engine.Config{CPUs: []int{b.o.GateCPU}, Nice: b.o.DUTNice}
 		if protection {
 			insp, err := protect.New(demo.DemoProtection(), protect.Options{Logger: b.o.Logger, FlowCapacity: flows})
 			if err != nil {

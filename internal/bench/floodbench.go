@@ -1,12 +1,16 @@
 package bench
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/safchain/ethtool"
+	"golang.org/x/sys/unix"
 
 	"github.com/xskgate/xskgate/internal/lab"
 	"github.com/xskgate/xskgate/internal/xdpprog"
@@ -38,6 +42,10 @@ type FloodSample struct {
 	// turned itself off for it (protect's checkTx).
 	XDPTxTotal, TxErrTotal uint64
 	NoXDPTx                bool
+	// WorkerCPU and GenCPU: the share of the window the gate's worker
+	// thread and the generator's thread spent on a CPU (user + system,
+	// NAPI work done in the generator's send calls included).
+	WorkerCPU, GenCPU float64
 	// Ethtool: the veth counters of outer and of the client's eth0 that
 	// tell where XDP_TX frames went, over the window (extras only).
 	Ethtool string
@@ -52,8 +60,9 @@ func (f FloodSample) String() string {
 	if f.XDPLimited > 0 {
 		lim = fmt.Sprintf(" (%.3f over the cookie budget)", f.XDPLimited/1e6)
 	}
-	s := fmt.Sprintf("offered %.3f Mpps: XDP dropped %.3f%s, answered %.3f; user space judged %.3f (dropped %.3f, answered %.3f); lost at the socket %.3f; server %.4f Mpps",
-		f.Offered/1e6, f.XDPDrop/1e6, lim, f.XDPTx/1e6, f.User/1e6, f.UserDrop/1e6, f.UserCookie/1e6, f.Lost/1e6, f.Server/1e6)
+	s := fmt.Sprintf("offered %.3f Mpps: XDP dropped %.3f%s, answered %.3f; user space judged %.3f (dropped %.3f, answered %.3f); lost at the socket %.3f; server %.4f Mpps; worker thread %.0f%% of a CPU, generator %.0f%%",
+		f.Offered/1e6, f.XDPDrop/1e6, lim, f.XDPTx/1e6, f.User/1e6, f.UserDrop/1e6, f.UserCookie/1e6, f.Lost/1e6, f.Server/1e6,
+		100*f.WorkerCPU, 100*f.GenCPU)
 	if f.XDPTxTotal > 0 || f.NoXDPTx {
 		s += fmt.Sprintf("; since the flood began XDP sent %d cookie SYN-ACKs, the driver failed %d (cookie stage off: %v); client eth0 rx %.3f Mpps",
 			f.XDPTxTotal, f.TxErrTotal, f.NoXDPTx, f.ClientRx/1e6)
@@ -72,12 +81,14 @@ type floodSnap struct {
 	usDrop, usCookie, gateRx uint64
 	lost, txErr              uint64
 	clientRx                 uint64
+	workerTicks, genTicks    uint64            // CPU time of the threads pinned to GateCPU, GenCPU
 	eth                      map[string]uint64 // extras: outer's and the client's veth counters
 }
 
 func (b *bencher) floodSnap(v Variant, d *dut, gen source) (floodSnap, error) {
 	l := b.l
-	s := floodSnap{sent: gen.Sent(), gateRx: gateRx(d.g)}
+	s := floodSnap{sent: gen.Sent(), gateRx: gateRx(d.g),
+		workerTicks: pinnedTicks(b.o.GateCPU), genTicks: pinnedTicks(b.o.GenCPU)}
 	if d.insp != nil {
 		st := d.insp.Stats()
 		s.usDrop = st.Count("", "", "drop")
@@ -130,6 +141,7 @@ func floodSample(a, b, c floodSnap, dt float64) FloodSample {
 		User:       r(b.gateRx, c.gateRx), UserDrop: r(b.usDrop, c.usDrop), UserCookie: r(b.usCookie, c.usCookie),
 		Lost: r(b.lost, c.lost), ClientRx: r(b.clientRx, c.clientRx), TxErrors: r(b.txErr, c.txErr),
 		XDPTxTotal: c.fl.CookieSent - a.fl.CookieSent, TxErrTotal: c.txErr - a.txErr, NoXDPTx: c.noTx,
+		WorkerCPU: float64(c.workerTicks-b.workerTicks) / clkTck / dt, GenCPU: float64(c.genTicks-b.genTicks) / clkTck / dt,
 	}
 	if c.eth != nil {
 		var parts []string
@@ -145,6 +157,48 @@ func floodSample(a, b, c floodSnap, dt float64) FloodSample {
 		f.Ethtool = "(Mpps) " + strings.Join(parts, ", ")
 	}
 	return f
+}
+
+// clkTck is USER_HZ, the unit of /proc's CPU times (100 on every Linux
+// architecture Go supports).
+const clkTck = 100
+
+// pinnedTicks sums the CPU time (user + system, in clock ticks) of this
+// process's threads pinned to cpu alone: the gate's worker on GateCPU, the
+// generator on GenCPU.
+func pinnedTicks(cpu int) (n uint64) {
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return 0
+	}
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		var set unix.CPUSet
+		if unix.SchedGetaffinity(tid, &set) != nil || set.Count() != 1 || !set.IsSet(cpu) {
+			continue
+		}
+		b, err := os.ReadFile("/proc/self/task/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command, which is in parentheses and may
+		// hold spaces: state is field 3, utime 14, stime 15.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseUint(f[11], 10, 64)
+		st, _ := strconv.ParseUint(f[12], 10, 64)
+		n += u + st
+	}
+	return n
 }
 
 // ethtoolStats reads an interface's ethtool statistics in ns.
@@ -198,15 +252,15 @@ func reportFloods(w io.Writer, vs []Variant, res []*Result) {
 		return median(v) / 1e6
 	}
 	fmt.Fprintf(w, "\nfloods, Mpps (medians of %d interleaved runs)\n", len(res[idx[0]].Floods))
-	fmt.Fprintf(w, "%-26s %8s %9s %9s %9s %9s %9s %9s %9s %9s\n", "path", "offered", "XDP drop", "XDP ans.", "user", "user drop", "user ans.", "lost", "disposed", "server")
+	fmt.Fprintf(w, "%-34s %8s %9s %9s %9s %9s %9s %9s %9s %9s %7s\n", "path", "offered", "XDP drop", "XDP ans.", "user", "user drop", "user ans.", "lost", "disposed", "server", "worker")
 	for _, i := range idx {
 		r := res[i]
-		fmt.Fprintf(w, "%-26s %8.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.4f\n", r.Name,
+		fmt.Fprintf(w, "%-34s %8.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.4f %6.0f%%\n", r.Name,
 			med(r, func(f FloodSample) float64 { return f.Offered }), med(r, func(f FloodSample) float64 { return f.XDPDrop }),
 			med(r, func(f FloodSample) float64 { return f.XDPTx }), med(r, func(f FloodSample) float64 { return f.User }),
 			med(r, func(f FloodSample) float64 { return f.UserDrop }), med(r, func(f FloodSample) float64 { return f.UserCookie }),
 			med(r, func(f FloodSample) float64 { return f.Lost }), med(r, FloodSample.Disposed),
-			med(r, func(f FloodSample) float64 { return f.Server }))
+			med(r, func(f FloodSample) float64 { return f.Server }), 1e8*med(r, func(f FloodSample) float64 { return f.WorkerCPU }))
 	}
 	for _, kind := range []string{FloodACK, FloodSYN} {
 		on, off := -1, -1

@@ -163,6 +163,21 @@ func (b *bencher) legit(ctx context.Context, res []*Result) error {
 		}
 	}
 	reportLegit(out, cases, runs)
+	for i, c := range cases {
+		if c.flood == "" {
+			continue
+		}
+		var off []float64
+		var busy uint64
+		for _, r := range runs[i] {
+			off = append(off, r.offered)
+			busy += r.busy
+		}
+		if m := median(off); m < 0.9*rate {
+			fmt.Fprintf(out, "note: %s: the flood reached %.3f of its %.3f Mpps (median); the generator found the veth busy (ENOBUFS) %d times: the flood and the legitimate client share outer's one queue, and while packets sent from CPU %d have its NAPI run there, the generator waits for that CPU\n",
+				c.name, m/1e6, rate/1e6, busy, b.o.GateCPU)
+		}
+	}
 	return nil
 }
 

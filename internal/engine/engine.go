@@ -27,7 +27,11 @@ type Config struct {
 	// CPUs pins worker i to CPUs[i%len(CPUs)]. Empty: not pinned. Keep
 	// workers off the cores that run the interfaces' NAPI: a worker spinning
 	// beside the softirq that feeds it starves it.
-	CPUs     []int
+	CPUs []int
+	// Nice is the worker threads' nice value (0: unchanged; below 0
+	// needs CAP_SYS_NICE). On a machine shared with other work, a pinned
+	// worker otherwise gets only its fair share of its core.
+	Nice     int
 	SpinIdle int // empty iterations before sleeping (default 256)
 	// InjectFillWhileTx, for demonstrations and tests only, plants a user
 	// bug: with this probability per TX batch, the last frame just put on
@@ -295,10 +299,29 @@ func (w *Worker) run() {
 		}
 	}()
 	if w.cpu >= 0 {
-		var set unix.CPUSet
+		var old, set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &old); err == nil {
+			// The thread goes back to the runtime's pool afterwards:
+			// unpinned, or it would carry other goroutines to this core.
+			defer unix.SchedSetaffinity(0, &old)
+		}
 		set.Set(w.cpu)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
 			w.e.log.Warn("cannot pin worker", "worker", w.id, "cpu", w.cpu, "err", err)
+		}
+	}
+	if nice := w.e.cfg.Nice; nice != 0 {
+		// The nice value is a thread's on Linux; the raw getpriority(2)
+		// returns 20 - nice.
+		tid := unix.Gettid()
+		raw, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+		if err == nil {
+			err = unix.Setpriority(unix.PRIO_PROCESS, tid, nice)
+		}
+		if err != nil {
+			w.e.log.Warn("cannot set the worker's nice value", "worker", w.id, "nice", nice, "err", err)
+		} else {
+			defer unix.Setpriority(unix.PRIO_PROCESS, tid, 20-raw)
 		}
 	}
 	idle := 0
