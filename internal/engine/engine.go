@@ -161,6 +161,7 @@ type port struct {
 	rx             *xsk.RxRing
 	tx             *xsk.TxRing
 	fd             int        // for poll(2); -1 when the port cannot be polled
+	waker          rxWaker    // wakes a zero-copy driver's RX; nil if the port cannot
 	txq            []xsk.Desc // to transmit at the end of this iteration
 	stats          *PortStats
 	fillOut, txOut int // frames posted to FILL / TX not back yet
@@ -230,6 +231,7 @@ func newWorker(e *Engine, id int, p Pair, first, n uint32) (*Worker, error) {
 		if pl, ok := pp.(pollable); ok {
 			pt.fd = pl.FD()
 		}
+		pt.waker, _ = pp.(rxWaker)
 		w.ports[s] = pt
 	}
 	w.target = int(e.cfg.FillTarget)
@@ -463,6 +465,7 @@ func (w *Worker) refill(p *port) error {
 	p.fill.Submit()
 	w.free = w.free[:len(w.free)-int(n)]
 	p.fillOut += int(n)
+	w.wakeFill(p)
 	return nil
 }
 
@@ -691,6 +694,10 @@ func (w *Worker) sleep() {
 		timeout = 1
 	}
 	w.ports[0].stats.Wakeups.Add(1)
+	for i := range w.ports {
+		// A driver may have run dry after the last refill looked at its flag.
+		w.wakeFill(&w.ports[i])
+	}
 	if w.pfds != nil {
 		w.pfds[0].Revents, w.pfds[1].Revents = 0, 0
 		unix.Poll(w.pfds, timeout)
