@@ -165,6 +165,7 @@ type port struct {
 	rx             *xsk.RxRing
 	tx             *xsk.TxRing
 	fd             int        // for poll(2); -1 when the port cannot be polled
+	waker          rxWaker    // wakes a zero-copy driver's RX; nil if the port cannot
 	txq            []xsk.Desc // to transmit at the end of this iteration
 	stats          *PortStats
 	fillOut, txOut int // frames posted to FILL / TX not back yet
@@ -238,6 +239,7 @@ func newWorker(e *Engine, id int, p Pair, first, n uint32) (*Worker, error) {
 		if pl, ok := pp.(pollable); ok {
 			pt.fd = pl.FD()
 		}
+		pt.waker, _ = pp.(rxWaker)
 		w.ports[s] = pt
 	}
 	w.target = int(e.cfg.FillTarget)
@@ -404,8 +406,23 @@ func (w *Worker) iterate(refill bool) (int, error) {
 	return work, nil
 }
 
-// complete takes finished transmissions back into the free list.
+// complete takes finished transmissions back into the free list, batch
+// after batch while COMPLETION has more (a kick drains TX, which may
+// complete several batches at once), at most a ring's worth.
 func (w *Worker) complete(p *port) (int, error) {
+	total := 0
+	for limit := int(p.comp.Size()); total < limit; {
+		n, err := w.completeBatch(p)
+		total += n
+		if err != nil || n < len(w.addrs) {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// completeBatch takes one batch off COMPLETION.
+func (w *Worker) completeBatch(p *port) (int, error) {
 	n, err := p.comp.Get(w.addrs)
 	if err != nil || n == 0 {
 		return 0, err
@@ -436,6 +453,7 @@ func (w *Worker) complete(p *port) (int, error) {
 	}
 	p.txOut -= n
 	p.stats.Completed.Add(uint64(n))
+	p.stats.CompBatches.Add(1)
 	return n, nil
 }
 
@@ -475,6 +493,7 @@ func (w *Worker) refill(p *port) error {
 	p.fill.Submit()
 	w.free = w.free[:len(w.free)-int(n)]
 	p.fillOut += int(n)
+	w.wakeFill(p)
 	return nil
 }
 
@@ -610,6 +629,7 @@ func (w *Worker) transmit(p *port) (int, error) {
 		return 0, nil
 	}
 	moved := 0
+	kicked := false // whether what is on TX was kicked since it was put there
 	q := p.txq
 	for off := 0; off < len(q); {
 		chunk := q[off:min(len(q), off+w.batch)]
@@ -630,6 +650,7 @@ func (w *Worker) transmit(p *port) (int, error) {
 			bytes += uint64(chunk[i].Len)
 		}
 		p.tx.Submit()
+		kicked = n == 0 && kicked
 		p.txOut += int(n)
 		p.stats.TxPackets.Add(uint64(n))
 		p.stats.TxBytes.Add(bytes)
@@ -645,9 +666,10 @@ func (w *Worker) transmit(p *port) (int, error) {
 			break
 		}
 		w.kick(p)
+		kicked = true
 	}
 	p.txq = p.txq[:0]
-	if p.tx.Outstanding() > 0 {
+	if !kicked && p.tx.Outstanding() > 0 {
 		w.kick(p)
 	}
 	return moved, nil
@@ -661,27 +683,34 @@ func (w *Worker) dropTx(p *port, descs []xsk.Desc, why DropReason) {
 	p.stats.Drops[why].Add(uint64(len(descs)))
 }
 
-// kick wakes the kernel's TX until the ring is empty or it pushes back. In
-// copy mode each sendto moves at most TxBatch descriptors.
+// kick wakes the kernel's TX until the ring is drained. In copy mode each
+// sendto moves at most TxBatch descriptors and says EAGAIN while more wait,
+// so EAGAIN alone is no reason to stop: kick again as long as the kernel's
+// consumer index advances, and stop at the first kick that moved nothing
+// (COMPLETION full, the device busy, or a zero-copy driver that transmits
+// later from its NAPI): the rest waits for the next iteration.
 func (w *Worker) kick(p *port) {
 	if !p.tx.NeedWakeup() {
 		return
 	}
-	out := p.tx.Outstanding()
-	for tries := out/p.TxBatch() + 1; tries > 0 && out > 0; tries-- {
+	for out := p.tx.Outstanding(); out > 0; {
 		p.stats.Kicks.Add(1)
 		switch e := p.Kick(); e {
 		case 0:
 		case unix.EAGAIN:
 			p.stats.KickAgain.Add(1)
-			return
 		case unix.EBUSY:
 			p.stats.KickBusy.Add(1)
 		default:
 			p.stats.KickErrors.Add(1)
 			return
 		}
-		out = p.tx.Outstanding()
+		left := p.tx.Outstanding()
+		if left >= out {
+			p.stats.KickStalled.Add(1)
+			return
+		}
+		out = left
 	}
 }
 
@@ -693,6 +722,10 @@ func (w *Worker) sleep() {
 		timeout = 1
 	}
 	w.ports[0].stats.Wakeups.Add(1)
+	for i := range w.ports {
+		// A driver may have run dry after the last refill looked at its flag.
+		w.wakeFill(&w.ports[i])
+	}
 	if w.pfds != nil {
 		w.pfds[0].Revents, w.pfds[1].Revents = 0, 0
 		unix.Poll(w.pfds, timeout)

@@ -20,7 +20,10 @@ type Port interface {
 // pollable ports can be waited on with poll(2) when idle.
 type pollable interface{ FD() int }
 
-var _ Port = (*xsk.Socket)(nil)
+var (
+	_ Port    = (*xsk.Socket)(nil)
+	_ rxWaker = (*xsk.Socket)(nil)
+)
 
 // Side says which interface a port belongs to.
 type Side uint8

@@ -33,11 +33,21 @@ type PortStats struct {
 	Verdicts           [numVerdicts]atomic.Uint64
 	Drops              [NumDropReasons]atomic.Uint64
 	Kicks              atomic.Uint64 // sendto calls
-	KickAgain          atomic.Uint64 // EAGAIN: kernel will take the rest later
+	KickAgain          atomic.Uint64 // EAGAIN: budget spent (kicked again while TX drains) or no room
 	KickBusy           atomic.Uint64 // EBUSY: the device dropped a frame (it still completes)
-	KickErrors         atomic.Uint64 // any other errno: counted, never fatal
+	KickErrors         atomic.Uint64 // any other errno of a kick or FILL wakeup: counted, never fatal
 	FillEmpty          atomic.Uint64 // times FILL could not be topped up: no free frame
 	Wakeups            atomic.Uint64 // times the worker slept in poll
+	// KickStalled counts kicks after which the kernel's TX consumer had not
+	// moved (COMPLETION full, device busy, or a zero-copy driver sending
+	// later): the worker stops kicking until its next iteration.
+	KickStalled atomic.Uint64
+	// CompBatches counts COMPLETION batches taken: several per iteration
+	// when a drained TX completed more than one.
+	CompBatches atomic.Uint64
+	// FillWakeups counts recvfrom calls that woke a zero-copy driver which
+	// had set NEED_WAKEUP on FILL (it ran out of buffers).
+	FillWakeups atomic.Uint64
 	// MetaFallback counts frames whose record came in front of the frame
 	// although the carrier is the metadata area: the driver refused
 	// bpf_xdp_adjust_meta at run time and the XDP program fell back.

@@ -27,6 +27,9 @@ const (
 	// DefaultBacklog is VETH_RING_SIZE, the ptr_ring in front of a veth
 	// receive queue.
 	DefaultBacklog = 256
+	// DefaultDriverRing is the modelled zero-copy driver's hardware RX
+	// ring: the buffers it takes from FILL ahead of the frames.
+	DefaultDriverRing = 64
 
 	ringNeedWakeup = 1 // XDP_RING_NEED_WAKEUP
 
@@ -54,6 +57,23 @@ type Config struct {
 
 	// Record is how the modelled XDP program hands its record over.
 	Record Record
+
+	// ZeroCopy models a zero-copy driver instead of copy mode (see
+	// zerocopy.go): buffers are taken from FILL ahead of the frames into
+	// a driver ring of DriverRing entries, buffers of frames the XDP
+	// program dropped or the RX ring had no room for are recycled before
+	// new FILL entries (so RX need not follow FILL order), the driver sets
+	// NEED_WAKEUP on FILL and stops when it runs out of buffers until
+	// WakeRx, and frames are not copied: each lands in its buffer at
+	// Headroom + 256, the XDP program's record in place around it.
+	ZeroCopy   bool
+	DriverRing int // zero-copy driver ring entries; default 64
+	// XDPDrop is the probability per frame that the modelled XDP program
+	// drops it before writing its record (its first line): no RX
+	// descriptor, no sequence number. In copy mode no buffer is taken; in
+	// zero-copy the frame's buffer is recycled. Drawn from its own stream
+	// seeded with Faults.Seed, so fault draws stay the same.
+	XDPDrop float64
 
 	Faults Faults
 }
@@ -93,6 +113,9 @@ func (c *Config) setDefaults() {
 	if c.Backlog == 0 {
 		c.Backlog = DefaultBacklog
 	}
+	if c.DriverRing == 0 {
+		c.DriverRing = DefaultDriverRing
+	}
 }
 
 func (c *Config) validate() error {
@@ -116,8 +139,11 @@ func (c *Config) validate() error {
 			return fmt.Errorf("kmodel: %s ring size %d is not a power of two", r.name, r.v)
 		}
 	}
-	if c.NapiBudget < 1 || c.TxBudget < 1 || c.Backlog < 1 {
-		return errors.New("kmodel: NapiBudget, TxBudget and Backlog must be positive")
+	if c.NapiBudget < 1 || c.TxBudget < 1 || c.Backlog < 1 || c.DriverRing < 1 {
+		return errors.New("kmodel: NapiBudget, TxBudget, Backlog and DriverRing must be positive")
+	}
+	if c.XDPDrop < 0 || c.XDPDrop > 1 {
+		return fmt.Errorf("kmodel: XDP drop probability %v outside [0, 1]", c.XDPDrop)
 	}
 	return c.Faults.validate()
 }

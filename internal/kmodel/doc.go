@@ -1,5 +1,6 @@
 // Package kmodel is a software model of the kernel side of AF_XDP sockets in
-// copy mode, as on veth, with deterministic fault injection. It lets
+// copy mode, as on veth, or on a zero-copy driver, with deterministic fault
+// injection. It lets
 // xskgate's ring code, forwarding engine and integrity checks run unchanged
 // in a plain `go test`, without root and without a kernel.
 //
@@ -10,13 +11,23 @@
 // xsk.KernelOffsets, and hands user space the same *xsk.FillRing,
 // *xsk.CompRing, *xsk.RxRing and *xsk.TxRing views a real socket does
 // ([Port.Rings]). It offers the methods of *xsk.Socket the engine uses
-// (Rings, Kick, Stats, Ifname, Queue, TxBatch) with identical signatures.
+// (Rings, Kick, WakeRx, Stats, Ifname, Queue, TxBatch) with identical
+// signatures.
 //
 // Only aligned mode is modelled: FILL entries are masked to their chunk base
 // and RX descriptors always point at chunk_base + Headroom + 256
 // (XDP_PACKET_HEADROOM), as copy mode does (xp_aligned_extract_addr,
-// __xsk_rcv). Unaligned chunks, multi-buffer (XDP_PKT_CONTD chains) and
-// zero-copy are not modelled.
+// __xsk_rcv). Unaligned chunks and multi-buffer (XDP_PKT_CONTD chains) are
+// not modelled.
+//
+// With Config.ZeroCopy the RX side is a zero-copy driver's instead
+// (zerocopy.go): buffers taken from FILL ahead of the frames into a driver
+// ring, recycled buffers (frames the XDP program dropped, Config.XDPDrop,
+// or the RX ring had no room for) reused before new FILL entries, so RX
+// need not follow FILL order; no copy (the frame lands in its buffer at
+// Headroom + 256, the record in place around it); and NEED_WAKEUP on FILL
+// when the driver runs out of buffers, after which it takes no frame until
+// [Port.WakeRx]. TX stays copy mode's sendto.
 //
 // RX is a NAPI poll ([Port.Poll]), run either by the port's "softirq"
 // goroutine ([Port.Start]) or synchronously by a test: frames queued by
@@ -32,7 +43,7 @@
 // validated like xp_validate_desc, each copied out and delivered to the peer
 // (veth_xmit), its exact address written to COMPLETION. The TX ring's
 // NEED_WAKEUP flag is set at creation and never cleared (xp_assign_dev in
-// copy mode); FILL's is never set.
+// copy mode); FILL's is set only by a zero-copy driver out of buffers.
 //
 // [Wire] makes a veth pair of two ports. A [Source] generates sequenced
 // Ethernet/IPv4/UDP frames and a [Sink] checks what arrives; both follow a

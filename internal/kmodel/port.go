@@ -16,7 +16,8 @@ type Receiver interface {
 	Deliver(frame []byte) bool
 }
 
-// Port models the kernel side of one AF_XDP socket in copy mode.
+// Port models the kernel side of one AF_XDP socket, in copy mode or, with
+// Config.ZeroCopy, on a zero-copy driver.
 type Port struct {
 	cfg    Config
 	umem   []byte
@@ -52,6 +53,13 @@ type Port struct {
 	// held is the pool's free list (pool->free_list): buffers taken off
 	// FILL but not used, reused before FILL is read again.
 	held []uint64
+	// Zero-copy only (zerocopy.go): the driver's ring of buffers taken
+	// ahead of frames, and the stream of XDP drop decisions.
+	drv    drvRing
+	xdpRng *rand.Rand
+	// starved: a zero-copy driver ran out of buffers, set NEED_WAKEUP on
+	// FILL and takes no frame until WakeRx (Deliver does not wake it).
+	starved atomic.Bool
 
 	// sendto state, owned by whoever holds txMu (xs->mutex).
 	txMu     sync.Mutex
@@ -151,6 +159,7 @@ type stats struct {
 
 type counters struct {
 	backlogged, backlogDrops, rxFrames, rxDescs, fillInvalid, txFrames, txPeerDrops atomic.Uint64
+	xdpDrops, recycled, starved, wakeups                                            atomic.Uint64
 }
 
 // Counters are the model's own counters, beyond xdp_statistics.
@@ -162,6 +171,10 @@ type Counters struct {
 	FillInvalid  uint64 // invalid FILL entries skipped (the kernel's unexported fq invalid_descs)
 	TxFrames     uint64 // TX descriptors transmitted (handed to the peer) and completed
 	TxPeerDrops  uint64 // of those, frames the peer refused (Kick returned EBUSY)
+	XDPDrops     uint64 // frames the modelled XDP program dropped (Config.XDPDrop)
+	Recycled     uint64 // zero-copy: buffers recycled before new FILL entries (XDP drop, RX ring full)
+	Starved      uint64 // zero-copy: times the driver ran out of buffers and set NEED_WAKEUP on FILL
+	Wakeups      uint64 // WakeRx calls
 }
 
 // NewPort builds a port and its rings. Its softirq goroutine is not running:
@@ -224,6 +237,15 @@ func NewPort(cfg Config) (*Port, error) {
 	if cfg.Faults.SpuriousCompletion > 0 {
 		p.txRng = rand.New(rand.NewPCG(cfg.Faults.Seed, 0x6b6d6f64656c5458))
 	}
+	if cfg.XDPDrop > 0 {
+		p.xdpRng = rand.New(rand.NewPCG(cfg.Faults.Seed, 0x6b6d6f6458445044))
+	}
+	if cfg.ZeroCopy {
+		p.drv = drvRing{bufs: make([]uint64, cfg.DriverRing)}
+		// What one poll can recycle on top of a full driver ring: no
+		// append on the hot path.
+		p.held = make([]uint64, 0, cfg.DriverRing+cfg.NapiBudget+4)
+	}
 	return p, nil
 }
 
@@ -273,6 +295,10 @@ func (p *Port) Counters() Counters {
 		FillInvalid:  c.fillInvalid.Load(),
 		TxFrames:     c.txFrames.Load(),
 		TxPeerDrops:  c.txPeerDrops.Load(),
+		XDPDrops:     c.xdpDrops.Load(),
+		Recycled:     c.recycled.Load(),
+		Starved:      c.starved.Load(),
+		Wakeups:      c.wakeups.Load(),
 	}
 }
 
@@ -320,7 +346,11 @@ func (p *Port) Deliver(frame []byte) bool {
 	b.mu.Unlock()
 	p.counters.backlogged.Add(1)
 	// napi_schedule: wake the poller if it sleeps; a pending wake-up is
-	// enough.
+	// enough. A starved zero-copy driver has no buffer to receive into:
+	// nothing raises its interrupt until WakeRx.
+	if p.starved.Load() {
+		return true
+	}
 	select {
 	case p.wake <- struct{}{}:
 	default:

@@ -23,14 +23,25 @@ func (p *Port) Poll() int {
 	k := min(avail, uint64(p.cfg.NapiBudget))
 
 	prod0, cons0 := p.rx.cachedProd, p.fill.cachedCons
-	for i := uint64(0); i < k; {
-		i += p.rcv(head+i, head+k)
+	if p.cfg.ZeroCopy {
+		p.drvRefill()
 	}
-	// The entries [head, head+k) were read in place; only now may Deliver
+	var i uint64
+	for i < k {
+		used := p.rcv(head+i, head+k)
+		if used == 0 {
+			break // zero-copy, no buffer: the rest waits (zerocopy.go)
+		}
+		i += used
+	}
+	// The entries [head, head+i) were read in place; only now may Deliver
 	// reuse them.
 	b.mu.Lock()
-	b.head = head + k
+	b.head = head + i
 	b.mu.Unlock()
+	if p.cfg.ZeroCopy {
+		p.drvRefill()
+	}
 
 	// xsk_flush: publish every RX descriptor of the poll and the FILL
 	// entries it consumed, each with one store-release after the slot
@@ -41,7 +52,10 @@ func (p *Port) Poll() int {
 	if p.fill.cachedCons != cons0 {
 		atomic.StoreUint32(p.fill.cons, p.fill.cachedCons)
 	}
-	return int(k)
+	if p.cfg.ZeroCopy {
+		p.drvEndPoll(i < k)
+	}
+	return int(i)
 }
 
 // nextFrame numbers a frame taken off the input queue and draws its fault
@@ -81,17 +95,27 @@ func (p *Port) nextFrame() (num uint64, kind FaultKind, param uint64) {
 // only in the unexported pool->fq->invalid_descs. An empty FILL counts in
 // rx_fill_ring_empty_descs when count is set (__xp_alloc). It returns the
 // raw entry; the chunk is raw masked to its base (xp_aligned_extract_addr).
+//
+// A zero-copy driver takes the buffer from its ring instead (zerocopy.go).
 func (p *Port) alloc(count bool) (raw uint64, ok bool) {
+	if p.cfg.ZeroCopy {
+		return p.drvPop()
+	}
 	if n := len(p.held); n > 0 {
 		raw = p.held[n-1]
 		p.held = p.held[:n-1]
 		return raw, true
 	}
+	if raw, ok = p.fillEntry(); !ok && count {
+		p.stats.fillEmpty.Add(1)
+	}
+	return raw, ok
+}
+
+// fillEntry consumes the next valid FILL entry, skipping invalid ones.
+func (p *Port) fillEntry() (raw uint64, ok bool) {
 	for {
 		if p.fill.consEntries() == 0 {
-			if count {
-				p.stats.fillEmpty.Add(1)
-			}
 			return 0, false
 		}
 		raw = *p.fill.slot(p.fill.cachedCons)
@@ -104,13 +128,32 @@ func (p *Port) alloc(count bool) (raw uint64, ok bool) {
 }
 
 // unalloc puts a buffer back on the pool's free list (xsk_buff_free): the
-// FILL entry stays consumed and the buffer serves the next frame.
-func (p *Port) unalloc(raw uint64) { p.held = append(p.held, raw) }
+// FILL entry stays consumed. In copy mode the buffer serves the next frame;
+// a zero-copy driver puts it back in its ring at the next refill, behind
+// the buffers already there: out of FILL order.
+func (p *Port) unalloc(raw uint64) {
+	p.held = append(p.held, raw)
+	if p.cfg.ZeroCopy {
+		p.counters.recycled.Add(1)
+	}
+}
 
 // rcv receives input entry i (of the poll's entries up to end) and returns
 // how many entries it used (2 when a VethRace takes the next frame too).
 func (p *Port) rcv(i, end uint64) uint64 {
 	frame, n := p.in.frame(i)
+	if p.cfg.ZeroCopy && !p.drvReady() {
+		return 0 // no buffer: the frame stays queued until a wakeup
+	}
+	if p.xdpDrop() {
+		// The program's first line dropped it before its record. In
+		// zero-copy it ran on a buffer already taken: recycled.
+		if p.cfg.ZeroCopy {
+			raw, _ := p.alloc(false) // drvReady: there is one
+			p.unalloc(raw)
+		}
+		return 1
+	}
 	n += p.prefix // what the program prepended is part of the frame now
 	num, kind, param := p.nextFrame()
 	// __xsk_rcv: a frame larger than the RX frame size cannot be copied
@@ -148,7 +191,7 @@ func (p *Port) rcv(i, end uint64) uint64 {
 		kind = 0
 	}
 	slot := p.rx.cachedProd
-	d := xsk.Desc{Addr: raw&^(p.fs-1) + p.rxOff, Len: uint32(n)}
+	d := xsk.Desc{Addr: p.descAddr(raw), Len: uint32(n)}
 	switch kind {
 	case VethRace:
 		if used, ok := p.vethRace(raw, frame, num, d, i, end); ok {
@@ -216,7 +259,7 @@ func (p *Port) vethRace(f1 uint64, frame []byte, num uint64, d1 xsk.Desc, i, end
 
 	num2, _, _ := p.nextFrame() // CPU2's frame; its own draw is void
 	p.write(f2, frame2, num2)
-	d2 := xsk.Desc{Addr: f2&^(p.fs-1) + p.rxOff, Len: uint32(n2)}
+	d2 := xsk.Desc{Addr: p.descAddr(f2), Len: uint32(n2)}
 	*p.rx.slot(s) = d2
 	p.rx.cachedProd += 2
 	p.counters.rxDescs.Add(2)
@@ -229,10 +272,26 @@ func (p *Port) injectRx(in Injection) {
 	p.record(in)
 }
 
-// write copies a frame into the chunk of FILL entry raw at Headroom + 256
-// with the XDP program's record: right before it (copy mode copies from
-// data_meta: xsk_copy_xdp), or in front of it as part of the data (the
-// head carrier), or none.
+// descAddr is the RX descriptor address of a frame received into FILL
+// entry raw: chunk_base + Headroom + 256, where copy mode copies the frame
+// (its prepended record included) and a zero-copy driver puts the packet;
+// with a record prepended in place (zero-copy, RecordHead) the data start
+// moved back by its size.
+func (p *Port) descAddr(raw uint64) uint64 {
+	a := raw&^(p.fs-1) + p.rxOff
+	if p.cfg.ZeroCopy && p.cfg.Record == RecordHead {
+		a -= MetaSize
+	}
+	return a
+}
+
+// write puts a frame into the chunk of FILL entry raw at Headroom + 256
+// with the XDP program's record: right before it (the metadata area: copy
+// mode copies from data_meta, xsk_copy_xdp; zero-copy leaves it in place),
+// or in front of it as part of the data (the head carrier: copy mode
+// copies record and frame to Headroom + 256, zero-copy has the record in
+// the 16 bytes before the frame), or none. The copy is the DMA in
+// zero-copy and xsk_copy_xdp in copy mode.
 func (p *Port) write(raw uint64, frame []byte, num uint64) {
 	data := raw&^(p.fs-1) + p.rxOff
 	var m []byte
@@ -241,8 +300,13 @@ func (p *Port) write(raw uint64, frame []byte, num uint64) {
 	case RecordMeta:
 		m = p.umem[data-MetaSize : data]
 	case RecordHead:
-		m, magic = p.umem[data:data+MetaSize], HeadMagic
-		data += MetaSize
+		magic = HeadMagic
+		if p.cfg.ZeroCopy {
+			m = p.umem[data-MetaSize : data]
+		} else {
+			m = p.umem[data : data+MetaSize]
+			data += MetaSize
+		}
 	}
 	copy(p.umem[data:data+uint64(len(frame))], frame)
 	if m == nil {

@@ -1,12 +1,13 @@
-//go:build race
+//go:build !amd64
 
 package flightrec
 
 import "sync/atomic"
 
-// slot is one event; under the race detector every word is atomic, so the
-// detector sees the reader/writer protocol as synchronised (slot.go says why
-// plain stores are sound in normal builds).
+// slot is one event. Outside amd64 every word is atomic: the plain-store
+// argument of slot_amd64.go needs TSO (on arm64 the reader's slot loads
+// could be performed after its second head load, and a torn slot would
+// then pass the check). Builds with and without -race run this same code.
 type slot struct {
 	time     atomic.Int64
 	addr     atomic.Uint64

@@ -1,0 +1,300 @@
+package integrity
+
+import (
+	"fmt"
+
+	"github.com/xskgate/xskgate/internal/engine"
+	"github.com/xskgate/xskgate/internal/flightrec"
+	"github.com/xskgate/xskgate/internal/xsk"
+)
+
+// The hand-overs into rings (PostFill, PostTx) and back from COMPLETION,
+// the read-back of what the engine wrote to FILL and TX, and the FILL
+// order each socket's RX must follow.
+
+func (s *sock) dqLen() uint32 { return s.dqTail - s.dqHead }
+
+func (s *sock) front() (uint32, bool) {
+	if s.dqTail == s.dqHead {
+		return 0, false
+	}
+	return s.dq[s.dqHead&s.dqMask], true
+}
+
+// depth is ci's distance from the front of the FILL order, -1 if absent.
+func (s *sock) depth(ci uint32) int {
+	for i := s.dqHead; i != s.dqTail; i++ {
+		if s.dq[i&s.dqMask] == ci {
+			return int(i - s.dqHead)
+		}
+	}
+	return -1
+}
+
+// syncFill reads back the FILL slots the engine wrote since the last look.
+// Approved chunks found there join the expected order; approved chunks not
+// found were not posted (the ring was short) and are the worker's again.
+func (k *Checker) syncFill(s *sock) {
+	prod, _ := s.fill.Indices()
+	if prod-s.fillSeen > s.fill.Size() {
+		// Our own producer index moved beyond a ring's worth: a scribble
+		// (the engine's CheckOwn reports it); do not walk garbage.
+		s.fillSeen = prod - s.fill.Size()
+	}
+	for i := s.fillSeen; i != prod; i++ {
+		raw := *s.fill.Slot(i)
+		ci, _, ok := k.chunk(raw)
+		if !ok || !k.mine(ci) {
+			// The kernel skips an out-of-UMEM entry silently (§7.2); a
+			// foreign one we cannot track. PostFill vetoes both, so this
+			// was posted without asking.
+			continue
+		}
+		st := k.own[ci-k.lo]
+		want := fillOf(s.side) | stPend
+		if st != want {
+			k.postedUnchecked(s, xsk.KindFill, raw, st)
+		}
+		k.own[ci-k.lo] = fillOf(s.side)
+		k.push(s, ci)
+	}
+	s.fillSeen = prod
+	for _, ci := range s.fillPend {
+		if k.own[ci-k.lo] == fillOf(s.side)|stPend {
+			k.own[ci-k.lo] = stApp
+		}
+	}
+	s.fillPend = s.fillPend[:0]
+}
+
+func (k *Checker) push(s *sock, ci uint32) {
+	if s.dqLen() > s.dqMask {
+		// More FILL entries outstanding than twice the ring: the oldest
+		// can no longer be in the kernel's hands.
+		k.lose(s, 1)
+	}
+	s.dq[s.dqTail&s.dqMask] = ci
+	s.dqTail++
+}
+
+// lose pops n entries off the FILL order: the kernel consumed them and
+// never returned them.
+func (k *Checker) lose(s *sock, n int) {
+	for range n {
+		ci := s.dq[s.dqHead&s.dqMask]
+		s.dqHead++
+		k.own[ci-k.lo] = stLost
+		s.rec.RecordAt(k.now, OpLost, k.base(ci), 0, uint32(k.batch), 0)
+	}
+	k.c.lost.Add(uint64(n))
+}
+
+// syncTx is syncFill for TX: approved descriptors the ring did not take
+// went back to the worker's free list.
+func (k *Checker) syncTx(s *sock) {
+	prod, _ := s.tx.Indices()
+	if prod-s.txSeen > s.tx.Size() {
+		s.txSeen = prod - s.tx.Size()
+	}
+	for i := s.txSeen; i != prod; i++ {
+		d := *s.tx.Slot(i)
+		ci, _, ok := k.chunk(d.Addr)
+		if !ok || !k.mine(ci) {
+			continue
+		}
+		if st := k.own[ci-k.lo]; st != txOf(s.side)|stPend {
+			k.postedUnchecked(s, xsk.KindTx, d.Addr, st)
+		}
+		k.own[ci-k.lo] = txOf(s.side)
+	}
+	s.txSeen = prod
+	for _, ci := range s.txPend {
+		if k.own[ci-k.lo] == txOf(s.side)|stPend {
+			k.own[ci-k.lo] = stApp
+		}
+	}
+	s.txPend = s.txPend[:0]
+}
+
+// postedUnchecked reports a chunk found in a FILL or TX ring that the
+// engine did not submit to the checker, if it was in a ring already.
+func (k *Checker) postedUnchecked(s *sock, ring xsk.Kind, addr uint64, st uint8) {
+	var cls Class
+	switch st & stKind {
+	case stTx:
+		cls = FillWhileTx
+		if ring == xsk.KindTx {
+			cls = TxNotOwned
+		}
+	case stFill, stLost:
+		cls = DoubleFill
+		if ring == xsk.KindTx {
+			cls = TxNotOwned
+		}
+	default:
+		return // held by the worker: a legal post that skipped the hook
+	}
+	if !k.on(CheckOwnership) {
+		return
+	}
+	k.violate(s, &Violation{Class: cls, Ring: ring, Addr: addr,
+		Detail: "found in the ring without PostFill/PostTx approval; chunk was " + k.stateString(st)}, nil)
+}
+
+// PostFill implements engine.Checker.
+func (k *Checker) PostFill(side engine.Side, addrs []uint64, out []engine.Disposition) (nbad int) {
+	k.begin()
+	s := &k.socks[side]
+	b := uint32(k.batch)
+	for i, a := range addrs {
+		s.rec.RecordAt(k.now, flightrec.FillPost, a, 0, b, 0)
+		ci, _, ok := k.chunk(a)
+		if !ok {
+			if k.on(CheckBounds) {
+				k.violate(s, &Violation{Class: BadAddr, Ring: xsk.KindFill, Addr: a, Expected: k.c.size, Got: a,
+					Detail: "FILL entry beyond the UMEM: the kernel would skip it silently and the frame would be lost"}, nil)
+				out[i] = engine.Quarantine
+				nbad++
+			}
+			continue
+		}
+		if !k.mine(ci) {
+			if k.on(CheckOwnership) {
+				k.violate(s, &Violation{Class: ForeignFrame, Ring: xsk.KindFill, Addr: a, Detail: k.foreign(ci)}, nil)
+				out[i] = engine.Quarantine
+				nbad++
+			}
+			continue
+		}
+		st := k.own[ci-k.lo]
+		if st != stApp && k.on(CheckOwnership) {
+			cls := DoubleFill
+			if st&stKind == stTx {
+				cls = FillWhileTx
+			}
+			// The bytes in the chunk are the frame it is busy with (on
+			// TX, or received): capture those.
+			k.violate(s, &Violation{Class: cls, Ring: xsk.KindFill, Addr: a,
+				Detail: "chunk is " + k.stateString(st)}, k.lastFrame(a))
+			out[i] = engine.Quarantine
+			nbad++
+			continue
+		}
+		k.own[ci-k.lo] = fillOf(side) | stPend
+		s.fillPend = append(s.fillPend, ci)
+	}
+	k.end()
+	return nbad
+}
+
+func (k *Checker) foreign(ci uint32) string {
+	if k.share == 0 {
+		return "chunk of another worker"
+	}
+	return fmt.Sprintf("chunk %d belongs to worker %d (worker %d owns chunks [%d, %d))", ci, ci/k.share, k.worker, k.lo, k.hi)
+}
+
+// PostTx implements engine.Checker.
+func (k *Checker) PostTx(side engine.Side, descs []xsk.Desc, out []engine.Disposition) (nbad int) {
+	k.begin()
+	s := &k.socks[side]
+	b := uint32(k.batch)
+	fs := k.c.fs
+	for i, d := range descs {
+		s.rec.RecordAt(k.now, flightrec.TxPost, d.Addr, d.Len, b, 0)
+		ci, off, ok := k.chunk(d.Addr)
+		cls := noClass
+		var exp, got uint64
+		if k.on(CheckBounds) {
+			switch {
+			case !ok:
+				cls, exp, got = BadAddr, k.c.size, d.Addr
+			case d.Len == 0 || off+uint64(d.Len) > fs:
+				cls, exp, got = BadLen, fs-off, uint64(d.Len)
+			case d.Options != 0:
+				cls, got = BadOptions, uint64(d.Options)
+			}
+		}
+		if cls == noClass && ok && k.on(CheckOwnership) {
+			if !k.mine(ci) {
+				cls = ForeignFrame
+			} else if st := k.own[ci-k.lo]; st != stApp {
+				cls = TxNotOwned
+			}
+		}
+		if cls != noClass {
+			v := &Violation{Class: cls, Ring: xsk.KindTx, Addr: d.Addr, Len: d.Len, Expected: exp, Got: got}
+			switch cls {
+			case ForeignFrame:
+				v.Detail = k.foreign(ci)
+			case TxNotOwned:
+				v.Detail = "chunk is " + k.stateString(k.own[ci-k.lo])
+			case BadAddr:
+				v.Detail = "TX address beyond the UMEM"
+			case BadLen:
+				v.Detail = "TX length zero or crossing the chunk end"
+			case BadOptions:
+				v.Detail = "TX options set"
+			}
+			k.violate(s, v, k.frameAt(d.Addr, d.Len))
+			out[i] = engine.Quarantine
+			nbad++
+			continue
+		}
+		if !ok || !k.mine(ci) {
+			continue // the check is off: untrackable
+		}
+		k.own[ci-k.lo] = txOf(side) | stPend
+		s.txPend = append(s.txPend, ci)
+	}
+	k.end()
+	return nbad
+}
+
+// Completed implements engine.Checker.
+func (k *Checker) Completed(side engine.Side, addrs []uint64, out []engine.Disposition) (nbad int) {
+	k.begin()
+	s := &k.socks[side]
+	b := uint32(k.batch)
+	for i, a := range addrs {
+		slot := s.compSlot
+		s.compSlot++
+		s.rec.RecordAt(k.now, flightrec.CompRecv, a, 0, b, slot)
+		ci, _, ok := k.chunk(a)
+		cls := noClass
+		var detail string
+		switch {
+		case a == xsk.Poison && k.on(CheckPoison):
+			cls, detail = UnwrittenSlot, "COMPLETION slot still poisoned: published without being written"
+		case !ok:
+			if k.on(CheckBounds) {
+				cls, detail = BadAddr, "completion beyond the UMEM"
+			}
+		case !k.mine(ci):
+			if k.on(CheckOwnership) {
+				cls, detail = ForeignFrame, k.foreign(ci)
+			}
+		default:
+			st := k.own[ci-k.lo]
+			if st == txOf(side) {
+				k.own[ci-k.lo] = stApp
+				continue
+			}
+			if k.on(CheckOwnership) {
+				cls, detail = CompletionNotSent, "chunk is "+k.stateString(st)
+			}
+		}
+		if cls == noClass {
+			continue
+		}
+		v := &Violation{Class: cls, Ring: xsk.KindComp, Slot: slot, Addr: a, Detail: detail}
+		if cls == BadAddr {
+			v.Expected, v.Got = k.c.size, a
+		}
+		k.violate(s, v, k.lastFrame(a))
+		out[i] = engine.Quarantine
+		nbad++
+	}
+	k.end()
+	return nbad
+}
