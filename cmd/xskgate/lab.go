@@ -17,8 +17,10 @@ func cmdLab(ctx context.Context, args []string) error {
          client eth0 (198.18.0.1/24, 2001:2::1/64) <-> outer [gate] inner <-> server eth0
          (198.18.0.2/24, 2001:2::2/64); then run in the gate namespace:
          ip netns exec <prefix>-gate xskgate run --outer outer --inner inner
-  down   remove a lab (--prefix P) or every lab (--all)
-  list   print the prefixes of labs that exist
+  down   remove a lab (--prefix P), every lab (--all), or the labs whose owner
+         process died before removing them (--stale)
+  list   print the prefixes of labs that exist, with the process owning
+         each lab built with a random prefix (tests, demo, bench)
 `)
 		return flag2help(args)
 	}
@@ -27,6 +29,7 @@ func cmdLab(ctx context.Context, args []string) error {
 	prefix := fs.String("prefix", "xg", "lab name prefix")
 	queues := fs.Int("queues", 2, "queues per veth end (up)")
 	all := fs.Bool("all", false, "remove every lab (down)")
+	stale := fs.Bool("stale", false, "remove the labs whose owner process is gone (down)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -46,6 +49,13 @@ func cmdLab(ctx context.Context, args []string) error {
 		fmt.Printf("remove it:       xskgate lab down --prefix %s\n", l.Prefix)
 		return nil
 	case "down":
+		if *stale {
+			reaped, err := lab.ReapStale()
+			for _, p := range reaped {
+				fmt.Printf("lab %s removed (its owner was gone)\n", p)
+			}
+			return err
+		}
 		prefixes := []string{*prefix}
 		if *all {
 			var err error
@@ -68,6 +78,10 @@ func cmdLab(ctx context.Context, args []string) error {
 			return err
 		}
 		for _, p := range ls {
+			if st := lab.OwnerState(p); st != "" {
+				fmt.Printf("%s\t(%s)\n", p, st)
+				continue
+			}
 			fmt.Println(p)
 		}
 		return nil

@@ -168,7 +168,12 @@ func UpContext(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
-	if cfg.Prefix == "" {
+	random := cfg.Prefix == ""
+	if random {
+		// A lab with a random prefix belongs to this process (see
+		// OwnerDir). Labs of processes killed before their cleanup go
+		// first; failing to remove one does not stop this one.
+		_, _ = ReapStale()
 		for i := 0; ; i++ {
 			p, err := randomPrefix()
 			if err != nil {
@@ -176,6 +181,9 @@ func UpContext(ctx context.Context, cfg Config) (*Lab, error) {
 			}
 			c, g, s := NSNames(p)
 			if !nsExists(c) && !nsExists(g) && !nsExists(s) {
+				if err := writeOwner(p); err != nil {
+					return nil, err
+				}
 				cfg.Prefix = p
 				break
 			}
@@ -184,7 +192,7 @@ func UpContext(ctx context.Context, cfg Config) (*Lab, error) {
 			}
 		}
 	}
-	b := &builder{cfg: cfg, ctx: ctx}
+	b := &builder{cfg: cfg, ctx: ctx, owned: random}
 	l, err := b.build()
 	if err != nil {
 		if cerr := b.cleanup(); cerr != nil {
@@ -200,6 +208,7 @@ type builder struct {
 	cfg     Config
 	ctx     context.Context
 	created []string // namespaces this Up created, to remove on failure
+	owned   bool     // the prefix is random: this Up wrote its owner record
 	handles []netns.NsHandle
 	nl      []*netlink.Handle
 }
@@ -239,6 +248,9 @@ func (b *builder) cleanup() error {
 		}
 	}
 	b.created = nil
+	if b.owned && len(errs) == 0 {
+		errs = append(errs, removeOwner(b.cfg.Prefix))
+	}
 	return errors.Join(errs...)
 }
 
@@ -711,6 +723,9 @@ func Remove(prefix string) error {
 		if err := deleteNamedNS(n); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, removeOwner(prefix))
 	}
 	return errors.Join(errs...)
 }
