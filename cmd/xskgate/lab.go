@@ -20,7 +20,7 @@ func cmdLab(ctx context.Context, args []string) error {
   down   remove a lab (--prefix P), every lab (--all), or the labs whose owner
          process died before removing them (--stale)
   list   print the prefixes of labs that exist, with the process owning
-         each lab built with a random prefix (tests, demo, bench)
+         each lab that is not persistent (tests, demo, bench)
 `)
 		return flag2help(args)
 	}
@@ -38,7 +38,7 @@ func cmdLab(ctx context.Context, args []string) error {
 	}
 	switch sub {
 	case "up":
-		l, err := lab.UpContext(ctx, lab.Config{Prefix: *prefix, Queues: *queues})
+		l, err := lab.UpContext(ctx, lab.Config{Prefix: *prefix, Queues: *queues, Persistent: true})
 		if err != nil {
 			return err
 		}

@@ -87,6 +87,11 @@ type Config struct {
 	// addresses → client's MAC), so traffic needs no ARP/ND through the
 	// gate.
 	StaticNeighbors bool
+	// Persistent: the lab outlives the process that builds it (`xskgate
+	// lab up`), so it gets no owner record and is never reaped. Otherwise
+	// the lab belongs to this process: when the process dies before
+	// removing it, the next Up removes it (see OwnerDir).
+	Persistent bool
 
 	// afterStep, for tests: called after each step of Up; an error fails
 	// Up there.
@@ -168,12 +173,14 @@ func UpContext(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
-	random := cfg.Prefix == ""
-	if random {
-		// A lab with a random prefix belongs to this process (see
-		// OwnerDir). Labs of processes killed before their cleanup go
-		// first; failing to remove one does not stop this one.
+	// A lab belongs to the process that builds it (see OwnerDir) unless
+	// it is Persistent. Labs of processes killed before their cleanup go
+	// first; failing to remove one does not stop this one.
+	owned := !cfg.Persistent
+	if owned {
 		_, _ = ReapStale()
+	}
+	if cfg.Prefix == "" {
 		for i := 0; ; i++ {
 			p, err := randomPrefix()
 			if err != nil {
@@ -181,9 +188,6 @@ func UpContext(ctx context.Context, cfg Config) (*Lab, error) {
 			}
 			c, g, s := NSNames(p)
 			if !nsExists(c) && !nsExists(g) && !nsExists(s) {
-				if err := writeOwner(p); err != nil {
-					return nil, err
-				}
 				cfg.Prefix = p
 				break
 			}
@@ -191,8 +195,15 @@ func UpContext(ctx context.Context, cfg Config) (*Lab, error) {
 				return nil, fmt.Errorf("lab: could not find an unused random prefix: pass one")
 			}
 		}
+	} else if c, g, s := NSNames(cfg.Prefix); nsExists(c) || nsExists(g) || nsExists(s) {
+		return nil, existsError(cfg.Prefix) // before the owner record: it is another's lab
 	}
-	b := &builder{cfg: cfg, ctx: ctx, owned: random}
+	if owned {
+		if err := writeOwner(cfg.Prefix); err != nil {
+			return nil, err
+		}
+	}
+	b := &builder{cfg: cfg, ctx: ctx, owned: owned}
 	l, err := b.build()
 	if err != nil {
 		if cerr := b.cleanup(); cerr != nil {
@@ -208,7 +219,7 @@ type builder struct {
 	cfg     Config
 	ctx     context.Context
 	created []string // namespaces this Up created, to remove on failure
-	owned   bool     // the prefix is random: this Up wrote its owner record
+	owned   bool     // this Up wrote the lab's owner record
 	handles []netns.NsHandle
 	nl      []*netlink.Handle
 }

@@ -10,13 +10,12 @@ import (
 	"strings"
 )
 
-// OwnerDir holds one file per lab built with a random prefix (tests, the
+// OwnerDir holds one file per lab that belongs to a process (tests, the
 // demo, the bench): the PID and start time of the process that built it.
-// Such a lab belongs to its process. When the process is killed before its
-// cleanup runs (SIGKILL, a test binary's timeout), the next Up with a random
-// prefix finds the owner gone and removes the lab (ReapStale), so that a
-// killed run leaves nothing behind for long. Labs built with a chosen
-// prefix (`xskgate lab up --prefix`) have no owner record and stay until
+// When the process is killed before its cleanup runs (SIGKILL, a test
+// binary's timeout), the next Up finds the owner gone and removes the lab
+// (ReapStale), so that a killed run leaves nothing behind for long.
+// Persistent labs (`xskgate lab up`) have no owner record and stay until
 // `xskgate lab down`.
 var OwnerDir = "/run/xskgate/labs"
 
@@ -99,7 +98,7 @@ func readOwner(prefix string) (owner, bool) {
 }
 
 // OwnerState says who owns the lab with this prefix: "" when it has no
-// owner record (built with a chosen prefix), "pid N" while its process
+// owner record (a persistent lab), "pid N" while its process
 // runs, "stale: pid N is gone" once the process died without removing it.
 func OwnerState(prefix string) string {
 	o, ok := readOwner(prefix)
@@ -120,7 +119,7 @@ func alive(o owner) bool {
 
 // ReapStale removes every lab whose owner process is gone and returns their
 // prefixes. Labs without an owner record are left alone. Up calls it before
-// building a lab with a random prefix; `xskgate lab down --stale` too.
+// building a lab that is not persistent; `xskgate lab down --stale` too.
 func ReapStale() ([]string, error) {
 	prefixes, err := List()
 	if err != nil {

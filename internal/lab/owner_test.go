@@ -33,7 +33,8 @@ func TestLabOwnerChild(t *testing.T) {
 
 // TestStaleLabReaped kills (SIGKILL) a process that built a lab, so that its
 // cleanup never runs, and checks that the next reap removes that lab while
-// leaving alone a lab whose owner runs and a lab built with a chosen prefix.
+// leaving alone labs whose owner runs (random or chosen prefix) and a
+// persistent lab.
 func TestStaleLabReaped(t *testing.T) {
 	needRoot(t)
 	mine, err := Up(Config{Queues: 1})
@@ -46,6 +47,11 @@ func TestStaleLabReaped(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { chosen.Down() })
+	persistent, err := Up(Config{Queues: 1, Prefix: testPrefix(t, "xp"), Persistent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { persistent.Down() })
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLabOwnerChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
@@ -106,13 +112,16 @@ func TestStaleLabReaped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{mine.Prefix, chosen.Prefix} {
+	for _, p := range []string{mine.Prefix, chosen.Prefix, persistent.Prefix} {
 		if !slices.Contains(ls, p) {
 			t.Errorf("lab %s was reaped: its owner runs (or it has none)", p)
 		}
 	}
-	if st := OwnerState(chosen.Prefix); st != "" {
-		t.Errorf("a lab with a chosen prefix has owner %q, want none", st)
+	if st := OwnerState(chosen.Prefix); !strings.HasPrefix(st, "pid ") {
+		t.Errorf("a lab with a chosen prefix has owner %q, want this process", st)
+	}
+	if st := OwnerState(persistent.Prefix); st != "" {
+		t.Errorf("a persistent lab has owner %q, want none", st)
 	}
 	if err := mine.Down(); err != nil {
 		t.Fatal(err)
