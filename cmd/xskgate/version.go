@@ -89,7 +89,7 @@ func printVersion(w io.Writer, v buildVersion) {
 		}
 		fmt.Fprintln(w)
 	default:
-		fmt.Fprintln(w, "commit:   not recorded (built outside a git checkout, e.g. go install module@version: the version above says which)")
+		fmt.Fprintln(w, "commit:   not recorded (built outside a git checkout, e.g. go install module@version, whose version above says which; or with -buildvcs=false)")
 	}
 	fmt.Fprintf(w, "go:       %s %s/%s\n", v.GoVersion, v.OS, v.Arch)
 	var u unix.Utsname
