@@ -34,7 +34,16 @@ type Options struct {
 	// Flows sizes the map of tracked flows the out-of-state stage consults
 	// (default 1<<20 with FirstLine, else 1).
 	Flows int
+	// testGrow makes the program refuse to grow a frame for a cookie
+	// SYN-ACK at its tail (growNoTail) or anywhere (growNone): tests only.
+	testGrow uint32
 }
+
+// Values of Options.testGrow (steer.c's GROW_*).
+const (
+	growNoTail = 1
+	growNone   = 2
+)
 
 // progNames maps a carrier to its entry point in bpf/steer.c.
 var progNames = [...]string{CarrierMeta: steerProgXskgateMeta, CarrierHead: steerProgXskgateHead, CarrierNone: steerProgXskgateNone}
@@ -79,6 +88,9 @@ func collectionSpec(queues int, o Options) (*ebpf.CollectionSpec, error) {
 		fl = 1
 	}
 	if err := spec.Variables[steerVarFirstLine].Set(fl); err != nil {
+		return nil, err
+	}
+	if err := spec.Variables[steerVarTestGrow].Set(o.testGrow); err != nil {
 		return nil, err
 	}
 	return spec, nil
