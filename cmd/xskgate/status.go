@@ -156,7 +156,7 @@ func printStatus(w io.Writer, r statusReply) {
 	}
 	fmt.Fprintf(w, "  first line in XDP: stages %s; monitor only: %s\n", orNone(fl.Stages), orNone(fl.Monitor))
 	if fl.NoXDPTx {
-		fmt.Fprintln(w, "  (syn_cookie off: the outer driver fails XDP_TX; SYNs are answered from user space)")
+		fmt.Fprintln(w, "  (syn_cookie answers from user space: the outer driver fails XDP_TX; XDP only drops SYNs over the challenge budget)")
 	}
 	if fl.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", fl.Error)

@@ -20,9 +20,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/safchain/ethtool"
-
 	"github.com/xskgate/xskgate/internal/engine"
+	"github.com/xskgate/xskgate/internal/ethtool"
 	"github.com/xskgate/xskgate/internal/integrity"
 	"github.com/xskgate/xskgate/internal/xdpprog"
 	"github.com/xskgate/xskgate/internal/xsk"
@@ -72,7 +71,7 @@ type Gate struct {
 	carrierWhy string
 	// ethtool is a socket made in the interfaces' namespace, to read the
 	// outer driver's XDP_TX errors from anywhere (XDPTxErrors).
-	ethtool *ethtool.Ethtool
+	ethtool *ethtool.Reader
 	queues  [2]ifQueues // outer's and inner's queue counts at Open
 	links   *linkWatch  // see links.go
 }
@@ -122,8 +121,8 @@ func Open(cfg Config) (g *Gate, err error) {
 	}
 	g = &Gate{cfg: cfg, log: cfg.Logger, carrier: carrier, carrierWhy: why, queues: [2]ifQueues{qo, qi}}
 	if cfg.FirstLine {
-		if g.ethtool, err = ethtool.NewEthtool(); err != nil {
-			return nil, fmt.Errorf("ethtool socket: %w", err)
+		if g.ethtool, err = ethtool.Open(); err != nil {
+			return nil, err
 		}
 	}
 	cfg.Engine.Carrier = carrier
@@ -241,22 +240,15 @@ func Open(cfg Config) (g *Gate, err error) {
 // sent back with XDP_TX that it failed to transmit (ethtool statistics
 // named *xdp_tx_err*, summed), and whether the driver reports one. A veth
 // whose peer has neither an XDP program nor GRO on drops every XDP_TX: a
-// first line that answers SYNs must notice and stop.
+// first line that answers SYNs must notice and stop. Safe from one
+// goroutine at a time (the first line's controller).
 func (g *Gate) XDPTxErrors() (uint64, bool) {
 	if g.ethtool == nil {
 		return 0, false
 	}
-	st, err := g.ethtool.Stats(g.cfg.Outer)
+	n, found, err := g.ethtool.Sum(g.cfg.Outer, func(name string) bool { return strings.Contains(name, "xdp_tx_err") })
 	if err != nil {
 		return 0, false
-	}
-	var n uint64
-	found := false
-	for k, v := range st {
-		if strings.Contains(k, "xdp_tx_err") {
-			n += v
-			found = true
-		}
 	}
 	return n, found
 }

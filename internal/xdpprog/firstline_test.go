@@ -27,7 +27,7 @@ type seg struct {
 }
 
 // tcpFrame builds an Ethernet/IPv4 or IPv6/TCP frame with valid checksums.
-func tcpFrame(t *testing.T, s seg) []byte {
+func tcpFrame(t testing.TB, s seg) []byte {
 	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
 	tcp := &layers.TCP{SrcPort: layers.TCPPort(s.sport), DstPort: layers.TCPPort(s.dport), Seq: s.seq, Ack: s.ackNum,
@@ -227,6 +227,17 @@ func TestFirstLineMalformed(t *testing.T) {
 			"truncated IP header":  full[:20],
 			"Ethernet only":        full[:14],
 		}
+		short := append([]byte(nil), full...)
+		ver := append([]byte(nil), full...)
+		if fam.name == "ipv4" {
+			short[14+2], short[14+3] = 0, 32 // total length cuts the TCP header
+			ver[14] = 0x25                   // version 2
+		} else {
+			short[14+4], short[14+5] = 0, 12 // payload length cuts the TCP header
+			ver[14] = 0x40                   // version 4
+		}
+		cases["IP length shorter than the headers"] = short
+		cases["wrong IP version"] = ver
 		if fam.name == "ipv4" {
 			opt := append([]byte(nil), full...)
 			opt[14] = 0x46 // IHL 6: options

@@ -23,7 +23,7 @@ func TestObjectsCurrent(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cmd := exec.Command("go", "run", "github.com/cilium/ebpf/cmd/bpf2go", "-cc", "clang",
-		"-cflags", "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu", "-target", "bpfel", "-type", "config", "-type", "scope",
+		"-cflags", "-O2 -g -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu", "-target", "bpfel", "-type", "config", "-type", "scope",
 		"-output-dir", dir, "-go-package", "xdpprog", "steer", "bpf/steer.c")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("bpf2go: %v\n%s", err, out)
