@@ -147,7 +147,7 @@ func TestFirstLineSYNCookies(t *testing.T) {
 				return tseg{src: r.l.ClientIP4, dst: r.l.ServerIP4, sport: uint16(20000 + k%10000), dport: port,
 					seq: uint32(k) * 2654435761, flags: packet.SYN, win: 64240, mss: 1460, ws: 7, sack: true}
 			}
-			clientDrops0 := linkDrops(t, r.l, r.l.ClientNS, lab.HostIfName).tx
+			clientDrops0, innerLoss0 := linkDrops(t, r.l, r.l.ClientNS, lab.HostIfName).tx, r.innerLoss(t)
 			start := time.Now()
 			snd.flood(t, r.l, n/5, synAt)
 			// The first fifth trips the user-space meter; the controller
@@ -176,7 +176,8 @@ func TestFirstLineSYNCookies(t *testing.T) {
 				st, _ := r.i.FirstLineStats()
 				us := r.i.Stats()
 				got := st.CookieSent + st.CookieLimited + us.Count("challenge_needed", "", "") + us.Count("challenge_rate_limited", "", "") +
-					uint64(cnt.n.Load()) + r.kernelDrops() + linkDrops(t, r.l, r.l.ClientNS, lab.HostIfName).tx - clientDrops0
+					uint64(cnt.n.Load()) + r.kernelDrops() + linkDrops(t, r.l, r.l.ClientNS, lab.HostIfName).tx - clientDrops0 +
+					r.innerLoss(t) - innerLoss0 + cnt.dropped()
 				if got >= n {
 					break
 				}
