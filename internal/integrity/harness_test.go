@@ -91,6 +91,11 @@ func newGate(tb testing.TB, o gateOpts) *gate {
 		cfg = *o.cfg
 	}
 	cfg.RxOffset = u.RxOffset()
+	if cfg.TxAgeLimit == 0 {
+		// Sweep every 50 ms: every model run exercises the TX age
+		// limit, and must not trip it.
+		cfg.TxAgeLimit = 100 * time.Millisecond
+	}
 	// As the gate: the checks learn each socket's mode from the port
 	// (XDP_OPTIONS) and then ignore RxOffset on a zero-copy one; the
 	// order check is unavailable once any socket is zero-copy.
