@@ -166,6 +166,7 @@ type port struct {
 	tx             *xsk.TxRing
 	fd             int        // for poll(2); -1 when the port cannot be polled
 	waker          rxWaker    // wakes a zero-copy driver's RX; nil if the port cannot
+	fillWoken      bool       // woken since FILL was last posted to (wake.go)
 	txq            []xsk.Desc // to transmit at the end of this iteration
 	stats          *PortStats
 	fillOut, txOut int // frames posted to FILL / TX not back yet
@@ -493,6 +494,7 @@ func (w *Worker) refill(p *port) error {
 	p.fill.Submit()
 	w.free = w.free[:len(w.free)-int(n)]
 	p.fillOut += int(n)
+	p.fillWoken = false // new entries: a wakeup, if needed, is due again
 	w.wakeFill(p)
 	return nil
 }
@@ -501,6 +503,11 @@ func (w *Worker) refill(p *port) error {
 func (w *Worker) receive(p *port) (int, error) {
 	n, err := p.rx.Get(w.descs)
 	if err != nil || n == 0 {
+		if err == nil && !p.fillWoken {
+			// Nothing came: a zero-copy driver may have run dry just
+			// after the last post looked at its flag (wake.go).
+			w.wakeFill(p)
+		}
 		return 0, err
 	}
 	p.fillOut -= n
