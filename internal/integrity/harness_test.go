@@ -49,6 +49,13 @@ type gateOpts struct {
 	// when it is set.
 	record  kmodel.Record
 	carrier xdpprog.Carrier
+	// zeroCopy runs the model's zero-copy driver (driverRing buffers,
+	// xdpDrop) and tells the checks, as the gate does for sockets bound
+	// in zero-copy; rxRing, when set, sizes the RX rings alone.
+	zeroCopy   bool
+	driverRing int
+	xdpDrop    float64
+	rxRing     uint32
 }
 
 // carrierOf is the xdpprog carrier that reads what kmodel writes with r.
@@ -84,6 +91,15 @@ func newGate(tb testing.TB, o gateOpts) *gate {
 		cfg = *o.cfg
 	}
 	cfg.RxOffset = u.RxOffset()
+	if cfg.TxAgeLimit == 0 {
+		// Sweep every 50 ms: every model run exercises the TX age
+		// limit, and must not trip it.
+		cfg.TxAgeLimit = 100 * time.Millisecond
+	}
+	// As the gate: the checks learn each socket's mode from the port
+	// (XDP_OPTIONS) and then ignore RxOffset on a zero-copy one; the
+	// order check is unavailable once any socket is zero-copy.
+	cfg.ZeroCopy = o.zeroCopy
 	if o.carrier == xdpprog.CarrierAuto {
 		o.carrier = carrierOf(o.record)
 	}
@@ -95,11 +111,15 @@ func newGate(tb testing.TB, o gateOpts) *gate {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { g.checks.Close() })
+	if o.rxRing == 0 {
+		o.rxRing = o.ring
+	}
 	var pairs []engine.Pair
 	for q := range o.queues {
 		mk := func(name string, f kmodel.Faults) *kmodel.Port {
 			p, err := kmodel.NewPort(kmodel.Config{Umem: area, FrameSize: fs, Headroom: o.headroom, Ifname: name, Queue: q,
-				FillSize: o.ring, CompSize: o.ring, RxSize: o.ring, TxSize: o.ring, Faults: f, Record: o.record})
+				FillSize: o.ring, CompSize: o.ring, RxSize: o.rxRing, TxSize: o.ring, Faults: f, Record: o.record,
+				ZeroCopy: o.zeroCopy, DriverRing: o.driverRing, XDPDrop: o.xdpDrop})
 			if err != nil {
 				tb.Fatal(err)
 			}
@@ -179,13 +199,15 @@ func (g *gate) window(tb testing.TB, deadline time.Time) {
 }
 
 // kernelDrops sums what the model's kernel dropped on the outer ports
-// (FILL empty, RX ring full): counted losses, not faults of the gate.
+// (FILL empty, RX ring full, the XDP program's drops): counted losses, not
+// faults of the gate.
 func (g *gate) kernelDrops() uint64 {
 	var n uint64
 	for _, p := range g.outer {
 		if st, err := p.Stats(); err == nil {
 			n += st.RxDropped + st.RxRingFull
 		}
+		n += p.Counters().XDPDrops
 	}
 	return n
 }
