@@ -161,19 +161,7 @@ func checkWire(t *testing.T, where string, frames [][]byte) (tcp int) {
 func TestHeadCarrierOnTheWire(t *testing.T) {
 	l := lab.ForTest(t, lab.Config{Queues: 2, StaticNeighbors: true})
 	g := openGate(t, l, xdpprog.CarrierHead, 0)
-	if err := l.Do(l.ServerNS, func() error {
-		for _, a := range []netip.Addr{l.ServerIP4, l.ServerIP6} {
-			ln, err := net.Listen("tcp", netip.AddrPortFrom(a, port).String())
-			if err != nil {
-				return err
-			}
-			s := traffic.Serve(ln)
-			t.Cleanup(func() { s.Close() })
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l.ServeForTest(t, port)
 	atServer := startCapture(t, l, l.ServerNS, lab.HostIfName)
 	atClient := startCapture(t, l, l.ClientNS, lab.HostIfName)
 

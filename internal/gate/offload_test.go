@@ -29,19 +29,7 @@ func TestDefaultOffloads(t *testing.T) {
 		}
 	}
 	g := openGate(t, l, xdpprog.CarrierAuto, 0)
-	if err := l.Do(l.ServerNS, func() error {
-		for _, a := range []netip.Addr{l.ServerIP4, l.ServerIP6} {
-			ln, err := net.Listen("tcp", netip.AddrPortFrom(a, port).String())
-			if err != nil {
-				return err
-			}
-			s := traffic.Serve(ln)
-			t.Cleanup(func() { s.Close() })
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l.ServeForTest(t, port)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup

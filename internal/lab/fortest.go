@@ -2,7 +2,11 @@ package lab
 
 import (
 	"errors"
+	"net"
+	"net/netip"
 	"os"
+
+	"github.com/xskgate/xskgate/internal/traffic"
 )
 
 // TB is the part of testing.TB that ForTest uses (kept as an interface so
@@ -38,4 +42,24 @@ func ForTest(tb TB, cfg Config) *Lab {
 		}
 	})
 	return l
+}
+
+// ServeForTest serves verified TCP streams (traffic.Serve) at port on the
+// server's addresses, IPv4 and IPv6, from the server namespace, until tb's
+// cleanup. Any failure is fatal.
+func (l *Lab) ServeForTest(tb TB, port uint16) {
+	tb.Helper()
+	if err := l.Do(l.ServerNS, func() error {
+		for _, a := range []netip.Addr{l.ServerIP4, l.ServerIP6} {
+			ln, err := net.Listen("tcp", netip.AddrPortFrom(a, port).String())
+			if err != nil {
+				return err
+			}
+			s := traffic.Serve(ln)
+			tb.Cleanup(func() { s.Close() })
+		}
+		return nil
+	}); err != nil {
+		tb.Fatalf("serving TCP on the server at port %d: %v", port, err)
+	}
 }

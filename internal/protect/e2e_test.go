@@ -84,19 +84,7 @@ func newRigWrapped(t *testing.T, cfg Config, fl bool, wrap func(*Inspector) engi
 			t.Errorf("gate close: %v", err)
 		}
 	})
-	if err := l.Do(l.ServerNS, func() error {
-		for _, a := range []netip.Addr{l.ServerIP4, l.ServerIP6} {
-			ln, err := net.Listen("tcp", netip.AddrPortFrom(a, port).String())
-			if err != nil {
-				return err
-			}
-			s := traffic.Serve(ln)
-			t.Cleanup(func() { s.Close() })
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l.ServeForTest(t, port)
 	return &rig{l: l, i: i, g: g}
 }
 
