@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/xskgate/xskgate/internal/bench"
@@ -12,10 +13,15 @@ import (
 )
 
 func cmdBench(ctx context.Context, args []string) error {
-	fs := newFlags("bench", "[flags]", `Builds a one-queue lab and measures delivered packets/s of 64-byte UDP frames through
-(a) plain Linux IPv4 forwarding in the gate namespace and (b) xskgate, interleaved
-a b a b ..., counting what the server's eth0 receives (kernel counters). Then measures
-loss at half of each path's median rate, and TCP throughput with iperf3 through both.
+	fs := newFlags("bench", "[flags]", `Builds a one-queue lab and measures delivered packets/s of UDP frames (--size) through
+plain Linux IPv4 forwarding in the gate namespace (no XDP program on its path: what a
+user has without xskgate), the same with an XDP_PASS front end on the gate's interfaces
+(labelled extra; the fair comparison for TCP), the kernel's XDP_REDIRECT outer->inner
+through a cpumap and a devmap (the ceiling of an AF_XDP path on the same cores), xskgate,
+and, with --xdpsock, libxdp's xdpsock in l2fwd mode (the C reference; not part of
+xskgate), interleaved a b c a b c ..., counting what the receiving eth0 gets (kernel
+counters). Then measures loss at half of each path's median rate, and TCP throughput
+with iperf3 (--tcp-streams) through the paths that carry TCP.
 
 With --all, also: xskgate with its integrity checks off, without the XDP record, with
 the TCP protection on; the protection dropping a one-source ACK flood; the generator's
@@ -47,10 +53,20 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	fs.Float64Var(&o.LegitOpts.Rate, "legit-rate", 0, "flood frames/s in --legit (0: twice the AF_XDP path's capacity measured in this run, else 0.8 Mpps)")
 	legitFloods := fs.String("legit-floods", "ack,syn", "floods for --legit: ack, syn")
 	all := fs.Bool("all", false, "also measure the other paths (see above)")
+	size := fs.String("size", "64", "UDP frames: 64 (bytes on the wire), 1500 (IP packet, the lab's MTU) or imix (7:4:1 of 64/576/1500)")
+	xdpsock := fs.String("xdpsock", "", "path of libxdp's xdpsock (bpf-examples AF_XDP-example), measured as the path xdpsock-l2fwd; see the README")
+	xdpsockArgs := fs.String("xdpsock-args", "-l -c -Q", "xdpsock's arguments before -i outer -q 0")
+	xdpsockPreload := fs.String("xdpsock-preload", "", "LD_PRELOAD for xdpsock (the setrlimit shim where root lacks CAP_SYS_RESOURCE; see the README)")
+	txBudget := fs.Uint("tx-budget", 0, "xskgate's XDP_MAX_TX_SKB_BUDGET (0: the gate's default)")
+	tcpStreams := fs.String("tcp-streams", "1,8", "iperf3 -P values for the TCP comparison")
 	names := []string{}
 	variants := []bench.Variant{
 		{Name: "linux-forwarding", Kernel: true},
+		{Name: "linux-forwarding+xdp-pass", Kernel: true, FrontEnd: true},
+		{Name: "xdp-redirect", Redirect: true},
 		{Name: "xskgate", Checks: true},
+		{Name: "xdpsock-l2fwd", External: true},
+		{Name: "xdp-redirect-devmap", Redirect: true, Direct: true},
 		{Name: "xskgate-nochecks"},
 		{Name: "xskgate-nocarrier", Checks: true, Carrier: xdpprog.CarrierNone},
 		{Name: "xskgate+protection", Checks: true, Protection: true},
@@ -70,7 +86,8 @@ its slots are rewritten per frame (source address, port, checksums).`)
 		names = append(names, v.Name)
 	}
 	only := fs.String("only", "", "comma-separated paths to measure, from: "+strings.Join(names, ", "))
-	if err := fs.Parse(args); err != nil {
+	var err error
+	if err = fs.Parse(args); err != nil {
 		return err
 	}
 	switch o.Gen = bench.GenKind(*gen); o.Gen {
@@ -84,6 +101,25 @@ its slots are rewritten per frame (source address, port, checksums).`)
 		}
 		o.LegitOpts.Floods = append(o.LegitOpts.Floods, f)
 	}
+	if o.Size, err = bench.ParseSize(*size); err != nil {
+		return fmt.Errorf("bench --size: %w", err)
+	}
+	if *xdpsock != "" {
+		o.External = &bench.External{Path: *xdpsock, Args: strings.Fields(*xdpsockArgs)}
+		if *xdpsockPreload != "" {
+			o.External.Env = []string{"LD_PRELOAD=" + *xdpsockPreload}
+		}
+	}
+	o.TxBudget = uint32(*txBudget)
+	o.TCPStreams = nil
+	for _, f := range strings.Split(*tcpStreams, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 128 {
+			return fmt.Errorf("bench --tcp-streams: %q is not a stream count in [1, 128]", f)
+		}
+		o.TCPStreams = append(o.TCPStreams, n)
+	}
+	o.Variants = variants[:5]
 	if *all {
 		o.Variants = variants
 	}
@@ -100,6 +136,6 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	if err := needRoot(); err != nil {
 		return err
 	}
-	_, err := bench.Run(ctx, o)
+	_, err = bench.Run(ctx, o)
 	return err
 }
