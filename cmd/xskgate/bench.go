@@ -68,6 +68,8 @@ its slots are rewritten per frame (source address, port, checksums).`)
 		{Name: "xdpsock-l2fwd", External: true},
 		{Name: "xdp-redirect-devmap", Redirect: true, Direct: true},
 		{Name: "xskgate-nochecks"},
+		{Name: "xskgate-budget256", Checks: true, TxBudget: 256},
+		{Name: "xskgate-budget32", Checks: true, TxBudget: 32},
 		{Name: "xskgate-nocarrier", Checks: true, Carrier: xdpprog.CarrierNone},
 		{Name: "xskgate+protection", Checks: true, Protection: true},
 		{Name: "protection-ackflood", Checks: true, Protection: true, AckFlood: true},

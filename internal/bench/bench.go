@@ -20,6 +20,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -57,6 +58,9 @@ type Variant struct {
 	// Redirect is the kernel's own XDP forwarding, outer to inner through
 	// a cpumap to GateCPU and a devmap (redirect.go): the ceiling of an
 	// AF_XDP path on the same cores.
+	// TxBudget is xskgate's XDP_MAX_TX_SKB_BUDGET for this path (0:
+	// Options.TxBudget).
+	TxBudget uint32
 	// Direct skips the cpumap: all of it on the generator's core.
 	Redirect, Direct bool
 	// External runs Options.External (libxdp's xdpsock l2fwd) instead of
@@ -302,7 +306,12 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 			if v.AckFlood {
 				fmt.Fprintf(o.Out, "  run %d %-18s %6.3f Mpps handled by the gate, %.4f Mpps reached the server (offered %.2f Mpps)\n", run+1, v.Name, handled/1e6, pps/1e6, offered/1e6)
 			} else {
-				fmt.Fprintf(o.Out, "  run %d %-22s %6.3f Mpps delivered (offered %.2f Mpps), CPU %d busy %3.0f%%, load %s\n", run+1, v.Name, pps/1e6, offered/1e6, o.GateCPU, sm.busy*100, loadavg())
+				gs := ""
+				if sm.handled > 0 {
+					n := sm.handled * o.Window.Seconds()
+					gs = fmt.Sprintf(", per 1000 frames: %.0f sendto, %.1f poll, %.0f loops", float64(sm.kicks)*1000/n, float64(sm.polls)*1000/n, float64(sm.iters)*1000/n)
+				}
+				fmt.Fprintf(o.Out, "  run %d %-22s %6.3f Mpps delivered (offered %.2f Mpps), CPU %d busy %3.0f%%%s, load %s\n", run+1, v.Name, pps/1e6, offered/1e6, o.GateCPU, sm.busy*100, gs, loadavg())
 			}
 		}
 	}
@@ -544,7 +553,7 @@ func (b *bencher) openGate(v Variant, protection, firstLine bool, flows int) (*d
 			ic = &c
 		}
 		var err error
-		g, err = gate.Open(gate.Config{Outer: lab.OuterName, Inner: lab.InnerName, Queues: 1, TxBudget: b.o.TxBudget,
+		g, err = gate.Open(gate.Config{Outer: lab.OuterName, Inner: lab.InnerName, Queues: 1, TxBudget: cmp.Or(v.TxBudget, b.o.TxBudget),
 			Umem: xsk.UmemConfig{NumFrames: 4096}, Engine: cfg, Integrity: ic, Logger: b.o.Logger, Carrier: v.Carrier,
 			FirstLine: protection && firstLine, FirstLineFlows: flows})
 		return err
@@ -589,6 +598,22 @@ func (b *bencher) measure(ctx context.Context, v Variant, rate float64) (pps, of
 	return sm.pps, sm.offered, sm.drops, err
 }
 
+// gateSyscalls sums the workers' sendto kicks, poll sleeps and loop
+// iterations.
+func gateSyscalls(g *gate.Gate) (kicks, polls, iters uint64) {
+	if g == nil {
+		return 0, 0, 0
+	}
+	for _, w := range g.Engine.Workers() {
+		for s := range w.Stats {
+			kicks += w.Stats[s].Kicks.Load()
+			polls += w.Stats[s].Wakeups.Load()
+		}
+		iters += w.Iterations()
+	}
+	return kicks, polls, iters
+}
+
 // gateRx sums what the gate's workers received on outer.
 func gateRx(g *gate.Gate) (n uint64) {
 	if g == nil {
@@ -605,6 +630,7 @@ type sample struct {
 	pps, offered, handled float64 // delivered, generated, received by the gate's workers (per s)
 	drops                 uint64  // the engine's own drops
 	busy                  float64 // GateCPU's busy share
+	kicks, polls, iters   uint64  // the gate's sendto kicks, poll sleeps, loop iterations
 	flood                 FloodSample
 }
 
@@ -746,6 +772,7 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 		}
 	}
 	c0 := cpuTimes(b.o.GateCPU)
+	k0, p0, i0 := gateSyscalls(d.g)
 	s0, h0, t0 := gen.Sent(), gateRx(d.g), time.Now()
 	if err := wait(b.o.Window); err != nil {
 		return sm, err
@@ -756,6 +783,8 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 	}
 	s1, h1, dt := gen.Sent(), gateRx(d.g), time.Since(t0).Seconds()
 	sm.busy = c0.busyUntil(cpuTimes(b.o.GateCPU))
+	k1, p1, i1 := gateSyscalls(d.g)
+	sm.kicks, sm.polls, sm.iters = k1-k0, p1-p0, i1-i0
 	if v.Flood != "" {
 		if f2, err = b.floodSnap(v, d, gen); err != nil {
 			return sm, err

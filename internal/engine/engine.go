@@ -199,11 +199,16 @@ type Worker struct {
 	inject     float64 // probability per TX batch of the FILL-while-on-TX user bug
 	injectRand uint64
 
-	acct   accountingCell
-	drain  time.Duration
-	err    error
-	failed atomic.Bool
-	cpu    int
+	acct  accountingCell
+	drain time.Duration
+	// deferKick: frames are arriving, so transmit kicks only once a
+	// sendto's worth waits on TX (see iterate); emptyLoops counts the
+	// loops in a row that received nothing.
+	deferKick  bool
+	emptyLoops int
+	err        error
+	failed     atomic.Bool
+	cpu        int
 }
 
 func newWorker(e *Engine, id int, p Pair, first, n uint32) (*Worker, error) {
@@ -385,13 +390,27 @@ func (w *Worker) iterate(refill bool) (int, error) {
 			}
 		}
 	}
+	received := 0
 	for i := range w.ports {
 		n, err := w.receive(&w.ports[i])
 		if err != nil {
 			return work, err
 		}
-		work += n
+		received += n
 	}
+	work += received
+	// While frames keep arriving, a kick waits until a sendto's worth is
+	// on TX: a copy-mode sendto costs a syscall whatever it moves, and a
+	// busy worker takes only a few frames per loop. After kickIdle loops
+	// in a row that received nothing, what is left is kicked: a frame
+	// waits at most that long (a few microseconds) after the last one
+	// before it.
+	if received > 0 {
+		w.emptyLoops = 0
+	} else if w.emptyLoops < kickIdle {
+		w.emptyLoops++
+	}
+	w.deferKick = w.emptyLoops < kickIdle && refill
 	for i := range w.ports {
 		n, err := w.transmit(&w.ports[i])
 		if err != nil {
@@ -505,6 +524,7 @@ func (w *Worker) receive(p *port) (int, error) {
 	}
 	p.fillOut -= n
 	descs := w.descs[:n]
+	w.e.umem.Prefetch(descs)
 	disp := w.disp[:n]
 	clear(disp)
 	nbad := 0
@@ -665,14 +685,26 @@ func (w *Worker) transmit(p *port) (int, error) {
 			w.dropTx(p, q[off:], DropTxRingFull)
 			break
 		}
+		if w.deferKick && p.tx.Outstanding() < w.kickAt(p) {
+			continue
+		}
 		w.kick(p)
 		kicked = true
 	}
 	p.txq = p.txq[:0]
-	if !kicked && p.tx.Outstanding() > 0 {
+	if !kicked && !w.deferKick && p.tx.Outstanding() > 0 {
 		w.kick(p)
 	}
 	return moved, nil
+}
+
+// kickIdle is how many loops in a row without RX end a deferred kick.
+const kickIdle = 8
+
+// kickAt is how many frames on TX are worth a deferred kick: what one
+// sendto moves, at most a batch.
+func (w *Worker) kickAt(p *port) uint32 {
+	return min(p.TxBatch(), uint32(w.batch))
 }
 
 func (w *Worker) dropTx(p *port, descs []xsk.Desc, why DropReason) {
@@ -725,6 +757,10 @@ func (w *Worker) sleep() {
 	for i := range w.ports {
 		// A driver may have run dry after the last refill looked at its flag.
 		w.wakeFill(&w.ports[i])
+		// Nothing deferred sleeps on TX (SpinIdle may be below kickIdle).
+		if w.ports[i].tx.Outstanding() > 0 {
+			w.kick(&w.ports[i])
+		}
 	}
 	if w.pfds != nil {
 		w.pfds[0].Revents, w.pfds[1].Revents = 0, 0

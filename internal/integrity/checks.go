@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"os"
 	"strconv"
 	"sync"
@@ -90,7 +91,8 @@ type Checks struct {
 	cfg     Config
 	log     *slog.Logger
 	size    uint64 // UMEM bytes
-	fs      uint64 // chunk size
+	fs      uint64 // chunk size, a power of two
+	shift   uint   // log2(fs): chunk index = address >> shift
 	nframes uint32
 
 	enabled  atomic.Uint32 // bit per Check
@@ -158,7 +160,7 @@ func New(umem *xsk.Umem, cfg Config) (*Checks, error) {
 		return nil, fmt.Errorf("integrity: evidence limits must not be negative (max bytes %d, capture rate %g, burst %d)",
 			cfg.MaxBytes, cfg.CaptureRate, cfg.CaptureBurst)
 	}
-	c := &Checks{umem: umem, cfg: cfg, log: cfg.Logger, size: uint64(umem.NumFrames()) * fs, fs: fs,
+	c := &Checks{umem: umem, cfg: cfg, log: cfg.Logger, size: uint64(umem.NumFrames()) * fs, fs: fs, shift: uint(bits.TrailingZeros64(fs)),
 		nframes: umem.NumFrames(), thaw: make(chan struct{})}
 	c.ev.init(cfg)
 	if cfg.DumpDir != "" {
