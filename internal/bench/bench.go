@@ -104,14 +104,17 @@ const (
 
 // Options tune a benchmark run.
 type Options struct {
-	Runs     int           // interleaved runs per variant (default 5)
-	Warmup   time.Duration // per run, before counting (default 1s)
-	Window   time.Duration // counting window (default 3s)
-	GenCPU   int           // default 0
-	GateCPU  int           // default 1
-	TCP      bool          // also iperf3 TCP through each path
-	TCPTime  time.Duration // default 3s
-	Variants []Variant     // default: linux, xskgate
+	Runs    int           // interleaved runs per variant (default 5)
+	Warmup  time.Duration // per run, before counting (default 1s)
+	Window  time.Duration // counting window (default 3s)
+	GenCPU  int           // default 0
+	GateCPU int           // default 1
+	TCP     bool          // also iperf3 TCP through each path
+	TCPTime time.Duration // default 3s
+	// TCPRounds is how many interleaved rounds of iperf3 per path and
+	// stream count (default 1).
+	TCPRounds int
+	Variants  []Variant // default: linux, xskgate
 	// Gen picks the generator (default GenAuto: live frames if the
 	// kernel allows them, else the TX ring).
 	Gen GenKind
@@ -331,16 +334,45 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 		}
 	}
 	if o.TCP {
+		// Interleaved like the packet rounds: round r runs every path
+		// with every stream count; the table shows medians.
+		runs := make([][][]float64, len(o.Variants)) // [variant][streams][round]
+		for i := range runs {
+			runs[i] = make([][]float64, len(o.TCPStreams))
+		}
+		for r := 0; r < max(1, o.TCPRounds); r++ {
+			for i, v := range o.Variants {
+				if !v.carriesTCP() {
+					continue
+				}
+				for j, p := range o.TCPStreams {
+					g, err := b.tcp(ctx, v, p)
+					if err != nil {
+						res[i].TCPErr = err.Error()
+						continue
+					}
+					runs[i][j] = append(runs[i][j], g)
+					fmt.Fprintf(o.Out, "  tcp round %d %-26s -P%-2d %6.2f Gbit/s, load %s\n", r+1, v.Name, p, g, loadavg())
+				}
+			}
+		}
+		for i := range o.Variants {
+			for j := range o.TCPStreams {
+				res[i].TCPGbps = append(res[i].TCPGbps, median(runs[i][j]))
+			}
+		}
+		res0 := -1
 		for i, v := range o.Variants {
-			if !v.carriesTCP() {
+			if v.Kernel && v.FrontEnd {
+				res0 = i
+			}
+		}
+		for i, v := range o.Variants {
+			if res0 < 0 || !v.carriesTCP() || v.Kernel {
 				continue
 			}
-			for _, p := range o.TCPStreams {
-				g, err := b.tcp(ctx, v, p)
-				if err != nil {
-					res[i].TCPErr = err.Error()
-				}
-				res[i].TCPGbps = append(res[i].TCPGbps, g)
+			for j, p := range o.TCPStreams {
+				fmt.Fprintf(o.Out, "TCP -P%d ratio %s / %s: %s\n", p, v.Name, o.Variants[res0].Name, ratios(runs[i][j], runs[res0][j]))
 			}
 		}
 	}
