@@ -30,6 +30,9 @@ floods from many sources through the protection with the XDP first line on and o
 (labelled extras) the SYN flood with an XDP program or GRO on the client's eth0, which
 XDP_TX from the gate needs on veth. --legit adds verified TCP through the gate under a
 flood at twice the AF_XDP path's capacity, first line on and off, against no flood.
+--prog-cost (part of --all) times the XDP program alone per frame with BPF_PROG_RUN
+(not live frames): the first line's stages and the plain redirect, and the Mpps one
+core could run them at.
 
 The generator is pinned to --gen-cpu: live-frame BPF_PROG_RUN if the kernel allows it,
 else an AF_PACKET TX ring (the output says which and why); the device under test
@@ -53,6 +56,7 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	fs.IntVar(&o.LegitOpts.Conns, "legit-conns", 4, "parallel verified connections per --legit run")
 	fs.Float64Var(&o.LegitOpts.Rate, "legit-rate", 0, "flood frames/s in --legit (0: twice the AF_XDP path's capacity measured in this run, else 0.8 Mpps)")
 	legitFloods := fs.String("legit-floods", "ack,syn", "floods for --legit: ack, syn")
+	fs.BoolVar(&o.LegitOpts.ClientXDP, "legit-client-xdp", false, "extra for --legit: no flood and each flood with the first line on, with an XDP_PASS program on the client's eth0 (the veth NAPI that XDP_TX back to it needs)")
 	all := fs.Bool("all", false, "also measure the other paths (see above)")
 	size := fs.String("size", "64", "UDP frames: 64 (bytes on the wire), 1500 (IP packet, the lab's MTU) or imix (7:4:1 of 64/576/1500)")
 	xdpsock := fs.String("xdpsock", "", "path of libxdp's xdpsock (bpf-examples AF_XDP-example), measured as the path xdpsock-l2fwd; see the README")
@@ -60,6 +64,8 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	xdpsockPreload := fs.String("xdpsock-preload", "", "LD_PRELOAD for xdpsock (the setrlimit shim where root lacks CAP_SYS_RESOURCE; see the README)")
 	txBudget := fs.Uint("tx-budget", 0, "xskgate's XDP_MAX_TX_SKB_BUDGET (0: the gate's default)")
 	tcpStreams := fs.String("tcp-streams", "1,8", "iperf3 -P values for the TCP comparison")
+	progCost := fs.Bool("prog-cost", false, "measure the XDP program's own cost per frame (BPF_PROG_RUN, no lab; also part of --all)")
+	progRuns := fs.Int("prog-runs", 20000, "BPF_PROG_RUN calls per case and round for --prog-cost")
 	names := []string{}
 	variants := []bench.Variant{
 		{Name: "linux-forwarding", Kernel: true},
@@ -138,6 +144,18 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	}
 	if err := needRoot(); err != nil {
 		return err
+	}
+	if *progCost || *all {
+		c, _, err := xdpprog.ChooseCarrier(xdpprog.CarrierAuto)
+		if err != nil {
+			return err
+		}
+		if _, err := bench.ProgCost(os.Stdout, c, o.GenCPU, o.Runs, *progRuns); err != nil {
+			return err
+		}
+		if !*all && *only == "" {
+			return nil
+		}
 	}
 	_, err = bench.Run(ctx, o)
 	return err

@@ -217,17 +217,23 @@ func cmdChecks(ctx context.Context, args []string) error {
 		}
 		set[k] = v == "on"
 	}
-	var now map[string]bool
+	var now []checkState
 	if err := control.Call(ctx, *path, "checks", set, &now); err != nil {
 		return err
 	}
-	keys := make([]string, 0, len(now))
-	for k := range now {
-		keys = append(keys, k)
+	for _, c := range now {
+		line := fmt.Sprintf("%-10s %s", c.Name, onOff(c.On))
+		if c.Unavailable != "" {
+			line += "  (cannot be on: " + c.Unavailable + ")"
+		}
+		fmt.Println(line)
 	}
-	sortStrings(keys)
-	for _, k := range keys {
-		fmt.Printf("%-10s %v\n", k, map[bool]string{true: "on", false: "off"}[now[k]])
+	for name, on := range set {
+		for _, c := range now {
+			if c.Name == name && on && !c.On && c.Unavailable != "" {
+				return fmt.Errorf("integrity check %s cannot be switched on: %s", name, c.Unavailable)
+			}
+		}
 	}
 	return nil
 }

@@ -170,6 +170,9 @@ func cmdRun(ctx context.Context, args []string) error {
 		for ck, on := range map[integrity.Check]bool{integrity.CheckOwnership: ni.Ownership, integrity.CheckOrder: ni.Order,
 			integrity.CheckPoison: ni.Poison, integrity.CheckBounds: ni.Bounds, integrity.CheckMetadata: ni.Metadata, integrity.CheckIPLength: ni.IPLength} {
 			g.Checks.SetEnabled(ck, on)
+			if why := g.Checks.Unavailable(ck); on && why != "" {
+				log.Info("integrity check stays off", "check", ck.String(), "why", why)
+			}
 		}
 		log.Info("configuration reloaded", "file", f.config)
 		return nil
@@ -224,11 +227,7 @@ func cmdRun(ctx context.Context, args []string) error {
 			}
 			g.Checks.SetEnabled(ck, on)
 		}
-		now := map[string]bool{}
-		for ck := integrity.Check(0); ck < integrity.NumChecks; ck++ {
-			now[ck.String()] = g.Checks.Enabled(ck)
-		}
-		return now, nil
+		return checkStates(g.Checks), nil
 	})
 	ctl.Handle("flows", func(_ context.Context, args json.RawMessage) (any, error) {
 		var q flowQuery

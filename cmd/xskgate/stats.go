@@ -31,11 +31,11 @@ func cmdStats(ctx context.Context, args []string) error {
 	if fl := snap.FirstLine; fl != nil {
 		fmt.Printf("first line in XDP: stages %s (monitor: %s), %d flows mirrored, %d sources in the penalty box, scopes flagged %v\n",
 			fl.Stages, fl.Monitor, fl.Flows, fl.Penalized, fl.Flagged)
-		fmt.Printf("  allowlist pass %d; blocklist drop %d (would %d); penalty box drop %d (would %d); out of state drop %d (would %d); SYN cookies answered %d (would %d, over budget %d, no fit %d); not parsed %d\n",
+		fmt.Printf("  allowlist pass %d; blocklist drop %d (would %d); penalty box drop %d (would %d); out of state drop %d (would %d); SYN cookies answered %d (would %d, over budget %d, to user space %d, no fit %d); not parsed %d\n",
 			fl.AllowPass, fl.BlockDrop, fl.BlockWould, fl.PenaltyDrop, fl.PenaltyWould, fl.OutOfStateDrop, fl.OutOfStateWould,
-			fl.CookieSent, fl.CookieWould, fl.CookieLimited, fl.CookieNoFit, fl.NotParsed)
+			fl.CookieSent, fl.CookieWould, fl.CookieLimited, fl.CookieToUser, fl.CookieNoFit, fl.NotParsed)
 		if fl.NoXDPTx {
-			fmt.Println("  SYN cookies are answered from user space: the outer driver fails XDP_TX")
+			fmt.Println("  SYN cookies are answered from user space (the outer driver fails XDP_TX); XDP drops the SYNs over the challenge budget")
 		}
 	}
 	for _, l := range snap.Links {
@@ -51,7 +51,7 @@ func cmdStats(ctx context.Context, args []string) error {
 			l.Side, l.Iface, since, l.OperState, l.Downs)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "worker\tiface\tqueue\trx pkts\trx bytes\ttx pkts\tforward\tbounce\tdrop\tdrops(other)\tEAGAIN\tEBUSY\trx_dropped\tfill_empty\tmeta_fallback\tcsum_completed\t")
+	fmt.Fprintln(tw, "worker\tiface\tqueue\tbind\trx pkts\trx bytes\ttx pkts\tforward\tbounce\tdrop\tdrops(other)\tEAGAIN\tEBUSY\trx_dropped\tfill_empty\tfill_wakeups\tmeta_fallback\tcsum_completed\t")
 	for _, w := range ws {
 		for _, p := range w.Ports {
 			other := uint64(0)
@@ -60,9 +60,13 @@ func cmdStats(ctx context.Context, args []string) error {
 					other += n
 				}
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", w.Worker, p.Iface, p.Queue,
+			bind := p.BindMode
+			if bind == "" {
+				bind = "?"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", w.Worker, p.Iface, p.Queue, bind,
 				p.RxPackets, p.RxBytes, p.TxPackets, p.Verdicts["forward"], p.Verdicts["bounce"], p.Verdicts["drop"],
-				other, p.KickAgain, p.KickBusy, p.XDP.RxDropped, p.XDP.RxFillRingEmptyDescs, p.MetaFallback, p.ChecksumsCompleted)
+				other, p.KickAgain, p.KickBusy, p.XDP.RxDropped, p.XDP.RxFillRingEmptyDescs, p.FillWakeups, p.MetaFallback, p.ChecksumsCompleted)
 		}
 	}
 	tw.Flush()

@@ -34,15 +34,38 @@ type integrityStatus struct {
 type checkState struct {
 	Name string `json:"name"`
 	On   bool   `json:"on"`
+	// Unavailable says why the check cannot be on here (the order check
+	// with sockets bound in zero-copy), "" if it can.
+	Unavailable string `json:"unavailable,omitempty"`
+}
+
+// checkStates is every integrity check as switched now.
+func checkStates(c *integrity.Checks) []checkState {
+	var out []checkState
+	for ck := integrity.Check(0); ck < integrity.NumChecks; ck++ {
+		st := checkState{Name: ck.String()}
+		if c != nil {
+			st.On, st.Unavailable = c.Enabled(ck), c.Unavailable(ck)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// String is "name on", "name off", or "name off (unavailable: why)".
+func (c checkState) String() string {
+	s := c.Name + " " + onOff(c.On)
+	if c.Unavailable != "" {
+		s += " (unavailable: " + c.Unavailable + ")"
+	}
+	return s
 }
 
 // statusOf gathers the daemon's setup for the "status" command.
 func statusOf(g *gate.Gate, insp *protect.Inspector, cfg config.Config) statusReply {
 	r := statusReply{Version: readBuildVersion().String(), Gate: g.Status(), Protection: insp.Status(),
 		Integrity: integrityStatus{Policy: cfg.Integrity.Policy, DumpDir: cfg.Integrity.DumpDir}}
-	for ck := integrity.Check(0); ck < integrity.NumChecks; ck++ {
-		r.Integrity.Checks = append(r.Integrity.Checks, checkState{ck.String(), g.Checks != nil && g.Checks.Enabled(ck)})
-	}
+	r.Integrity.Checks = checkStates(g.Checks)
 	return r
 }
 
@@ -112,7 +135,7 @@ func printStatus(w io.Writer, r statusReply) {
 
 	var checks []string
 	for _, c := range r.Integrity.Checks {
-		checks = append(checks, c.Name+" "+onOff(c.On))
+		checks = append(checks, c.String())
 	}
 	dir := r.Integrity.DumpDir
 	if dir == "" {
@@ -156,7 +179,7 @@ func printStatus(w io.Writer, r statusReply) {
 	}
 	fmt.Fprintf(w, "  first line in XDP: stages %s; monitor only: %s\n", orNone(fl.Stages), orNone(fl.Monitor))
 	if fl.NoXDPTx {
-		fmt.Fprintln(w, "  (syn_cookie off: the outer driver fails XDP_TX; SYNs are answered from user space)")
+		fmt.Fprintln(w, "  (syn_cookie answers from user space: the outer driver fails XDP_TX; XDP only drops SYNs over the challenge budget)")
 	}
 	if fl.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", fl.Error)

@@ -688,6 +688,23 @@ func (b *bencher) frameFor(v Variant) ([][]byte, Varier) {
 	return b.o.Size.frames(dst, l.ClientMAC, l.ClientIP4, l.ServerIP4), nil
 }
 
+// clientXDPPass attaches the XDP_PASS program to the client's eth0 (it
+// gives that veth NAPI and passes every frame to its stack) and returns
+// the undo.
+func (b *bencher) clientXDPPass() (func(), error) {
+	l := b.l
+	var att link.Link
+	err := l.Do(l.ClientNS, func() error {
+		var err error
+		att, err = link.AttachXDP(link.XDPOptions{Program: b.pass, Interface: l.ClientIndex, Flags: link.XDPDriverMode})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("attach XDP_PASS to the client's eth0: %w", err)
+	}
+	return func() { att.Close() }, nil
+}
+
 // clientExtras applies the variant's settings of the client's eth0 and
 // returns their undo.
 func (b *bencher) clientExtras(v Variant) (func(), error) {

@@ -9,9 +9,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/safchain/ethtool"
 	"golang.org/x/sys/unix"
 
+	"github.com/xskgate/xskgate/internal/ethtool"
 	"github.com/xskgate/xskgate/internal/lab"
 	"github.com/xskgate/xskgate/internal/xdpprog"
 )
@@ -205,7 +205,7 @@ func pinnedTicks(cpu int) (n uint64) {
 func ethtoolStats(l *lab.Lab, ns, ifname string) (map[string]uint64, error) {
 	var st map[string]uint64
 	err := l.Do(ns, func() error {
-		e, err := ethtool.NewEthtool()
+		e, err := ethtool.Open()
 		if err != nil {
 			return err
 		}

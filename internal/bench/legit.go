@@ -37,6 +37,12 @@ type LegitOptions struct {
 	Rate float64
 	// Floods to run (default FloodACK, FloodSYN).
 	Floods []string
+	// ClientXDP adds, as a labelled extra, a no-flood baseline and each
+	// flood with the first line on, with an XDP_PASS program on the
+	// client's eth0: it gives that veth the NAPI that frames sent back
+	// with XDP_TX from the gate's outer need (a NIC has it), so the first
+	// line's cookies reach the client.
+	ClientXDP bool
 }
 
 // legitCase is one column of the comparison.
@@ -44,6 +50,7 @@ type legitCase struct {
 	name      string
 	flood     string // "": no flood
 	firstLine bool
+	clientXDP bool // extra: XDP_PASS on the client's eth0 (LegitOptions.ClientXDP)
 }
 
 // legitRun is one run's outcome.
@@ -92,9 +99,15 @@ func (b *bencher) legit(ctx context.Context, res []*Result) error {
 			}
 		}
 	}
-	cases := []legitCase{{"no flood", "", true}}
+	cases := []legitCase{{"no flood", "", true, false}}
 	for _, f := range o.Floods {
-		cases = append(cases, legitCase{f + " flood, first line on", f, true}, legitCase{f + " flood, first line off", f, false})
+		cases = append(cases, legitCase{f + " flood, first line on", f, true, false}, legitCase{f + " flood, first line off", f, false, false})
+	}
+	if o.ClientXDP {
+		cases = append(cases, legitCase{"no flood, client XDP", "", true, true})
+		for _, f := range o.Floods {
+			cases = append(cases, legitCase{f + " flood, on, client XDP", f, true, true})
+		}
 	}
 	fmt.Fprintf(out, "\nlegitimate TCP under flood: %d connections at a time, %s each way, verified (SHA-256), for %s per run, through xskgate with the protection (demo rules) on; flood at %.3f Mpps (%s), %s warm-up; %d interleaved rounds\n",
 		o.Conns, human(o.Size), o.Duration, rate/1e6, why, b.o.Warmup, b.o.Runs)
@@ -192,18 +205,28 @@ func reportLegit(w io.Writer, cases []legitCase, runs [][]legitRun) {
 		}
 		return v
 	}
-	base := median(gbps(runs[0]))
+	// Each case is compared with the no-flood case of its own setting.
+	baseOf := func(i int) int {
+		for j := range cases {
+			if cases[j].flood == "" && cases[j].clientXDP == cases[i].clientXDP {
+				return j
+			}
+		}
+		return 0
+	}
 	fmt.Fprintf(w, "\n%-26s %8s %5s %12s %14s %16s %13s %13s\n", "legitimate TCP", "Gbit/s", "kept", "round kept", "flood offered", "at server", "beyond burst", "beyond rate")
 	for i, c := range cases {
 		g := gbps(runs[i])
+		b := baseOf(i)
+		base := median(gbps(runs[b]))
 		var kept []float64
 		for k, r := range runs[i] {
-			if k < len(runs[0]) && runs[0][k].gbps > 0 {
-				kept = append(kept, r.gbps/runs[0][k].gbps)
+			if k < len(runs[b]) && runs[b][k].gbps > 0 {
+				kept = append(kept, r.gbps/runs[b][k].gbps)
 			}
 		}
 		keptS := "-"
-		if len(kept) > 0 && i > 0 {
+		if len(kept) > 0 && c.flood != "" {
 			keptS = fmt.Sprintf("%.2f..%.2f", slices.Min(kept), slices.Max(kept))
 		}
 		ratio := 0.0
@@ -228,9 +251,12 @@ func reportLegit(w io.Writer, cases []legitCase, runs [][]legitRun) {
 		fmt.Fprintf(w, "%-26s %8.3f %5.2f %12s %9.3f Mpps %6.0f (max %d) %13.0f %13d\n", c.name, median(g), ratio, keptS,
 			median(off)/1e6, median(at), maxAt, median(overBurst), overRate)
 	}
-	fmt.Fprintf(w, "(kept: median Gbit/s over the no-flood median; round kept: each run over the no-flood run of its round; at server: flood frames per run (median) at the server's eth0, warm-up included; beyond burst: median per run of those above the rule's burst; beyond rate: sum over runs of those above burst + rate * flood time)\n")
+	fmt.Fprintf(w, "(kept: median Gbit/s over the no-flood median of the same setting (client XDP or not); round kept: each run over that no-flood run of its round; at server: flood frames per run (median) at the server's eth0, warm-up included; beyond burst: median per run of those above the rule's burst; beyond rate: sum over runs of those above burst + rate * flood time)\n")
 	// First line on against off, per flood, round by round.
 	for i := 1; i+1 < len(cases); i += 2 {
+		if cases[i].clientXDP || cases[i+1].clientXDP || !cases[i].firstLine || cases[i+1].firstLine {
+			break
+		}
 		on, off := runs[i], runs[i+1]
 		var r []float64
 		for k := range min(len(on), len(off)) {
@@ -254,6 +280,13 @@ func (b *bencher) legitRun(ctx context.Context, o LegitOptions, c legitCase, rat
 		return r, err
 	}
 	defer d.teardown()
+	if c.clientXDP {
+		undo, err := b.clientXDPPass()
+		if err != nil {
+			return r, err
+		}
+		defer undo()
+	}
 	n0, err := cnt.read()
 	if err != nil {
 		return r, err

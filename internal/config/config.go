@@ -97,6 +97,9 @@ type IntegrityConfig struct {
 	EvidenceMaxBytes Size   `yaml:"evidence_max_bytes"` // 256MiB
 	CaptureRate      uint32 `yaml:"capture_rate"`       // 10 frames a second per class
 	CaptureBurst     uint32 `yaml:"capture_burst"`      // 100 frames per class
+	// TxAgeLimit: a TX entry not completed this long while its socket's
+	// kernel completes others is reported (tx_overdue).
+	TxAgeLimit time.Duration `yaml:"tx_age_limit"` // 5s
 }
 
 // Default returns the configuration used for every key the file leaves out.
@@ -117,7 +120,7 @@ func Default() Config {
 			Ownership: true, Order: true, Poison: true, Bounds: true, Metadata: true, IPLength: true,
 			Policy: "drop", DumpDir: "/var/lib/xskgate", FlightRecorder: 4096,
 			EvidenceMaxBytes: integrity.DefaultMaxBytes, CaptureRate: integrity.DefaultCaptureRate,
-			CaptureBurst: integrity.DefaultCaptureBurst,
+			CaptureBurst: integrity.DefaultCaptureBurst, TxAgeLimit: integrity.DefaultTxAgeLimit,
 		},
 	}
 }
@@ -270,6 +273,9 @@ func (c Config) problems() []*Error {
 	if c.Integrity.CaptureRate == 0 {
 		bad("integrity.capture_rate", "0 frames a second: use at least 1 (capture_burst bounds a storm)")
 	}
+	if c.Integrity.TxAgeLimit < 100*time.Millisecond {
+		bad("integrity.tx_age_limit", "%v is too short for a completion to come back: use at least 100ms (5s is the default)", c.Integrity.TxAgeLimit)
+	}
 	if c.Integrity.CaptureBurst == 0 {
 		bad("integrity.capture_burst", "0 frames: use at least 1")
 	}
@@ -380,5 +386,6 @@ func (c Config) IntegrityChecks() integrity.Config {
 	ic.MaxBytes = int64(c.Integrity.EvidenceMaxBytes)
 	ic.CaptureRate = float64(c.Integrity.CaptureRate)
 	ic.CaptureBurst = int(c.Integrity.CaptureBurst)
+	ic.TxAgeLimit = c.Integrity.TxAgeLimit
 	return ic
 }

@@ -102,6 +102,7 @@ integrity:
   evidence_max_bytes: 1GiB
   capture_rate: 2
   capture_burst: 7
+  tx_age_limit: 2s
 protection:
   enabled: true
   prefixes: [198.18.0.0/24]
@@ -127,7 +128,7 @@ func TestFullRoundTrip(t *testing.T) {
 		Control: ControlConfig{Socket: "/tmp/x.sock"},
 		Log:     LogConfig{Level: "debug", Format: "json"},
 		Integrity: IntegrityConfig{Policy: "freeze", DumpDir: "/tmp/dumps", FlightRecorder: 1024, Ftrace: true,
-			EvidenceMaxBytes: 1 << 30, CaptureRate: 2, CaptureBurst: 7},
+			EvidenceMaxBytes: 1 << 30, CaptureRate: 2, CaptureBurst: 7, TxAgeLimit: 2 * time.Second},
 	}
 	got := cfg
 	prot := got.Protection
@@ -239,6 +240,8 @@ func TestBadFiles(t *testing.T) {
 			`c.yaml:2: integrity.evidence_max_bytes: 4KiB is too small to hold one flight recorder dump: use at least 64KiB (dump_dir: "" writes no evidence)`},
 		{"capture rate", "integrity:\n  capture_rate: 0\n",
 			`c.yaml:2: integrity.capture_rate: 0 frames a second: use at least 1 (capture_burst bounds a storm)`},
+		{"tx age limit", "integrity:\n  tx_age_limit: 10ms\n",
+			`c.yaml:2: integrity.tx_age_limit: 10ms is too short for a completion to come back: use at least 100ms (5s is the default)`},
 		{"syntax", "rings:\n  rx: [\n",
 			`c.yaml:2: invalid YAML: did not find expected node content`},
 		{"two documents", "queues: 1\n---\nqueues: 2\n",

@@ -30,6 +30,10 @@ type Checker interface {
 	Received(side Side, descs []xsk.Desc, out []Disposition) (nbad int)
 	PostTx(side Side, descs []xsk.Desc, out []Disposition) (nbad int)
 	Completed(side Side, addrs []uint64, out []Disposition) (nbad int)
+	// Spare: the worker takes frames off its free list for frames of the
+	// Inspector's own (Extra), to leave by side's TX. A frame not kept
+	// is quarantined, and the Inspector gets no frame.
+	Spare(side Side, addrs []uint64, out []Disposition) (nbad int)
 	// Idle is called when the worker found nothing to do, for periodic
 	// work (counter reconciliation).
 	Idle()

@@ -43,6 +43,9 @@ type spare struct {
 	to   *port
 	addr uint64 // the frame Frame returned: chunk base + RX offset
 	buf  []byte
+	// for the Checker's Spare hook, without allocating
+	base [1]uint64
+	disp [1]Disposition
 }
 
 var _ Extra = (*spare)(nil)
@@ -82,6 +85,17 @@ func (x *spare) Send(n int) bool {
 	}
 	w := x.w
 	w.free = w.free[:len(w.free)-1]
+	if w.check != nil {
+		// The checker learns the frame is sent as the Inspector's own:
+		// only such a frame may go on TX from the free list.
+		x.base[0], x.disp[0] = x.addr&^uint64(w.e.umem.FrameSize()-1), Keep
+		if w.check.Spare(x.to.side, x.base[:], x.disp[:]) > 0 {
+			w.quar++
+			x.to.stats.Drops[DropViolation].Add(1)
+			x.buf = nil
+			return false
+		}
+	}
 	x.to.txq = append(x.to.txq, xsk.Desc{Addr: x.addr, Len: uint32(n)})
 	x.to.stats.ExtraSent.Add(1)
 	x.buf = nil

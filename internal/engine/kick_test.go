@@ -153,3 +153,45 @@ func TestKickStopsWithoutProgress(t *testing.T) {
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestKickRetry: one iteration of the worker forwards a received burst
+// larger than the kernel's per-sendto budget completely: the kick is
+// retried after every EAGAIN that moved descriptors (the model returns
+// EAGAIN once each budget is spent, as copy mode does), so nothing waits
+// on TX for the next iteration or a poll(2) timeout, and the next
+// iteration takes all its completions back.
+func TestKickRetry(t *testing.T) {
+	const batch, burst, budget = 256, 200, 16
+	r := newKickRig(t, batch, budget, 1024)
+	r.e.Prime()
+	buf := make([]byte, 2048)
+	tr := kmodel.Traffic{Seed: 1}
+	for i := range burst {
+		if !r.outer.Deliver(tr.Frame(buf, uint64(i))) {
+			t.Fatalf("frame %d refused", i)
+		}
+	}
+	for r.outer.Poll() > 0 {
+	}
+	if _, err := r.w.iterate(true); err != nil {
+		t.Fatal(err)
+	}
+	st := &r.w.Stats[Inner]
+	p := &r.w.ports[Inner]
+	if got := r.inner.Counters().TxFrames; got != burst || p.tx.Outstanding() != 0 {
+		t.Fatalf("one iteration sent %d of %d frames, %d left on TX", got, burst, p.tx.Outstanding())
+	}
+	if want := uint64(ceilDiv(burst, budget)); st.Kicks.Load() != want || st.KickAgain.Load() != want-1 || st.KickStalled.Load() != 0 {
+		t.Fatalf("kicks %d (EAGAIN %d, stalled %d), want %d (EAGAIN %d, stalled 0)",
+			st.Kicks.Load(), st.KickAgain.Load(), st.KickStalled.Load(), want, want-1)
+	}
+	if _, err := r.w.iterate(true); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Completed.Load(); got != burst || st.CompBatches.Load() != uint64(ceilDiv(burst, batch)) {
+		t.Fatalf("next iteration completed %d of %d in %d batches", got, burst, st.CompBatches.Load())
+	}
+	if a := r.w.Accounting(); !a.Balanced() || a.Tx != 0 {
+		t.Fatalf("accounting %+v", a)
+	}
+}

@@ -224,6 +224,10 @@ func TestHeadCarrierOnTheWire(t *testing.T) {
 	for _, w := range g.Stats() {
 		for _, p := range w.Ports {
 			stripped += p.RxPackets
+			// veth has no zero-copy: auto mode got copy, per socket.
+			if p.BindMode != gate.BindCopy {
+				t.Errorf("%s q%d: bind mode %q, want %q", p.Iface, p.Queue, p.BindMode, gate.BindCopy)
+			}
 			if p.Drops["no_record"] != 0 {
 				t.Fatalf("%s q%d: %d frames without their record", p.Iface, p.Queue, p.Drops["no_record"])
 			}

@@ -20,9 +20,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/safchain/ethtool"
-
 	"github.com/xskgate/xskgate/internal/engine"
+	"github.com/xskgate/xskgate/internal/ethtool"
 	"github.com/xskgate/xskgate/internal/integrity"
 	"github.com/xskgate/xskgate/internal/xdpprog"
 	"github.com/xskgate/xskgate/internal/xsk"
@@ -72,9 +71,14 @@ type Gate struct {
 	carrierWhy string
 	// ethtool is a socket made in the interfaces' namespace, to read the
 	// outer driver's XDP_TX errors from anywhere (XDPTxErrors).
-	ethtool *ethtool.Ethtool
+	ethtool *ethtool.Reader
 	queues  [2]ifQueues // outer's and inner's queue counts at Open
-	links   *linkWatch  // see links.go
+	// bindModes is what the kernel granted each socket (XDP_OPTIONS),
+	// outer's then inner's in queue order; zeroCopy counts the zero-copy
+	// ones per side (bindmode.go).
+	bindModes [2][]string
+	zeroCopy  [2]int
+	links     *linkWatch // see links.go
 }
 
 // Open builds everything up to, but not including, starting the workers.
@@ -122,8 +126,8 @@ func Open(cfg Config) (g *Gate, err error) {
 	}
 	g = &Gate{cfg: cfg, log: cfg.Logger, carrier: carrier, carrierWhy: why, queues: [2]ifQueues{qo, qi}}
 	if cfg.FirstLine {
-		if g.ethtool, err = ethtool.NewEthtool(); err != nil {
-			return nil, fmt.Errorf("ethtool socket: %w", err)
+		if g.ethtool, err = ethtool.Open(); err != nil {
+			return nil, err
 		}
 	}
 	cfg.Engine.Carrier = carrier
@@ -160,29 +164,24 @@ func Open(cfg Config) (g *Gate, err error) {
 	if cfg.Engine.Logger == nil {
 		cfg.Engine.Logger = cfg.Logger
 	}
+	g.logBindModes()
 	if cfg.Integrity != nil {
 		ic := *cfg.Integrity
 		if ic.Logger == nil {
 			ic.Logger = cfg.Logger
 		}
-		// What the kernel chose, not what was asked: auto may be either.
-		zc := false
-		for _, s := range append(g.Outer, g.Inner...) {
-			if o, err := s.Options(); err == nil && o.ZeroCopy {
-				zc = true
-			}
-		}
-		if !zc && ic.RxOffset == 0 {
+		// What the kernel granted, not what was asked: the checks read
+		// each socket's mode (XDP_OPTIONS) themselves; ZeroCopy makes the
+		// order check unavailable, since it is one switch for all.
+		ic.ZeroCopy = g.zeroCopy[0] > 0 || g.zeroCopy[1] > 0
+		if ic.RxOffset == 0 {
 			// Copy mode puts every received frame at headroom + 256 in
-			// its chunk; zero-copy only guarantees >= headroom.
+			// its chunk; on a zero-copy socket the checks ignore it
+			// (the driver only guarantees >= headroom).
 			ic.RxOffset = g.Umem.RxOffset()
 		}
-		if zc && ic.Order {
-			// A zero-copy driver hands out buffers recycled into the
-			// pool (XDP_DROP, failed redirects) before FILL entries, so
-			// RX need not follow FILL order: that check is copy mode's.
-			g.log.Info("zero-copy mode: FILL->RX order check off (drivers reuse recycled buffers first)")
-			ic.Order = false
+		if ic.ZeroCopy && ic.Order {
+			g.log.Info("zero-copy sockets: FILL->RX order check off for good (drivers hand out recycled buffers first)")
 		}
 		if cfg.XDPMode == xdpprog.ModeGeneric {
 			ic.NoSeqOrder = true
@@ -224,7 +223,7 @@ func Open(cfg Config) (g *Gate, err error) {
 		return nil, err
 	}
 	g.log.Info("gate open", "outer", cfg.Outer, "inner", cfg.Inner, "queues", cfg.Queues,
-		"frames", g.Umem.NumFrames(), "frame_size", g.Umem.FrameSize(), "xdp_mode", cfg.XDPMode, "bind_mode", cfg.Umem.Mode)
+		"frames", g.Umem.NumFrames(), "frame_size", g.Umem.FrameSize(), "xdp_mode", cfg.XDPMode, "bind_mode_asked", cfg.Umem.Mode)
 	if cfg.XDPMode == xdpprog.ModeGeneric {
 		g.log.Warn("generic XDP: frames larger than a UMEM frame or than the other side's MTU (GRO/GSO aggregates) cannot cross AF_XDP: the kernel drops them (rx_dropped) or the other side refuses them (EBUSY). Use native mode, or turn GRO off on these interfaces and TSO/GSO off on their neighbours")
 	}
@@ -241,22 +240,15 @@ func Open(cfg Config) (g *Gate, err error) {
 // sent back with XDP_TX that it failed to transmit (ethtool statistics
 // named *xdp_tx_err*, summed), and whether the driver reports one. A veth
 // whose peer has neither an XDP program nor GRO on drops every XDP_TX: a
-// first line that answers SYNs must notice and stop.
+// first line that answers SYNs must notice and stop. Safe from one
+// goroutine at a time (the first line's controller).
 func (g *Gate) XDPTxErrors() (uint64, bool) {
 	if g.ethtool == nil {
 		return 0, false
 	}
-	st, err := g.ethtool.Stats(g.cfg.Outer)
+	n, found, err := g.ethtool.Sum(g.cfg.Outer, func(name string) bool { return strings.Contains(name, "xdp_tx_err") })
 	if err != nil {
 		return 0, false
-	}
-	var n uint64
-	found := false
-	for k, v := range st {
-		if strings.Contains(k, "xdp_tx_err") {
-			n += v
-			found = true
-		}
 	}
 	return n, found
 }

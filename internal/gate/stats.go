@@ -10,6 +10,9 @@ type PortSnapshot struct {
 	Iface string `json:"iface"`
 	Side  string `json:"side"`
 	Queue int    `json:"queue"`
+	// BindMode is what the kernel granted this socket (XDP_OPTIONS):
+	// "zero-copy" or "copy".
+	BindMode string `json:"bind_mode"`
 	// Rings are the socket's ring occupancies (producer - consumer, as
 	// the metrics' xskgate_ring_entries) and sizes, read at the snapshot.
 	Rings      RingLevels        `json:"rings"`
@@ -24,6 +27,13 @@ type PortSnapshot struct {
 	KickAgain  uint64            `json:"kick_eagain"`
 	KickBusy   uint64            `json:"kick_ebusy"`
 	KickErrors uint64            `json:"kick_errors"`
+	// KickStalled: kicks after which the kernel had taken nothing off TX
+	// (the worker stops kicking until its next iteration); CompBatches:
+	// COMPLETION batches taken; FillWakeups: recvfrom calls that woke a
+	// zero-copy driver out of FILL buffers (NEED_WAKEUP on FILL).
+	KickStalled uint64 `json:"kick_stalled"`
+	CompBatches uint64 `json:"completion_batches"`
+	FillWakeups uint64 `json:"fill_wakeups"`
 	// MetaFallback: frames whose record came in front of the frame because
 	// the driver refused XDP metadata at run time (carrier meta).
 	MetaFallback uint64 `json:"meta_fallback"`
@@ -140,7 +150,8 @@ func (g *Gate) Stats() []WorkerSnapshot {
 			p := w.Port(side)
 			st := &w.Stats[side]
 			ps := PortSnapshot{
-				Iface: p.Ifname(), Side: side.String(), Queue: p.Queue(),
+				Iface: p.Ifname(), Side: side.String(), Queue: p.Queue(), BindMode: g.BindMode(side, p.Queue()),
+				KickStalled: st.KickStalled.Load(), CompBatches: st.CompBatches.Load(), FillWakeups: st.FillWakeups.Load(),
 				RxPackets: st.RxPackets.Load(), RxBytes: st.RxBytes.Load(),
 				TxPackets: st.TxPackets.Load(), TxBytes: st.TxBytes.Load(),
 				Completed: st.Completed.Load(),

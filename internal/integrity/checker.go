@@ -13,32 +13,64 @@ import (
 )
 
 // OpLost marks, in the flight recorder, a FILL entry the kernel consumed
-// and never produced on RX.
-const OpLost = flightrec.OpUser
+// and never produced on RX; OpSpare a frame the worker took off its free
+// list for a frame of the Inspector's own (engine.Extra).
+const (
+	OpLost  = flightrec.OpUser
+	OpSpare = flightrec.OpUser + 1
+)
 
 func init() {
 	flightrec.RegisterOp(OpLost, "Lost")
+	flightrec.RegisterOp(OpSpare, "Spare")
 	flightrec.SetAuxFormatter(flightrec.Violation, func(aux uint32) string { return Class(aux).String() })
 }
 
 // Chunk states, one byte per chunk of the worker's share. The low nibble is
-// the state, bit 4 the side (outer 0, inner 1) for FILL and TX, and stPend
-// marks a post the engine announced (PostFill, PostTx) but that was not yet
-// read back from the ring.
+// the state; bit 4 the side (outer 0, inner 1) of the ring it is in or came
+// from; bits 5-6 the age of a TX entry in sweeps (txage.go); stPend marks a
+// post the engine announced (PostFill, PostTx) but that was not yet read
+// back from the ring. The transitions the engine's design uses, and only
+// those, are allowed (doc.go has the table).
 const (
-	stApp  uint8 = iota // held by the worker: free list, batch, Inspector
-	stFill              // posted to FILL, not yet back on RX
-	stTx                // posted to TX, not yet back on COMPLETION
-	stLost              // the kernel consumed its FILL entry and never returned it
+	stFree  uint8 = iota // on the worker's free list: never posted, or a post the ring did not take
+	stFill               // posted to FILL, not yet back on RX
+	stRx                 // held after RX: batch, Inspector, TX queue (or freed by a drop verdict)
+	stTx                 // posted to TX, not yet back on COMPLETION
+	stComp               // back from COMPLETION: on the free list
+	stSpare              // taken off the free list for an Extra frame, not yet on TX
+	stLost               // the kernel consumed its FILL entry and never returned it
 
 	stKind     = 0x0f
 	stSideBit  = 4
-	stPend     = 0x80
 	stSideMask = 1 << stSideBit
+	stAgeOne   = 0x20
+	stAgeMask  = 0x60
+	stPend     = 0x80
 )
 
 func fillOf(s engine.Side) uint8 { return stFill | uint8(s)<<stSideBit }
 func txOf(s engine.Side) uint8   { return stTx | uint8(s)<<stSideBit }
+func rxOf(s engine.Side) uint8   { return stRx | uint8(s)<<stSideBit }
+func compOf(s engine.Side) uint8 { return stComp | uint8(s)<<stSideBit }
+
+// held reports whether the worker holds a chunk in state st (no ring has
+// it): it may go to FILL, or be taken for an Extra frame.
+func held(st uint8) bool {
+	switch st & stKind {
+	case stFree, stRx, stComp, stSpare:
+		return st&stPend == 0
+	}
+	return false
+}
+
+// sendable reports whether a chunk in state st may go on TX: a received
+// frame (forward, bounce) or one taken for an Extra frame. A free or
+// completed chunk holds no frame to send.
+func sendable(st uint8) bool {
+	k := st & stKind
+	return (k == stRx || k == stSpare) && st&stPend == 0
+}
 
 // Checker is one worker's engine.Checker. Only that worker calls it.
 type Checker struct {
@@ -56,6 +88,7 @@ type Checker struct {
 	en        uint32 // enabled checks for the current batch
 	freezeNow bool
 	lastIdle  int64
+	lastSweep int64 // flight recorder time of the last TX age sweep
 }
 
 // sock is the checker's view of one socket (one side of the worker).
@@ -67,6 +100,11 @@ type sock struct {
 	fill  *xsk.FillRing
 	tx    *xsk.TxRing
 	rec   *flightrec.Recorder
+	// zc: bound in zero-copy mode (the port's XDP_OPTIONS, else
+	// Config.ZeroCopy): RX need not follow FILL order, and rxOff is 0
+	// (only the chunk bounds hold).
+	zc    bool
+	rxOff uint64
 
 	// FILL: what PostFill approved is read back from the ring itself at the
 	// next hook, so the expected order is the ring's order and a post the
@@ -95,14 +133,19 @@ type sock struct {
 	seqGaps uint64
 	// metaFallback: the driver refused metadata at run time (logged once).
 	metaFallback bool
+	// TX age sweeps (txage.go): COMPLETION index at the last sweep.
+	sweepComp uint32
 
-	// Idle reconciliation baseline.
-	recon         bool
-	baseDrops     uint64
-	baseGaps      uint64
+	// Idle reconciliation: the counters at the last look.
 	lastDrops     uint64
 	lastGaps      uint64
 	reportedUnexp int64
+}
+
+// boundMode is a port that says how the kernel bound it (*xsk.Socket's
+// XDP_OPTIONS; the kernel model's).
+type boundMode interface {
+	Options() (xsk.Options, error)
 }
 
 func (s *sock) init(c *Checks, side engine.Side, p engine.Port) {
@@ -111,6 +154,15 @@ func (s *sock) init(c *Checks, side engine.Side, p engine.Port) {
 	s.fill, s.tx = fill, tx
 	s.rec = flightrec.NewRecorder(s.iface, s.queue, c.cfg.RecorderSize)
 	s.rec.SetChunkSize(uint32(c.fs), false)
+	s.zc = c.cfg.ZeroCopy
+	if o, ok := p.(boundMode); ok {
+		if opt, err := o.Options(); err == nil {
+			s.zc = opt.ZeroCopy
+		}
+	}
+	if !s.zc {
+		s.rxOff = c.cfg.RxOffset
+	}
 	var fillSize, rxSize uint32 = 2048, 2048
 	if fill != nil {
 		fillSize = fill.Size()
@@ -149,6 +201,26 @@ func (k *Checker) begin() {
 	if !k.ready {
 		k.setup()
 	}
+	k.syncPosts()
+	k.batch++
+	k.now = flightrec.Now()
+	en := k.c.enabled.Load()
+	if en&^k.en&(1<<CheckOrder) != 0 {
+		// The order check is back on: entries the kernel skipped while
+		// it was off are at the front of the FILL order. The next good
+		// descriptor resynchronises past them without a report.
+		for i := range k.socks {
+			k.socks[i].owed = k.socks[i].dqLen()
+		}
+	}
+	k.en = en
+	if k.now-k.lastSweep >= k.c.sweepEvery {
+		k.sweepTx()
+	}
+}
+
+// syncPosts reads back the posts announced since the last hook.
+func (k *Checker) syncPosts() {
 	for i := range k.socks {
 		s := &k.socks[i]
 		if len(s.fillPend) > 0 {
@@ -158,9 +230,6 @@ func (k *Checker) begin() {
 			k.syncTx(s)
 		}
 	}
-	k.batch++
-	k.now = flightrec.Now()
-	k.en = k.c.enabled.Load()
 }
 
 // end applies the Freeze policy once the batch's dispositions are set.
@@ -211,10 +280,17 @@ func (k *Checker) base(ci uint32) uint64 { return uint64(ci) << k.c.shift }
 // stateString names a chunk state for reports.
 func (k *Checker) stateString(st uint8) string {
 	side := engine.Side(st & stSideMask >> stSideBit)
+	s := &k.socks[side]
 	var where string
 	switch st & stKind {
-	case stApp:
-		return "held by worker " + fmt.Sprint(k.worker) + " (free list or in flight)"
+	case stFree:
+		return "free (on worker " + fmt.Sprint(k.worker) + "'s free list)"
+	case stRx:
+		return fmt.Sprintf("held by worker %d since it was received on %s %s q%d", k.worker, side, s.iface, s.queue)
+	case stComp:
+		return fmt.Sprintf("free since it completed on %s %s q%d", side, s.iface, s.queue)
+	case stSpare:
+		return fmt.Sprintf("held by worker %d for an Extra frame to %s %s q%d", k.worker, side, s.iface, s.queue)
 	case stFill:
 		where = "in FILL"
 	case stTx:
@@ -224,7 +300,6 @@ func (k *Checker) stateString(st uint8) string {
 	default:
 		return fmt.Sprintf("in state %#x", st)
 	}
-	s := &k.socks[side]
 	if st&stPend != 0 {
 		where += " (being posted)"
 	}
@@ -289,7 +364,15 @@ func (k *Checker) Idle() {
 	if !k.ready {
 		return
 	}
+	// The last posts before the worker went idle are still to be read
+	// back: their state (and age) must not wait for the next batch.
+	k.syncPosts()
 	now := flightrec.Now()
+	if now-k.lastSweep >= k.c.sweepEvery {
+		k.now = now
+		k.sweepTx()
+		k.end()
+	}
 	if now-k.lastIdle < int64(time.Second) {
 		return
 	}
@@ -306,23 +389,21 @@ func (k *Checker) reconcile(s *sock) {
 		return
 	}
 	drops := st.RxDropped + st.RxRingFull
-	if !s.recon {
-		s.recon = true
-		s.baseDrops, s.baseGaps, s.lastDrops, s.lastGaps = drops, s.seqGaps, drops, s.seqGaps
-		return
-	}
 	c := k.c
 	c.gaps.Add(s.seqGaps - s.lastGaps)
 	c.kdrops.Add(drops - s.lastDrops)
 	s.lastDrops, s.lastGaps = drops, s.seqGaps
-	// Drops at the tail show up as gaps only when the next frame arrives,
-	// so only a growing excess of gaps over drops is a mismatch.
-	unexp := int64(s.seqGaps-s.baseGaps) - int64(drops-s.baseDrops)
+	// Both count from the socket's start (the kernel's counters start at
+	// 0, and the frames numbered before the first one received count as
+	// gaps). Drops at the tail show up as gaps only when the next frame
+	// arrives, so gaps never exceed drops without a leak; an excess that
+	// grows is one.
+	unexp := int64(s.seqGaps) - int64(drops)
 	if unexp > s.reportedUnexp {
 		c.mismatch.Add(uint64(unexp - s.reportedUnexp))
 		c.log.Warn("integrity: metadata sequence gaps exceed the kernel's drop counters",
 			"worker", k.worker, "iface", s.iface, "queue", s.queue,
-			"seq_gaps", s.seqGaps-s.baseGaps, "rx_dropped+rx_ring_full", drops-s.baseDrops, "unexplained", unexp)
+			"seq_gaps", s.seqGaps, "rx_dropped+rx_ring_full", drops, "unexplained", unexp)
 		s.reportedUnexp = unexp
 	}
 }

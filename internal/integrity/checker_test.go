@@ -184,7 +184,7 @@ func TestTransitions(t *testing.T) {
 				x.fill(O, 1)
 				return x.tx(I, xsk.Desc{Addr: base(1) + unitRxOff, Len: 60})
 			}},
-		{name: "completion never sent", cls: CompletionNotSent, want: []engine.Disposition{Q}, in: "held by worker",
+		{name: "completion never sent", cls: CompletionNotSent, want: []engine.Disposition{Q}, in: "free (on worker 0's free list)",
 			run: func(x *unit) []engine.Disposition { return x.comp(I, base(2)+unitRxOff) }},
 		{name: "completion on the other socket", cls: CompletionNotSent, want: []engine.Disposition{Q}, in: "on TX of inner",
 			run: func(x *unit) []engine.Disposition {
@@ -204,7 +204,7 @@ func TestTransitions(t *testing.T) {
 			run: func(x *unit) []engine.Disposition {
 				return x.fillAddrs(O, []uint64{unitFrames*unitFS + 4096}, 1)
 			}},
-		{name: "rx not in fill", cls: RxNotInFill, want: []engine.Disposition{Q}, in: "held by worker",
+		{name: "rx not in fill", cls: RxNotInFill, want: []engine.Disposition{Q}, in: "free (on worker 0's free list)",
 			run: func(x *unit) []engine.Disposition { return x.recv(O, x.frame(O, 5, 60)) }},
 		{name: "rx of the other socket's fill", cls: RxNotInFill, want: []engine.Disposition{Q}, in: "in FILL of inner",
 			run: func(x *unit) []engine.Disposition { x.fill(I, 5); return x.recv(O, x.frame(O, 5, 60)) }},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/bits"
 	"os"
 	"strconv"
@@ -53,6 +54,20 @@ type Config struct {
 	// UMEM headroom + 256 (xsk.Umem.RxOffset). 0 checks only that the frame
 	// fits its chunk (zero-copy guarantees no more).
 	RxOffset uint64
+	// ZeroCopy says the sockets are bound in zero-copy mode (XDP_OPTIONS).
+	// A zero-copy driver hands out buffers recycled into its pool (frames
+	// its XDP program dropped, or that found the RX ring full) before new
+	// FILL entries, so RX need not follow FILL order: the order check is
+	// off for good (SetEnabled cannot turn it on, Unavailable says why),
+	// and a chunk received out of FILL order simply leaves the FILL set.
+	ZeroCopy bool
+	// TxAgeLimit is how long a TX entry may wait for its completion
+	// while the kernel completes other entries of its socket (or has
+	// taken every entry off the TX ring): past it the entry is reported
+	// once (tx_overdue). Swept every TxAgeLimit/2, not per packet, so an
+	// entry is reported between 1 and 1.5 limits after it was posted.
+	// 0: DefaultTxAgeLimit; negative: never.
+	TxAgeLimit time.Duration
 	// NoSeqOrder drops the rule that the XDP metadata sequence of a queue
 	// only grows. It holds in native XDP, where NAPI serialises a queue;
 	// generic XDP runs the program on whichever CPU received the skb and
@@ -74,6 +89,11 @@ func DefaultConfig() Config {
 		Policy: Drop, RecorderSize: flightrec.DefaultSize,
 		MaxBytes: DefaultMaxBytes, CaptureRate: DefaultCaptureRate, CaptureBurst: DefaultCaptureBurst}
 }
+
+// DefaultTxAgeLimit is Config.TxAgeLimit's default: far beyond any
+// completion delay of a working device (copy mode completes in sendto on
+// veth; NICs within microseconds to milliseconds).
+const DefaultTxAgeLimit = 5 * time.Second
 
 // MaxViolations bounds the list Violations returns: the first ones are the
 // ones that explain the rest.
@@ -102,6 +122,9 @@ type Checks struct {
 	gaps     atomic.Uint64 // metadata sequence gaps, all sockets
 	kdrops   atomic.Uint64 // rx_dropped + rx_ring_full growth, all sockets
 	mismatch atomic.Uint64 // gaps the kernel counters do not explain
+	// sweepEvery is the TX age sweep interval in flight recorder time
+	// (nanoseconds): half Config.TxAgeLimit.
+	sweepEvery int64
 
 	mu         sync.Mutex
 	ev         budget // evidence limits; see evidence.go
@@ -160,8 +183,17 @@ func New(umem *xsk.Umem, cfg Config) (*Checks, error) {
 		return nil, fmt.Errorf("integrity: evidence limits must not be negative (max bytes %d, capture rate %g, burst %d)",
 			cfg.MaxBytes, cfg.CaptureRate, cfg.CaptureBurst)
 	}
+	if cfg.ZeroCopy {
+		cfg.Order = false // see Unavailable
+	}
+	if cfg.TxAgeLimit == 0 {
+		cfg.TxAgeLimit = DefaultTxAgeLimit
+	}
 	c := &Checks{umem: umem, cfg: cfg, log: cfg.Logger, size: uint64(umem.NumFrames()) * fs, fs: fs, shift: uint(bits.TrailingZeros64(fs)),
-		nframes: umem.NumFrames(), thaw: make(chan struct{})}
+		nframes: umem.NumFrames(), thaw: make(chan struct{}), sweepEvery: int64(cfg.TxAgeLimit / 2)}
+	if cfg.TxAgeLimit < 0 {
+		c.sweepEvery = math.MaxInt64
+	}
 	c.ev.init(cfg)
 	if cfg.DumpDir != "" {
 		n, err := existingEvidence(cfg.DumpDir)
@@ -190,11 +222,13 @@ func New(umem *xsk.Umem, cfg Config) (*Checks, error) {
 // SetEnabled switches one check on or off for every worker. Workers see the
 // change at their next batch. A disabled check reports nothing and drops
 // nothing; the ownership state is still tracked, so turning a check back on
-// needs no resynchronisation.
+// needs no resynchronisation. A check Unavailable in this configuration
+// stays off.
 func (c *Checks) SetEnabled(check Check, on bool) {
 	if check >= NumChecks {
 		return
 	}
+	on = on && c.Unavailable(check) == ""
 	bit := uint32(1) << check
 	for {
 		old := c.enabled.Load()
@@ -206,6 +240,15 @@ func (c *Checks) SetEnabled(check Check, on bool) {
 			return
 		}
 	}
+}
+
+// Unavailable says why check cannot be on in this configuration, "" if it
+// can: the order check with sockets bound in zero-copy mode.
+func (c *Checks) Unavailable(check Check) string {
+	if check == CheckOrder && c.cfg.ZeroCopy {
+		return "the sockets are bound in zero-copy mode, whose drivers hand out recycled buffers before FILL entries: RX need not follow FILL order"
+	}
+	return ""
 }
 
 // Enabled reports whether check is on.

@@ -28,6 +28,8 @@ const (
 	DoubleFill        // FILL post of a chunk already in a FILL ring (or lost in one)
 	TxNotOwned        // TX post of a chunk the worker does not hold
 	CompletionNotSent // COMPLETION of a chunk that is not on this socket's TX
+	TxFree            // TX post of a free or completed chunk: neither received nor taken for an Extra frame
+	TxOverdue         // a TX entry not completed within Config.TxAgeLimit while its kernel completed others
 
 	// Order.
 	OutOfOrder // RX chunk is not the next FILL entry: the kernel skipped entries
@@ -60,6 +62,8 @@ var classNames = [NumClasses]string{
 	DoubleFill:        "double_fill",
 	TxNotOwned:        "tx_not_owned",
 	CompletionNotSent: "completion_not_sent",
+	TxFree:            "tx_free",
+	TxOverdue:         "tx_overdue",
 	OutOfOrder:        "out_of_order",
 	BadMeta:           "bad_meta",
 	MetaLenMismatch:   "meta_len_mismatch",
@@ -81,6 +85,8 @@ var classCheck = [NumClasses]Check{
 	DoubleFill:        CheckOwnership,
 	TxNotOwned:        CheckOwnership,
 	CompletionNotSent: CheckOwnership,
+	TxFree:            CheckOwnership,
+	TxOverdue:         CheckOwnership,
 	OutOfOrder:        CheckOrder,
 	BadMeta:           CheckMetadata,
 	MetaLenMismatch:   CheckMetadata,
@@ -108,7 +114,7 @@ func (c Class) Check() Check {
 type Check uint8
 
 const (
-	CheckOwnership Check = iota // per-chunk state machine (App, FILL, TX, lost)
+	CheckOwnership Check = iota // per-chunk state machine (free, FILL, RX, TX, completed, spare, lost)
 	CheckOrder                  // RX follows FILL order
 	CheckPoison                 // poisoned and all-zero slots
 	CheckBounds                 // addresses, lengths and options

@@ -12,17 +12,30 @@
 // calls its PostFill, Received, PostTx and Completed hooks with every batch
 // before acting on it, and Idle when it has nothing to do.
 //
-// A Checker keeps one state byte per chunk of its worker's share: App (held
-// by the worker), FILL of socket s, TX of socket s, or Lost (the kernel
-// consumed its FILL entry and never returned it). RX is transient: a
-// received frame is App at once, since the engine may free it (Drop
-// verdict) without a hook. Transitions:
+// A Checker keeps one state byte per chunk of its worker's share, and
+// allows exactly the transitions the engine's design uses:
 //
-//	PostFill   App -> FILL@s          else double_fill / fill_while_tx
-//	Received   FILL@s (next) -> App   else rx_not_in_fill / duplicate /
-//	                                  stale_desc / out_of_order
-//	PostTx     App -> TX@s            else tx_not_owned
-//	Completed  TX@s -> App            else completion_not_sent
+//	state     meaning                               may go to
+//	free      free list: never posted, or a post    FILL (PostFill), spare (Spare)
+//	          the ring had no room for
+//	FILL@s    posted to socket s's FILL             RX@s (Received)
+//	RX@s      received on s: batch, Inspector, TX   TX (PostTx: forward, bounce),
+//	          queue, or freed by a drop verdict     FILL (drop, recycled), spare
+//	TX@s      posted to socket s's TX               completed@s (Completed)
+//	completed back from s's COMPLETION: free list   FILL, spare
+//	spare     taken for an Extra frame              TX, FILL (dropped: link down)
+//	lost      FILL entry consumed, never returned   nothing
+//
+// Everything else is a violation: a post to FILL of a chunk in a ring
+// (double_fill, fill_while_tx), to TX of a chunk in a ring (tx_not_owned)
+// or of a free or completed one, which holds no frame (tx_free), an RX
+// entry whose chunk is not in this socket's FILL (rx_not_in_fill,
+// duplicate, stale_desc), a completion of a chunk not on this socket's TX
+// (completion_not_sent), an Extra frame taken from a ring (tx_not_owned).
+// The engine frees a dropped frame without a hook, so RX@s and spare also
+// stand for "freed since", which is why they may go to FILL. A TX entry
+// that stays on TX too long while its kernel completes others is reported
+// once (tx_overdue, txage.go) and stays TX: a late completion is accepted.
 //
 // A chunk outside the share is a foreign_frame. Per socket, a deque holds the
 // FILL entries in ring order: copy mode consumes FILL in order and produces
@@ -50,10 +63,23 @@
 // skip of at most that many entries at the next good descriptor is
 // attributed to it rather than reported again.
 //
+// FILL order holds only in copy mode. A zero-copy driver hands out buffers
+// recycled into its pool (frames its XDP program dropped, frames that found
+// the RX ring full) before new FILL entries, so on a socket bound in
+// zero-copy (its XDP_OPTIONS, else Config.ZeroCopy) no deque is kept: a
+// chunk in the socket's FILL may come in any order and just leaves it, and
+// the order check cannot be switched on (Checks.Unavailable). With the
+// order check switched off in copy mode the same holds: a chunk received
+// out of order leaves the deque, the entries ahead of it stay (none is
+// marked lost); when the check comes back on, the next good descriptor
+// passes over what was skipped meanwhile without a report. Without the
+// order only older metadata marks a descriptor as old. A FILL entry a
+// zero-copy driver never returns is found by the reconciliation below.
+//
 // The engine's ring writes are verified, not assumed: what PostFill and
 // PostTx approve is read back from the FILL and TX slots at the next hook, so
 // the expected order is the ring's and an approved entry the ring had no room
-// for returns to App.
+// for returns to free.
 //
 // # Dispositions and frame accounting
 //
@@ -94,8 +120,9 @@
 //
 // # Counter reconciliation
 //
-// About once a second of idleness, each socket's metadata sequence gaps are
-// compared with the growth of rx_dropped + rx_ring_full (XDP_STATISTICS). Gaps
+// About once a second of idleness, each socket's metadata sequence gaps
+// (from the program's first number, 1) are compared with rx_dropped +
+// rx_ring_full (XDP_STATISTICS), both counted from the socket's start. Gaps
 // legitimately come from those drops (the program numbered the frame, the
 // socket had no buffer or no RX room), from failed redirects (another queue,
 // unbound socket: only xdp:xdp_redirect_err and veth rx_queue_N_drops see
@@ -118,7 +145,7 @@
 //
 // # Limits
 //
-// Aligned chunks and copy-mode RX only; the worker's share is derived like
+// Aligned chunks only; the worker's share is derived like
 // engine.New does (NumFrames split equally between the NewChecker calls).
 // COMPLETION is a multiset (copy mode completes on skb free), so it is not
 // order-checked. Metadata from a stale descriptor that sits at the front of

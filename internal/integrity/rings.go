@@ -56,12 +56,14 @@ func (k *Checker) syncFill(s *sock) {
 			k.postedUnchecked(s, xsk.KindFill, raw, st)
 		}
 		k.own[ci-k.lo] = fillOf(s.side)
-		k.push(s, ci)
+		if !s.zc {
+			k.push(s, ci)
+		}
 	}
 	s.fillSeen = prod
 	for _, ci := range s.fillPend {
 		if k.own[ci-k.lo] == fillOf(s.side)|stPend {
-			k.own[ci-k.lo] = stApp
+			k.own[ci-k.lo] = stFree // still on the free list
 		}
 	}
 	s.fillPend = s.fillPend[:0]
@@ -77,8 +79,19 @@ func (k *Checker) push(s *sock, ci uint32) {
 	s.dqTail++
 }
 
+// take removes the entry at depth from the FILL order: with the order
+// check off, a chunk received out of FILL order just leaves it; the
+// entries ahead of it stay (they may come yet).
+func (s *sock) take(depth int) {
+	for i := s.dqHead + uint32(depth); i != s.dqHead; i-- {
+		s.dq[i&s.dqMask] = s.dq[(i-1)&s.dqMask]
+	}
+	s.dqHead++
+}
+
 // lose pops n entries off the FILL order: the kernel consumed them and
-// never returned them.
+// never returned them. Only copy mode with the order check on says so
+// (and push, past any doubt).
 func (k *Checker) lose(s *sock, n int) {
 	for range n {
 		ci := s.dq[s.dqHead&s.dqMask]
@@ -110,7 +123,7 @@ func (k *Checker) syncTx(s *sock) {
 	s.txSeen = prod
 	for _, ci := range s.txPend {
 		if k.own[ci-k.lo] == txOf(s.side)|stPend {
-			k.own[ci-k.lo] = stApp
+			k.own[ci-k.lo] = stFree // the engine drops what TX had no room for
 		}
 	}
 	s.txPend = s.txPend[:0]
@@ -132,6 +145,10 @@ func (k *Checker) postedUnchecked(s *sock, ring xsk.Kind, addr uint64, st uint8)
 			cls = TxNotOwned
 		}
 	default:
+		if ring == xsk.KindTx && !sendable(st) && held(st) {
+			cls = TxFree
+			break
+		}
 		return // held by the worker: a legal post that skipped the hook
 	}
 	if !k.on(CheckOwnership) {
@@ -167,7 +184,7 @@ func (k *Checker) PostFill(side engine.Side, addrs []uint64, out []engine.Dispos
 			continue
 		}
 		st := k.own[ci-k.lo]
-		if st != stApp && k.on(CheckOwnership) {
+		if !held(st) && k.on(CheckOwnership) {
 			cls := DoubleFill
 			if st&stKind == stTx {
 				cls = FillWhileTx
@@ -218,8 +235,11 @@ func (k *Checker) PostTx(side engine.Side, descs []xsk.Desc, out []engine.Dispos
 		if cls == noClass && ok && k.on(CheckOwnership) {
 			if !k.mine(ci) {
 				cls = ForeignFrame
-			} else if st := k.own[ci-k.lo]; st != stApp {
+			} else if st := k.own[ci-k.lo]; !sendable(st) {
 				cls = TxNotOwned
+				if held(st) {
+					cls = TxFree
+				}
 			}
 		}
 		if cls != noClass {
@@ -227,7 +247,7 @@ func (k *Checker) PostTx(side engine.Side, descs []xsk.Desc, out []engine.Dispos
 			switch cls {
 			case ForeignFrame:
 				v.Detail = k.foreign(ci)
-			case TxNotOwned:
+			case TxNotOwned, TxFree:
 				v.Detail = "chunk is " + k.stateString(k.own[ci-k.lo])
 			case BadAddr:
 				v.Detail = "TX address beyond the UMEM"
@@ -276,8 +296,9 @@ func (k *Checker) Completed(side engine.Side, addrs []uint64, out []engine.Dispo
 			}
 		default:
 			st := k.own[ci-k.lo]
-			if st == txOf(side) {
-				k.own[ci-k.lo] = stApp
+			if st&^stAgeMask == txOf(side) {
+				// Also after a tx_overdue report: late, not lost.
+				k.own[ci-k.lo] = compOf(side)
 				continue
 			}
 			if k.on(CheckOwnership) {
@@ -292,6 +313,48 @@ func (k *Checker) Completed(side engine.Side, addrs []uint64, out []engine.Dispo
 			v.Expected, v.Got = k.c.size, a
 		}
 		k.violate(s, v, k.lastFrame(a))
+		out[i] = engine.Quarantine
+		nbad++
+	}
+	k.end()
+	return nbad
+}
+
+// Spare implements engine.Checker: the worker takes chunks off its free
+// list for frames of the Inspector's own (engine.Extra), to go on side's
+// TX. Only a chunk the worker holds may be taken.
+func (k *Checker) Spare(side engine.Side, addrs []uint64, out []engine.Disposition) (nbad int) {
+	k.begin()
+	s := &k.socks[side]
+	for i, a := range addrs {
+		s.rec.RecordAt(k.now, OpSpare, a, 0, uint32(k.batch), 0)
+		ci, _, ok := k.chunk(a)
+		cls, detail := noClass, ""
+		switch {
+		case !ok:
+			if k.on(CheckBounds) {
+				cls, detail = BadAddr, "spare frame beyond the UMEM"
+			}
+		case !k.mine(ci):
+			if k.on(CheckOwnership) {
+				cls, detail = ForeignFrame, k.foreign(ci)
+			}
+		case !held(k.own[ci-k.lo]):
+			if k.on(CheckOwnership) {
+				cls, detail = TxNotOwned, "taken for an Extra frame while the chunk is "+k.stateString(k.own[ci-k.lo])
+			}
+		default:
+			k.own[ci-k.lo] = stSpare | uint8(side)<<stSideBit
+			continue
+		}
+		if cls == noClass {
+			continue
+		}
+		v := &Violation{Class: cls, Ring: xsk.KindTx, Addr: a, Detail: detail}
+		if cls == BadAddr {
+			v.Expected, v.Got = k.c.size, a
+		}
+		k.violate(s, v, nil)
 		out[i] = engine.Quarantine
 		nbad++
 	}

@@ -58,8 +58,8 @@ func (k *Checker) rx(s *sock, d xsk.Desc, slot uint32) engine.Disposition {
 	if k.on(CheckBounds) {
 		fs := c.fs
 		switch {
-		case c.cfg.RxOffset != 0 && off != c.cfg.RxOffset:
-			cls, vexp, vgot, detail = BadAddr, c.cfg.RxOffset, off, "RX offset in chunk is not headroom + 256"
+		case s.rxOff != 0 && off != s.rxOff:
+			cls, vexp, vgot, detail = BadAddr, s.rxOff, off, "RX offset in chunk is not headroom + 256"
 		case d.Len == 0 || off+uint64(d.Len) > fs:
 			cls, vexp, vgot, detail = BadLen, fs-off, uint64(d.Len), "RX length zero or beyond the chunk"
 		case d.Options != 0:
@@ -98,6 +98,38 @@ func (k *Checker) rx(s *sock, d xsk.Desc, slot uint32) engine.Disposition {
 		return k.rxViolation(s, d, slot, cls, vexp, vgot, detail, engine.Quarantine)
 	}
 
+	if s.zc || !k.on(CheckOrder) {
+		// A zero-copy driver hands out buffers recycled into its pool
+		// before FILL entries, and with the order check off the order
+		// is not trusted either: any chunk in this socket's FILL may
+		// come next, and it just leaves the FILL set; the entries ahead
+		// of it stay (they may come yet), none is marked lost. Without
+		// the order, only older metadata says a descriptor is old (its
+		// chunk still queued); a repeat of the previous descriptor or
+		// last lap's value of the slot may be a recycled buffer.
+		if regress {
+			s.owed++
+			if cls == noClass {
+				switch {
+				case k.on(CheckMetadata):
+					cls, vexp, vgot = SeqRegression, uint64(s.lastSeq)+1, uint64(m.Seq)
+				case k.on(CheckOwnership):
+					cls, vgot = StaleDesc, k.base(ci)
+				default:
+					return engine.Keep
+				}
+				detail = "metadata sequence went backwards: an old descriptor (the chunk is still queued in FILL)"
+			}
+			return k.rxViolation(s, d, slot, cls, vexp, vgot, detail, engine.Quarantine)
+		}
+		if !s.zc {
+			// Copy mode keeps the order, for the check to come back on.
+			if depth := s.depth(ci); depth >= 0 {
+				s.take(depth)
+			}
+		}
+		return k.rxTaken(s, d, slot, ci, off, m, strip, haveMeta, cls, vexp, vgot, detail)
+	}
 	depth := s.depth(ci)
 	if depth != 0 {
 		// In FILL but not next. Either the kernel skipped entries (Drop,
@@ -129,7 +161,7 @@ func (k *Checker) rx(s *sock, d xsk.Desc, slot uint32) engine.Disposition {
 			}
 			return k.rxViolation(s, d, slot, cls, vexp, vgot, detail, engine.Quarantine)
 		}
-		if uint32(depth) > s.owed && cls == noClass && k.on(CheckOrder) {
+		if uint32(depth) > s.owed && cls == noClass {
 			cls, vexp, vgot = OutOfOrder, uint64(exp)*c.fs, k.base(ci)
 			detail = fmt.Sprintf("chunk was %d deep in FILL: the kernel consumed the %d entries before it without producing them; marked lost", depth, depth)
 		}
@@ -146,11 +178,21 @@ func (k *Checker) rx(s *sock, d xsk.Desc, slot uint32) engine.Disposition {
 	}
 	// The kernel consumed this FILL entry for this slot.
 	s.dqHead++
+	return k.rxTaken(s, d, slot, ci, off, m, strip, haveMeta, cls, vexp, vgot, detail)
+}
+
+// rxTaken finishes the checks of an RX descriptor whose chunk the kernel
+// took from this socket's FILL for it: the chunk is the worker's now.
+func (k *Checker) rxTaken(s *sock, d xsk.Desc, slot, ci uint32, off uint64, m xdpprog.Meta, strip uint32, haveMeta bool,
+	cls Class, vexp, vgot uint64, detail string) engine.Disposition {
+	c := k.c
 	s.owed = 0
-	k.own[ci-k.lo] = stApp
+	k.own[ci-k.lo] = rxOf(s.side)
 	if haveMeta {
 		if s.haveSeq {
 			s.seqGaps += uint64(m.Seq - s.lastSeq - 1)
+		} else {
+			s.seqGaps += uint64(m.Seq - 1) // the program numbers from 1
 		}
 		s.lastSeq, s.haveSeq = m.Seq, true
 	}

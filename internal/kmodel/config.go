@@ -177,9 +177,12 @@ const (
 	// SpuriousCompletion adds a COMPLETION entry for a chunk that is not on
 	// the TX ring, after a transmitted descriptor.
 	SpuriousCompletion
+	// LostCompletion transmits a descriptor and never writes its
+	// COMPLETION entry: the frame is leaked on TX.
+	LostCompletion
 )
 
-var faultNames = [...]string{"none", "veth-race", "duplicate", "drop", "wrong-length", "bad-addr", "skip-fill", "spurious-completion"}
+var faultNames = [...]string{"none", "veth-race", "duplicate", "drop", "wrong-length", "bad-addr", "skip-fill", "spurious-completion", "lost-completion"}
 
 func (k FaultKind) String() string {
 	if int(k) < len(faultNames) {
@@ -190,13 +193,13 @@ func (k FaultKind) String() string {
 
 // Faults configures fault injection. Each kind has a probability: per RX
 // frame taken by a poll (at most one RX kind per frame) or, for
-// SpuriousCompletion, per transmitted descriptor. The zero value injects
+// SpuriousCompletion and LostCompletion, per transmitted descriptor. The zero value injects
 // nothing and draws nothing.
 type Faults struct {
 	Seed uint64
 
 	VethRace, Duplicate, Drop, WrongLength, BadAddr, SkipFill float64
-	SpuriousCompletion                                        float64
+	SpuriousCompletion, LostCompletion                        float64
 
 	// Limit caps the number of injections, separately for RX and TX kinds
 	// (each path draws on its own goroutine). 0 means no cap. Draws go on
@@ -219,8 +222,10 @@ func (f *Faults) validate() error {
 	if sum > 1 {
 		return fmt.Errorf("kmodel: RX fault probabilities add up to %v > 1", sum)
 	}
-	if f.SpuriousCompletion < 0 || f.SpuriousCompletion > 1 {
-		return fmt.Errorf("kmodel: fault probability %v outside [0, 1]", f.SpuriousCompletion)
+	for _, p := range []float64{f.SpuriousCompletion, f.LostCompletion} {
+		if p < 0 || p > 1 {
+			return fmt.Errorf("kmodel: fault probability %v outside [0, 1]", p)
+		}
 	}
 	if f.Limit < 0 {
 		return errors.New("kmodel: negative fault limit")
@@ -242,14 +247,14 @@ type Injection struct {
 	Kind FaultKind
 	// N is the port's RX frame number (0-based, in the order polls took
 	// frames off the input queue; the metadata Seq of frame N is N+1) or,
-	// for SpuriousCompletion, the TX descriptor number (0-based, valid
-	// transmitted descriptors of this port).
+	// for SpuriousCompletion and LostCompletion, the TX descriptor number
+	// (0-based, valid transmitted descriptors of this port).
 	N uint64
 	// Slot is the free-running index of the first ring entry user space
 	// finds wrong: an RX index for RX kinds (for Drop and SkipFill, the slot
 	// the next produced descriptor takes; for VethRace, slot s holding F2
 	// where F1 was due, s+1 being the stale one), a COMPLETION index for
-	// SpuriousCompletion.
+	// SpuriousCompletion (LostCompletion: the slot it was due in).
 	Slot uint32
 	// Addr is the address written at Slot (RX descriptor or COMP entry); for
 	// Drop and SkipFill, the FILL entry lost.

@@ -65,6 +65,7 @@ type Port struct {
 	txMu     sync.Mutex
 	txDescs  uint64
 	txRng    *rand.Rand
+	lostRng  *rand.Rand // LostCompletion draws: a stream of their own
 	txFaults int
 
 	stats    stats
@@ -237,6 +238,9 @@ func NewPort(cfg Config) (*Port, error) {
 	if cfg.Faults.SpuriousCompletion > 0 {
 		p.txRng = rand.New(rand.NewPCG(cfg.Faults.Seed, 0x6b6d6f64656c5458))
 	}
+	if cfg.Faults.LostCompletion > 0 {
+		p.lostRng = rand.New(rand.NewPCG(cfg.Faults.Seed, 0x6b6d6f644c6f7374))
+	}
 	if cfg.XDPDrop > 0 {
 		p.xdpRng = rand.New(rand.NewPCG(cfg.Faults.Seed, 0x6b6d6f6458445044))
 	}
@@ -257,7 +261,10 @@ func (p *Port) Rings() (fill *xsk.FillRing, comp *xsk.CompRing, rx *xsk.RxRing, 
 
 // Ifname and Queue identify the modelled (interface, queue).
 func (p *Port) Ifname() string { return p.cfg.Ifname }
-func (p *Port) Queue() int     { return p.cfg.Queue }
+
+// Options is XDP_OPTIONS: whether the port models a zero-copy driver.
+func (p *Port) Options() (xsk.Options, error) { return xsk.Options{ZeroCopy: p.cfg.ZeroCopy}, nil }
+func (p *Port) Queue() int                    { return p.cfg.Queue }
 
 // TxBatch is the number of descriptors one Kick moves at most.
 func (p *Port) TxBatch() uint32 { return p.cfg.TxBudget }

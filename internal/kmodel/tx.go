@@ -88,7 +88,9 @@ func (p *Port) xmit() unix.Errno {
 		}
 		// Copy mode completes when the skb is freed, which for veth is
 		// right after veth_xmit (delivered or dropped).
-		p.complete(d.Addr)
+		if !p.maybeLose(d.Addr) {
+			p.complete(d.Addr)
+		}
 		p.tx.cachedCons++
 		p.counters.txFrames.Add(1)
 		p.maybeSpurious(d.Addr)
@@ -110,6 +112,21 @@ func (p *Port) validTx(d xsk.Desc) bool {
 func (p *Port) complete(addr uint64) {
 	*p.comp.slot(p.comp.cachedProd) = addr
 	p.comp.cachedProd++
+}
+
+// maybeLose draws the LostCompletion decision for one transmitted
+// descriptor (before maybeSpurious numbers it): true means its completion
+// is never written.
+func (p *Port) maybeLose(addr uint64) bool {
+	if p.lostRng == nil || p.lostRng.Float64() >= p.cfg.Faults.LostCompletion {
+		return false
+	}
+	if p.cfg.Faults.Limit > 0 && p.txFaults >= p.cfg.Faults.Limit {
+		return false
+	}
+	p.txFaults++
+	p.record(Injection{Kind: LostCompletion, N: p.txDescs, Slot: p.comp.cachedProd, Addr: addr})
+	return true
 }
 
 // maybeSpurious draws the SpuriousCompletion decision for one transmitted

@@ -113,6 +113,8 @@ var (
 		"Frames returned through the COMPLETION ring.", portLabels, nil)
 	descFillEmpty = prometheus.NewDesc(ns+"fill_empty_total",
 		"Times the FILL ring could not be topped up because no frame was free.", portLabels, nil)
+	descFillWakeups = prometheus.NewDesc(ns+"fill_wakeups_total",
+		"Times the worker woke a zero-copy driver that had run out of FILL buffers (NEED_WAKEUP on FILL, recvfrom).", portLabels, nil)
 	descRing = prometheus.NewDesc(ns+"ring_entries",
 		"Entries on the ring (producer - consumer).", withPort("ring"), nil)
 	descXDP = prometheus.NewDesc(ns+"xdp_statistics_total",
@@ -150,7 +152,7 @@ var (
 )
 
 var allDescs = []*prometheus.Desc{descPackets, descBytes, descVerdicts, descDrops, descKicks,
-	descCompletions, descFillEmpty, descRing, descXDP, descInfo, descFrames, descSleeps, descXDPErrors,
+	descCompletions, descFillEmpty, descFillWakeups, descRing, descXDP, descInfo, descFrames, descSleeps, descXDPErrors,
 	descMetaFallback, descCarrier, descXDPProg, descCsum, descLinkUp, descLinkDowns, descExtra, descIterations}
 
 // Collector is a prometheus.Collector over a Source.
@@ -237,6 +239,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descKicks, errs, iface, q, "error")
 			counter(descCompletions, st.Completed.Load(), iface, q)
 			counter(descFillEmpty, st.FillEmpty.Load(), iface, q)
+			counter(descFillWakeups, st.FillWakeups.Load(), iface, q)
 			counter(descMetaFallback, st.MetaFallback.Load(), iface, q)
 			counter(descCsum, st.ChecksumsCompleted.Load(), iface, q)
 			counter(descExtra, st.ExtraSent.Load(), iface, q, "sent")

@@ -132,6 +132,7 @@ func newFake(t *testing.T) fakeSource {
 	o.KickErrors.Store(1)
 	o.Completed.Store(2)
 	o.FillEmpty.Store(4)
+	o.FillWakeups.Store(6)
 	o.Wakeups.Store(9)
 	w.socks[engine.Outer].mem[0].set(100, 96) // fill: 4 posted
 	w.socks[engine.Outer].mem[2].set(7, 5)    // rx: 2 waiting
@@ -171,6 +172,7 @@ func TestCollectorValues(t *testing.T) {
 		"xskgate_kicks_total{iface=outer,queue=0,result=error}":                              1,
 		"xskgate_completions_total{iface=outer,queue=0}":                                     2,
 		"xskgate_fill_empty_total{iface=outer,queue=0}":                                      4,
+		"xskgate_fill_wakeups_total{iface=outer,queue=0}":                                    6,
 		"xskgate_ring_entries{iface=outer,queue=0,ring=fill}":                                4,
 		"xskgate_ring_entries{iface=outer,queue=0,ring=comp}":                                0,
 		"xskgate_ring_entries{iface=outer,queue=0,ring=rx}":                                  2,
@@ -209,10 +211,10 @@ func TestCollectorValues(t *testing.T) {
 	}
 
 	// Series count is fixed by the queue count: per socket 1 info + 4
-	// packets/bytes + 3 verdicts + 6 drops + 4 kicks + 4 + 2 extra frames +
-	// 4 rings + 6 xdp = 34 (28 without xdp), per worker 4 frames + 1
+	// packets/bytes + 3 verdicts + 6 drops + 4 kicks + 5 + 2 extra frames +
+	// 4 rings + 6 xdp = 35 (29 without xdp), per worker 4 frames + 1
 	// sleeps, plus 1 error counter.
-	if n, want := len(got), 3*34+28+2*5+1; n != want {
+	if n, want := len(got), 3*35+29+2*5+1; n != want {
 		t.Errorf("%d series, want %d:\n%s", n, want, strings.Join(slices.Sorted(maps.Keys(got)), "\n"))
 	}
 }

@@ -79,8 +79,9 @@ type firstLine struct {
 	// txErrors reads the outer driver's XDP_TX failures (nil: unknown).
 	txErrors               func() (uint64, bool)
 	lastTxErr, lastCookies uint64
-	// noTx: XDP_TX does not work on this interface; the cookie stage
-	// stays off and SYNs are answered from user space.
+	// noTx: XDP_TX does not work on this interface; SYNs are answered
+	// from user space, and the cookie stage only drops those over the
+	// challenge budget (xdpprog.FirstLineConfig.CookieInUserSpace).
 	noTx atomic.Bool
 
 	mu     sync.Mutex
@@ -129,7 +130,7 @@ func (f *firstLine) apply(i *Inspector, rs *ruleset) error {
 	f.penalty, f.hold = int64(rs.firstLine.Penalty), int64(rs.firstLine.Hold)
 	c := xdpprog.FirstLineConfig{Stages: on, Monitor: mon, Key0: i.key.k0, Key1: i.key.k1, ClockBase: f.base,
 		MSS4: rs.proxy.mss, MSS6: rs.proxy.mss - 20, Window: rs.proxy.window, WScale: rs.proxy.wscale, SACK: rs.proxy.sack,
-		ChallengeRate: rs.challengeRate, ChallengeBurst: rs.challengeBurst}
+		ChallengeRate: rs.challengeRate, ChallengeBurst: rs.challengeBurst, CookieInUserSpace: f.noTx.Load()}
 	if err := f.fl.Configure(c); err != nil {
 		return err
 	}
@@ -169,15 +170,14 @@ func (f *firstLine) stages(rs *ruleset) (on, mon xdpprog.Stage) {
 	if !rs.enabled {
 		return 0, 0
 	}
-	if f.noTx.Load() {
-		on &^= xdpprog.StageCookie
-		mon &^= xdpprog.StageCookie
-	}
 	return on, mon
 }
 
-// checkTx turns the cookie stage off when the driver fails the XDP_TX of
-// most of the cookie SYN-ACKs sent since the last check.
+// checkTx turns the cookie stage's answers off when the driver fails the
+// XDP_TX of most of the cookie SYN-ACKs sent since the last check: the
+// user-space proxy answers, and XDP still drops the SYNs over the
+// challenge budget, which the proxy would drop anyway, so that a flood
+// costs the workers at most the budget.
 func (i *Inspector) checkTx(f *firstLine, rs *ruleset) {
 	if f.txErrors == nil || f.noTx.Load() {
 		return
@@ -196,7 +196,7 @@ func (i *Inspector) checkTx(f *firstLine, rs *ruleset) {
 		return
 	}
 	f.noTx.Store(true)
-	i.log.Warn("protect: the outer driver drops frames sent with XDP_TX (a veth whose peer has no XDP program and GRO off does): SYN cookies are answered from user space instead",
+	i.log.Warn("protect: the outer driver drops frames sent with XDP_TX (a veth whose peer has no XDP program and GRO off does): SYN cookies are answered from user space instead; XDP still drops SYNs over the challenge budget",
 		"cookies_sent", sent, "xdp_tx_errors", failed)
 	i.reloadMu.Lock()
 	defer i.reloadMu.Unlock()
@@ -373,8 +373,8 @@ type FirstLineStats struct {
 	Flows, Penalized int
 	Flagged          map[string]uint32 // scope → flags, for scopes flagged now
 	Errors           uint64
-	// NoXDPTx: the cookie stage turned itself off because the driver
-	// failed its XDP_TX.
+	// NoXDPTx: the cookie stage stopped answering in XDP because the
+	// driver failed its XDP_TX (it still enforces the challenge budget).
 	NoXDPTx bool
 }
 

@@ -4,7 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 var (
 	descFirstLine = prometheus.NewDesc("xskgate_first_line_packets_total",
-		"What the in-kernel first line did, by stage and action: drop, would_drop (monitor), pass (allowlist), answered (cookie SYN-ACK by XDP_TX), limited (over the challenge budget), no_fit, not_parsed (on to user space).",
+		"What the in-kernel first line did, by stage and action: drop, would_drop (monitor), pass (allowlist), answered (cookie SYN-ACK by XDP_TX), limited (over the challenge budget), to_user_space (within the budget, for the proxy to answer where XDP_TX fails), no_fit, not_parsed (on to user space).",
 		[]string{"stage", "action"}, nil)
 	descFirstLineStage = prometheus.NewDesc("xskgate_first_line_stage",
 		"1 per first-line stage that is on, labelled with its mode (mitigate or monitor).", []string{"stage", "mode"}, nil)
@@ -15,7 +15,7 @@ var (
 	descFirstLineErrors = prometheus.NewDesc("xskgate_first_line_errors_total",
 		"Map updates of the first line that failed.", nil, nil)
 	descFirstLineNoTx = prometheus.NewDesc("xskgate_first_line_xdp_tx_broken",
-		"1 when the cookie stage turned itself off because the outer driver fails XDP_TX.", nil, nil)
+		"1 when the cookie stage stopped answering in XDP because the outer driver fails XDP_TX (SYNs within the challenge budget go to the user-space proxy).", nil, nil)
 )
 
 // firstLineDescs are the first line's metrics, described always.
@@ -41,6 +41,7 @@ func (c collector) collectFirstLine(ch chan<- prometheus.Metric) {
 	cnt(st.CookieSent, "syn_cookie", "answered")
 	cnt(st.CookieWould, "syn_cookie", "would_answer")
 	cnt(st.CookieLimited, "syn_cookie", "limited")
+	cnt(st.CookieToUser, "syn_cookie", "to_user_space")
 	cnt(st.CookieNoFit, "syn_cookie", "no_fit")
 	cnt(st.NotParsed, "parse", "not_parsed")
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {

@@ -23,12 +23,16 @@ import (
 )
 
 // Faults lists the fault names Scenario.Fault takes.
-var Faults = []string{"none", "veth-race", "duplicate", "drop", "wrong-length", "bad-addr", "skip-fill", "spurious-completion"}
+var Faults = []string{"none", "veth-race", "duplicate", "drop", "wrong-length", "bad-addr", "skip-fill", "spurious-completion", "lost-completion"}
+
+// txAgeLimit is the checks' TX age limit in a replay: short, so a lost
+// completion is reported within the run.
+const txAgeLimit = 200 * time.Millisecond
 
 // Scenario is one run.
 type Scenario struct {
 	Fault   string  // one of Faults
-	Rate    float64 // probability per frame (per TX descriptor for spurious-completion)
+	Rate    float64 // probability per frame (per TX descriptor for spurious- and lost-completion)
 	Limit   int     // at most this many injections (0: no limit)
 	Seed    uint64
 	Frames  int  // frames to send (default 100000)
@@ -71,6 +75,9 @@ func faults(s Scenario) (kmodel.Faults, bool, error) {
 		// Completions come back on the port that transmitted: inner.
 		f.SpuriousCompletion = s.Rate
 		onInner = true
+	case "lost-completion":
+		f.LostCompletion = s.Rate
+		onInner = true
 	default:
 		return f, false, fmt.Errorf("unknown fault %q: use one of %s", s.Fault, strings.Join(Faults, ", "))
 	}
@@ -100,6 +107,7 @@ func Run(ctx context.Context, s Scenario) (*Result, error) {
 	}
 	ic := integrity.DefaultConfig()
 	ic.Poison, ic.DumpDir, ic.Logger, ic.RxOffset = s.Poison, s.DumpDir, s.Logger, u.RxOffset()
+	ic.TxAgeLimit = txAgeLimit
 	checks, err := integrity.New(u, ic)
 	if err != nil {
 		return nil, err
@@ -174,6 +182,20 @@ func Run(ctx context.Context, s Scenario) (*Result, error) {
 			last, since = r, time.Now()
 		}
 		time.Sleep(time.Millisecond)
+	}
+	// A completion the kernel never writes is reported by the TX age
+	// limit: give it the time (between 1 and 1.5 limits).
+	lost := func() (n int) {
+		for _, p := range inner {
+			n += len(p.Injected())
+		}
+		return n
+	}
+	if onInner && f.LostCompletion > 0 {
+		for deadline := time.Now().Add(4 * txAgeLimit); time.Now().Before(deadline) &&
+			checks.Counts()[integrity.TxOverdue] < uint64(lost()); {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	checks.Close()
 	stopErr := e.Stop(200 * time.Millisecond)

@@ -85,6 +85,10 @@ type FirstLineConfig struct {
 	// ChallengeRate and ChallengeBurst bound the cookie SYN-ACKs sent in
 	// XDP per second, over all CPUs (0: no limit).
 	ChallengeRate, ChallengeBurst uint32
+	// CookieInUserSpace: XDP_TX does not work on the interface, so the
+	// cookie stage only enforces the challenge budget: SYNs within it go
+	// on to the user-space proxy, the rest are dropped in XDP.
+	CookieInUserSpace bool
 }
 
 // FirstLine feeds the first line of a Program loaded with
@@ -127,11 +131,14 @@ func (f *FirstLine) configureLocked(c FirstLineConfig) error {
 	if c.SACK {
 		v.Sack = 1
 	}
+	if c.CookieInUserSpace {
+		v.CookieUser = 1
+	}
 	if c.ChallengeRate > 0 {
-		// Each CPU keeps its own budget: the rate is split between them.
-		n := uint64(max(ebpf.MustPossibleCPU(), 1))
-		v.CookieInterval = uint64(1e9) * n / uint64(c.ChallengeRate)
-		v.CookieTolerance = v.CookieInterval * uint64(max(c.ChallengeBurst, 1)) / n
+		// One budget shared by all CPUs (steer.c says why), with the
+		// user-space proxy's GCRA parameters (protect.rateParams).
+		v.CookieInterval = max(uint64(1e9/float64(c.ChallengeRate)), 1)
+		v.CookieTolerance = v.CookieInterval * uint64(max(c.ChallengeBurst, 1))
 	}
 	if err := f.m(steerMapXskgateConfig).Put(uint32(0), v); err != nil {
 		return fmt.Errorf("first line: configure: %w", err)
@@ -394,13 +401,16 @@ type FirstLineCounters struct {
 	OutOfStateDrop, OutOfStateWould                             uint64
 	CookieSent, CookieWould, CookieNoFit, NotParsed             uint64
 	CookieLimited                                               uint64 // over the challenge budget: dropped
+	// CookieToUser: SYNs within the budget passed on to the user-space
+	// proxy because XDP_TX does not work (CookieInUserSpace).
+	CookieToUser uint64
 }
 
 // countersLocked is Counters with the program held open.
 func (f *FirstLine) countersLocked() (FirstLineCounters, error) {
 	var c FirstLineCounters
 	for i, dst := range []*uint64{&c.AllowPass, &c.BlockDrop, &c.BlockWould, &c.PenaltyDrop, &c.PenaltyWould,
-		&c.OutOfStateDrop, &c.OutOfStateWould, &c.CookieSent, &c.CookieWould, &c.CookieNoFit, &c.NotParsed, &c.CookieLimited} {
+		&c.OutOfStateDrop, &c.OutOfStateWould, &c.CookieSent, &c.CookieWould, &c.CookieNoFit, &c.NotParsed, &c.CookieLimited, &c.CookieToUser} {
 		var per []uint64
 		if err := f.p.stats.Lookup(uint32(statAllowPass+i), &per); err != nil {
 			return FirstLineCounters{}, fmt.Errorf("first line counters: %w", err)

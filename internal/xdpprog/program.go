@@ -3,6 +3,7 @@ package xdpprog
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -34,7 +35,16 @@ type Options struct {
 	// Flows sizes the map of tracked flows the out-of-state stage consults
 	// (default 1<<20 with FirstLine, else 1).
 	Flows int
+	// testGrow makes the program refuse to grow a frame for a cookie
+	// SYN-ACK at its tail (growNoTail) or anywhere (growNone): tests only.
+	testGrow uint32
 }
+
+// Values of Options.testGrow (steer.c's GROW_*).
+const (
+	growNoTail = 1
+	growNone   = 2
+)
 
 // progNames maps a carrier to its entry point in bpf/steer.c.
 var progNames = [...]string{CarrierMeta: steerProgXskgateMeta, CarrierHead: steerProgXskgateHead, CarrierNone: steerProgXskgateNone}
@@ -81,6 +91,10 @@ func collectionSpec(queues int, o Options) (*ebpf.CollectionSpec, error) {
 	if err := spec.Variables[steerVarFirstLine].Set(fl); err != nil {
 		return nil, err
 	}
+	if err := spec.Variables[steerVarTestGrow].Set(o.testGrow); err != nil {
+		return nil, err
+	}
+
 	return spec, nil
 }
 
@@ -121,7 +135,7 @@ func Load(queues int, o Options) (*Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load xdp program: %w", err)
 	}
-	coll, err := ebpf.NewCollection(spec)
+	coll, err := loadCollection(spec)
 	if err != nil {
 		return nil, loadError(err)
 	}
@@ -233,4 +247,39 @@ func (p *Program) Close() error {
 	p.coll.Close()
 	p.coll, p.prog, p.xsks, p.seqs, p.stats = nil, nil, nil, nil, nil
 	return nil
+}
+
+// loadCollection loads spec's programs and maps, but not its Variables:
+// ebpf.NewCollection hands those back by mmapping the data sections, and
+// cilium/ebpf unmaps that memory only when the GC collects it; until then
+// the mapping keeps the .rodata map in the kernel after Close
+// (TestCloseLeavesNothing in internal/gate). The variables' values still
+// reach the maps at load (LoadAndAssign writes them into the data
+// sections); nothing here reads them back. LoadAndAssign loads what a
+// struct's tags name, so the struct is built for this spec.
+func loadCollection(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) {
+	var fields []reflect.StructField
+	var progs, maps []string
+	for name := range spec.Programs {
+		progs = append(progs, name)
+		fields = append(fields, reflect.StructField{Name: fmt.Sprintf("P%d", len(fields)),
+			Type: reflect.TypeFor[*ebpf.Program](), Tag: reflect.StructTag(`ebpf:"` + name + `"`)})
+	}
+	for name := range spec.Maps {
+		maps = append(maps, name)
+		fields = append(fields, reflect.StructField{Name: fmt.Sprintf("M%d", len(fields)),
+			Type: reflect.TypeFor[*ebpf.Map](), Tag: reflect.StructTag(`ebpf:"` + name + `"`)})
+	}
+	v := reflect.New(reflect.StructOf(fields)).Elem()
+	if err := spec.LoadAndAssign(v.Addr().Interface(), nil); err != nil {
+		return nil, err
+	}
+	coll := &ebpf.Collection{Programs: map[string]*ebpf.Program{}, Maps: map[string]*ebpf.Map{}}
+	for k, name := range progs {
+		coll.Programs[name] = v.Field(k).Interface().(*ebpf.Program)
+	}
+	for k, name := range maps {
+		coll.Maps[name] = v.Field(len(progs) + k).Interface().(*ebpf.Map)
+	}
+	return coll, nil
 }

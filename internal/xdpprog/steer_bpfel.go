@@ -30,6 +30,8 @@ type steerConfig struct {
 	Window          uint16
 	Wscale          uint8
 	Sack            uint8
+	CookieUser      uint8
+	_               [7]byte
 	CookieInterval  uint64
 	CookieTolerance uint64
 }
@@ -85,6 +87,7 @@ const (
 	steerProgXskgateNone   = "xskgate_none"
 	steerVarFirstLine      = "first_line"
 	steerVarLenSkew        = "len_skew"
+	steerVarTestGrow       = "test_grow"
 )
 
 // loadSteer returns the embedded CollectionSpec for steer.
@@ -159,6 +162,7 @@ type steerMapSpecs struct {
 type steerVariableSpecs struct {
 	FirstLine *ebpf.VariableSpec `ebpf:"first_line"`
 	LenSkew   *ebpf.VariableSpec `ebpf:"len_skew"`
+	TestGrow  *ebpf.VariableSpec `ebpf:"test_grow"`
 }
 
 // steerObjects contains all objects after they have been loaded into the kernel.
@@ -220,6 +224,7 @@ func (m *steerMaps) Close() error {
 type steerVariables struct {
 	FirstLine *ebpf.Variable `ebpf:"first_line"`
 	LenSkew   *ebpf.Variable `ebpf:"len_skew"`
+	TestGrow  *ebpf.Variable `ebpf:"test_grow"`
 }
 
 // steerPrograms contains all programs after they have been loaded into the kernel.

@@ -214,6 +214,12 @@ func (u *Umem) Open(cfg SocketConfig) (_ *Socket, err error) {
 	}
 	if err := bindRetry(fd, &sa); err != nil {
 		switch {
+		case errors.Is(err, unix.EOPNOTSUPP) && u.owner != nil && u.owner.zeroCopy():
+			// A socket sharing the UMEM is bound in the mode the first
+			// one was granted (xp_assign_dev_shared), so auto mode
+			// forces zero-copy on every later one.
+			return nil, fmt.Errorf("bind %s queue %d: the UMEM's first socket (%s queue %d) was granted zero-copy and every socket sharing a UMEM inherits that mode, but %s has no AF_XDP zero-copy support: set the bind mode to copy",
+				ifi.Name, cfg.Queue, u.owner.ifname, u.owner.queue, ifi.Name)
 		case errors.Is(err, unix.EOPNOTSUPP) && u.cfg.Mode == ModeZeroCopy:
 			return nil, fmt.Errorf("bind %s queue %d in zero-copy mode: %s has no AF_XDP zero-copy support (veth is copy mode only): use copy or auto mode", ifi.Name, cfg.Queue, ifi.Name)
 		case errors.Is(err, unix.EBUSY):
@@ -333,6 +339,11 @@ func (s *Socket) Stats() (Statistics, error) {
 // Options mirrors struct xdp_options.
 type Options struct {
 	ZeroCopy bool
+}
+
+func (s *Socket) zeroCopy() bool {
+	o, err := s.Options()
+	return err == nil && o.ZeroCopy
 }
 
 // Options reads XDP_OPTIONS: whether the socket ended up in zero-copy mode.

@@ -37,6 +37,12 @@ char __license[] SEC("license") = "GPL";
 // Set at load time (cilium/ebpf rewrites .rodata).
 volatile const __s32 len_skew = 0;   // test-only: planted length mismatch
 volatile const __u32 first_line = 0; // run the first line (outer only)
+// test-only: refuse growing the frame for a cookie SYN-ACK at its tail
+// (GROW_NO_TAIL, as veth's copied skbs do for small SYNs), or at both ends
+// (GROW_NONE). The verifier prunes what a constant 0 leaves dead.
+volatile const __u32 test_grow = 0;
+#define GROW_NO_TAIL 1
+#define GROW_NONE 2
 
 // ---- maps ----------------------------------------------------------------
 
@@ -70,6 +76,7 @@ enum {
 	C_COOKIE_NOFIT,
 	C_NOT_PARSED,
 	C_COOKIE_LIMITED,
+	C_COOKIE_TO_USER,
 	C_NUM,
 };
 
@@ -96,34 +103,60 @@ struct config {
 	__u16 window;       // window of the cookie SYN-ACK
 	__u8 wscale;        // the proxy's window scale
 	__u8 sack;          // the proxy offers SACK
-	// The challenge budget (the proxy's challenge rate), per CPU: a GCRA
-	// so that the gate cannot be turned into a reflector.
-	__u64 cookie_interval; // ns per cookie SYN-ACK; 0: no limit
+	// cookie_user: XDP_TX does not work on this interface, so the cookie
+	// stage only enforces the challenge budget: a SYN within it goes on to
+	// the user-space proxy, which answers it; one beyond it is dropped
+	// here, as the proxy would drop it, without an AF_XDP round trip.
+	__u8 cookie_user;
+	// The challenge budget (the proxy's challenge rate) as a GCRA, so that
+	// the gate cannot be turned into a reflector: ns per cookie SYN-ACK
+	// (0: no limit) and the burst as a tolerance in ns.
+	__u64 cookie_interval;
 	__u64 cookie_tolerance;
 };
 
+// The challenge budget's theoretical arrival time, one for all CPUs.
+//
+// Why one shared word and not per-CPU budgets: NAPI of a queue runs on
+// whatever CPU the driver (for veth: the sender) picks, so a budget split
+// per possible CPU gave rate/ncpu where all SYNs land on one CPU. Per-CPU
+// budgets each sized to the full rate would need a global cap on top to
+// keep the total at the rate, i.e. a shared word anyway. So the GCRA is
+// one word updated by compare-and-swap. It costs little under a flood:
+// SYNs over budget only read the word (budget_left), so its cache line
+// stays shared between CPUs; it is written at most rate times a second
+// plus the burst. A CAS lost to another CPU means that CPU took a cookie
+// meanwhile; after a few such losses the SYN counts as over budget, so
+// contention can only lower the rate, never raise it above the budget.
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(max_entries, 1);
 } xskgate_budget SEC(".maps");
 
-// cookie_allowed spends one cookie of this CPU's budget.
-static __always_inline int cookie_allowed(const struct config *c)
+// budget_left reports whether a cookie could be taken at now, reading only.
+static __always_inline int budget_left(const struct config *c, const __u64 *tat, __u64 now)
 {
-	if (!c->cookie_interval)
-		return 1;
-	__u32 zero = 0;
-	__u64 *tat = bpf_map_lookup_elem(&xskgate_budget, &zero);
-	if (!tat)
-		return 0;
-	__u64 now = bpf_ktime_get_ns();
-	__u64 base = *tat > now ? *tat : now;
-	if (base - now > c->cookie_tolerance)
-		return 0;
-	*tat = base + c->cookie_interval;
-	return 1;
+	__u64 t = *tat;
+	__u64 base = t > now ? t : now;
+	return base - now <= c->cookie_tolerance;
+}
+
+#define BUDGET_TRIES 4
+
+// budget_take spends one cookie of the budget, if one is left.
+static __always_inline int budget_take(const struct config *c, __u64 *tat, __u64 now)
+{
+	for (int i = 0; i < BUDGET_TRIES; i++) {
+		__u64 t = *(volatile __u64 *)tat;
+		__u64 base = t > now ? t : now;
+		if (base - now > c->cookie_tolerance)
+			return 0;
+		if (__sync_val_compare_and_swap(tat, t, base + c->cookie_interval) == t)
+			return 1;
+	}
+	return 0;
 }
 
 struct {
@@ -369,6 +402,21 @@ static __always_inline int parse(struct xdp_md *ctx, struct parsed *p)
 	}
 	if ((void *)(p->tcp + 1) > end || p->tcp->doff < 5)
 		return -1;
+	// The IP length must hold the headers and fit the frame (which may
+	// carry padding beyond it): what does not is malformed, user space's
+	// to judge (FuzzFirstLine answered a SYN whose IPv4 length cut its
+	// TCP header).
+	__u32 flen = (__u32)(end - data);
+	__u32 l4 = p->tcp->doff * 4;
+	if (p->v4) {
+		__u32 tot = bpf_ntohs(p->ip4->tot_len);
+		if (p->ip4->version != 4 || tot < sizeof(struct iphdr) + l4 || sizeof(struct ethhdr) + tot > flen)
+			return -1;
+	} else {
+		__u32 pl = bpf_ntohs(p->ip6->payload_len);
+		if (p->ip6->version != 6 || pl < l4 || sizeof(struct ethhdr) + sizeof(struct ipv6hdr) + pl > flen)
+			return -1;
+	}
 	return 0;
 }
 
@@ -381,6 +429,17 @@ static __always_inline void *lpm_lookup(struct parsed *p, void *m4, void *m6, co
 	struct lpm6 k = {.prefixlen = 128};
 	__builtin_memcpy(k.addr, a->w, 16);
 	return bpf_map_lookup_elem(m6, &k);
+}
+
+// fold32 adds the carries of a sum of 32-bit words back in: what
+// bpf_csum_diff takes as its seed is 32 bits, and a carry cut off there
+// is a checksum wrong by one (FuzzFirstLine found it: two addresses whose
+// words overflowed 32 bits).
+static __always_inline __u32 fold32(__u64 s)
+{
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	return (__u32)s;
 }
 
 static __always_inline __u16 fold(__u64 s)
@@ -396,16 +455,17 @@ static __always_inline __u16 fold(__u64 s)
 #define COOKIE_MAX_AGE 2
 
 // cookie_mac is the cookie's 23-bit MAC: SipHash-2-4 over the client's
-// and the server's address (as netip.Addr.As16), ports, the client's ISN,
-// the time counter and the option bits (protect.cookieMAC).
-static __always_inline __u32 cookie_mac(const struct config *c, struct parsed *p, __u32 isn, __u64 ctr, __u32 ob)
+// and the server's address (as netip.Addr.As16), ports (host order), the
+// client's ISN, the time counter and the option bits (protect.cookieMAC).
+static __always_inline __u32 cookie_mac(const struct config *c, const struct addr16 *src, const struct addr16 *dst,
+					__u16 sport, __u16 dport, __u32 isn, __u64 ctr, __u32 ob)
 {
 	__u64 m[6];
-	m[0] = be64pair(p->src.w[0], p->src.w[1]);
-	m[1] = be64pair(p->src.w[2], p->src.w[3]);
-	m[2] = be64pair(p->dst.w[0], p->dst.w[1]);
-	m[3] = be64pair(p->dst.w[2], p->dst.w[3]);
-	m[4] = (__u64)bpf_ntohs(p->tcp->source) << 48 | (__u64)bpf_ntohs(p->tcp->dest) << 32 | isn;
+	m[0] = be64pair(src->w[0], src->w[1]);
+	m[1] = be64pair(src->w[2], src->w[3]);
+	m[2] = be64pair(dst->w[0], dst->w[1]);
+	m[3] = be64pair(dst->w[2], dst->w[3]);
+	m[4] = (__u64)sport << 48 | (__u64)dport << 32 | isn;
 	m[5] = ctr << 8 | ob;
 	return (__u32)siphash6(c->key0, c->key1, m) & ((1 << 23) - 1);
 }
@@ -426,74 +486,86 @@ static __always_inline int cookie_ok(const struct config *c, struct parsed *p)
 	__u32 ws = ob >> 1 & 0xf;
 	if (ws > 14 && ws != WSCALE_NONE)
 		return 0;
-	return cookie_mac(c, p, isn, ctr, ob) == cookie >> 9;
+	return cookie_mac(c, &p->src, &p->dst, bpf_ntohs(p->tcp->source), bpf_ntohs(p->tcp->dest), isn, ctr, ob) ==
+	       cookie >> 9;
 }
 
-// cookie_synack turns the SYN in p into the cookie SYN-ACK in place and
-// returns XDP_TX, or -1 if it cannot (the SYN then goes to user space).
-static __always_inline int cookie_synack(struct xdp_md *ctx, struct parsed *p, const struct config *c)
+// syn is what the cookie SYN-ACK needs of the SYN it answers, saved
+// before the frame is resized (which invalidates every packet pointer).
+struct syn {
+	__u8 mac_src[ETH_ALEN], mac_dst[ETH_ALEN];
+	__u16 sport, dport; // network order
+	__u32 isn;
+	struct synopts o;
+};
+
+// What cookie_answer did.
+enum {
+	ANS_TX,      // the frame is the cookie SYN-ACK: XDP_TX
+	ANS_LIMITED, // over the challenge budget: drop
+	ANS_NOFIT,   // the frame cannot hold the SYN-ACK: on to user space
+	ANS_USER,    // within the budget, for user space to answer (cookie_user)
+};
+
+// grow makes the frame at least want bytes long: at its tail if the
+// driver left room there, else at its head (XDP guarantees 256 bytes of
+// headroom; veth's copies of small skbs have only the tail padding of
+// their size class, 4 bytes for a 60-byte SYN, so about 5 in 6 of them
+// cannot grow at the tail). The frame's contents are not kept: the
+// SYN-ACK is written whole afterwards.
+static __always_inline int grow(struct xdp_md *ctx, __u32 want)
 {
+	__u32 len = (__u32)((long)ctx->data_end - (long)ctx->data);
+	if (len >= want)
+		return 0;
+	int d = (int)(want - len);
+	if (test_grow != GROW_NO_TAIL && test_grow != GROW_NONE && !bpf_xdp_adjust_tail(ctx, d))
+		return 0;
+	if (test_grow != GROW_NONE && !bpf_xdp_adjust_head(ctx, -d))
+		return 0;
+	return -1;
+}
+
+// write_synack writes the whole cookie SYN-ACK answering s from the
+// frame's start: Ethernet, IP (v4: header without options) and TCP with
+// nopts bytes of options, as protect.reply; the frame is at least
+// 14 + l3 + 20 + SYNACK_OPTS bytes long.
+static __always_inline int write_synack(struct xdp_md *ctx, int v4, const struct addr16 *src, const struct addr16 *dst,
+					const struct syn *s, const struct config *c, __u32 cookie, __u8 sack, __u8 ws)
+{
+	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	struct tcphdr *th = p->tcp;
-	struct synopts o = {.mss = p->v4 ? 536 : 1220, .wscale = WSCALE_NONE};
-	__u32 optlen = th->doff * 4 - sizeof(*th);
-	if (optlen > 40)
-		return -1;
-	parse_synopts(ctx, (__u32)((void *)(th + 1) - (void *)(long)ctx->data), optlen, &o);
-
-	// Cookie: mac:23 | counter:2 | mss:2 | wscale:4 | sack:1 (cookie.go).
-	__u32 mssidx = 0;
-	if (o.mss >= 1220)
-		mssidx = 1;
-	if (o.mss >= 1440)
-		mssidx = 2;
-	if (o.mss >= 1460)
-		mssidx = 3;
-	__u8 sack = c->sack && o.sack;
-	__u32 ob = mssidx << 5 | (__u32)o.wscale << 1 | sack;
-	__u64 ctr = (bpf_ktime_get_ns() - c->clock_base) / COOKIE_TICK;
-	__u32 isn = bpf_ntohl(th->seq);
-	__u32 cookie = cookie_mac(c, p, isn, ctr, ob) << 9 | (__u32)(ctr & 3) << 7 | ob;
-
-	// The reply: ours are MSS, then SACK-permitted, then window scale, as
-	// protect.synOpts writes them.
-	__u8 ws = o.wscale == WSCALE_NONE ? WSCALE_NONE : c->wscale;
-	__u16 mss = p->v4 ? c->mss4 : c->mss6;
-	__u32 nopts = 4 + (sack ? 4 : 0) + (ws != WSCALE_NONE ? 4 : 0);
-	__u32 l3 = p->v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	__u32 newlen = sizeof(struct ethhdr) + l3 + sizeof(struct tcphdr) + nopts;
-	__u32 oldlen = (__u32)(end - (void *)(long)ctx->data);
-	if (oldlen < sizeof(struct ethhdr) + l3 + sizeof(struct tcphdr) + SYNACK_OPTS) {
-		// Grow to room for every option first (a SYN without options).
-		if (bpf_xdp_adjust_tail(ctx, (int)(sizeof(struct ethhdr) + l3 + sizeof(struct tcphdr) + SYNACK_OPTS - oldlen)))
+	__u32 l3 = v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	struct ethhdr *eth = data;
+	if (v4) {
+		if (data + sizeof(*eth) + sizeof(struct iphdr) + sizeof(struct tcphdr) + SYNACK_OPTS > end)
 			return -1;
-		oldlen = sizeof(struct ethhdr) + l3 + sizeof(struct tcphdr) + SYNACK_OPTS;
+	} else {
+		if (data + sizeof(*eth) + sizeof(struct ipv6hdr) + sizeof(struct tcphdr) + SYNACK_OPTS > end)
+			return -1;
 	}
-	if (parse(ctx, p))
-		return -1;
-	end = (void *)(long)ctx->data_end;
-	th = p->tcp;
-	__u8 *ob8 = (__u8 *)(th + 1);
-	if ((void *)(ob8 + SYNACK_OPTS) > end)
-		return -1;
+	__builtin_memcpy(eth->h_dest, s->mac_src, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, s->mac_dst, ETH_ALEN);
+	eth->h_proto = v4 ? bpf_htons(ETH_P_IP) : bpf_htons(ETH_P_IPV6);
 
-	// L2: swap MACs.
-	__u8 tmp[ETH_ALEN];
-	__builtin_memcpy(tmp, p->eth->h_source, ETH_ALEN);
-	__builtin_memcpy(p->eth->h_source, p->eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(p->eth->h_dest, tmp, ETH_ALEN);
-
-	// L4 first (the addresses are still the SYN's).
-	__u16 sport = th->source;
-	th->source = th->dest;
-	th->dest = sport;
-	th->ack_seq = bpf_htonl(isn + 1);
+	// TCP first: ours are MSS, then SACK-permitted, then window scale, as
+	// protect.synOpts writes them.
+	struct tcphdr *th = data + sizeof(*eth) + l3;
+	if ((void *)th + sizeof(*th) + SYNACK_OPTS > end)
+		return -1;
+	__u16 mss = v4 ? c->mss4 : c->mss6;
+	__u32 nopts = 4 + (sack ? 4 : 0) + (ws != WSCALE_NONE ? 4 : 0);
+	__u32 tcplen = sizeof(struct tcphdr) + nopts;
+	th->source = s->dport;
+	th->dest = s->sport;
 	th->seq = bpf_htonl(cookie);
-	((__u8 *)th)[12] = (__u8)((sizeof(struct tcphdr) + nopts) / 4) << 4;
+	th->ack_seq = bpf_htonl(s->isn + 1);
+	((__u8 *)th)[12] = (__u8)(tcplen / 4) << 4;
 	((__u8 *)th)[13] = 0x12; // SYN|ACK
 	th->window = bpf_htons(c->window);
 	th->check = 0;
 	th->urg_ptr = 0;
+	__u8 *ob8 = (__u8 *)(th + 1);
 	ob8[0] = 2;
 	ob8[1] = 4;
 	ob8[2] = mss >> 8;
@@ -510,49 +582,109 @@ static __always_inline int cookie_synack(struct xdp_md *ctx, struct parsed *p, c
 			ob8[8] = 1; ob8[9] = 3; ob8[10] = 3; ob8[11] = ws;
 		}
 	}
-	__u32 tcplen = sizeof(struct tcphdr) + nopts;
 
-	// L3: swap addresses, fresh header, as protect.reply.
+	// L3: the SYN's addresses swapped, a fresh header.
 	__u64 sum = 0;
-	if (p->v4) {
-		struct iphdr *ip = p->ip4;
-		__u32 a = ip->saddr;
-		ip->saddr = ip->daddr;
-		ip->daddr = a;
-		ip->version = 4;
-		ip->ihl = 5;
+	if (v4) {
+		struct iphdr *ip = data + sizeof(*eth);
+		if ((void *)(ip + 1) > end)
+			return -1;
+		((__u8 *)ip)[0] = 0x45; // version 4, IHL 5
 		ip->tos = 0;
 		ip->tot_len = bpf_htons(sizeof(struct iphdr) + tcplen);
 		ip->id = 0;
 		ip->frag_off = bpf_htons(0x4000); // DF
 		ip->ttl = 64;
+		ip->protocol = IPPROTO_TCP;
+		ip->saddr = dst->w[3];
+		ip->daddr = src->w[3];
 		ip->check = 0;
 		ip->check = fold(bpf_csum_diff(0, 0, (__be32 *)ip, sizeof(*ip), 0));
 		sum = (__u64)ip->saddr + ip->daddr + bpf_htons(IPPROTO_TCP) + bpf_htons(tcplen);
 	} else {
-		struct ipv6hdr *ip6 = p->ip6;
-		struct in6_addr a = ip6->saddr;
-		ip6->saddr = ip6->daddr;
-		ip6->daddr = a;
+		struct ipv6hdr *ip6 = data + sizeof(*eth);
+		if ((void *)(ip6 + 1) > end)
+			return -1;
 		((__u32 *)ip6)[0] = bpf_htonl(0x60000000);
 		ip6->payload_len = bpf_htons(tcplen);
 		ip6->nexthdr = IPPROTO_TCP;
 		ip6->hop_limit = 64;
+		__builtin_memcpy(ip6->saddr.in6_u.u6_addr32, dst->w, 16);
+		__builtin_memcpy(ip6->daddr.in6_u.u6_addr32, src->w, 16);
 		sum = bpf_csum_diff(0, 0, (__be32 *)&ip6->saddr, 32, 0);
 		sum += bpf_htonl(tcplen) + bpf_htonl(IPPROTO_TCP);
 	}
 	// TCP checksum over the pseudo header and the 20 + nopts bytes.
+	__u32 seed = fold32(sum);
 	if (nopts == 4)
-		sum = bpf_csum_diff(0, 0, (__be32 *)th, sizeof(*th) + 4, sum);
+		sum = bpf_csum_diff(0, 0, (__be32 *)th, sizeof(*th) + 4, seed);
 	else if (nopts == 8)
-		sum = bpf_csum_diff(0, 0, (__be32 *)th, sizeof(*th) + 8, sum);
+		sum = bpf_csum_diff(0, 0, (__be32 *)th, sizeof(*th) + 8, seed);
 	else
-		sum = bpf_csum_diff(0, 0, (__be32 *)th, sizeof(*th) + 12, sum);
+		sum = bpf_csum_diff(0, 0, (__be32 *)th, sizeof(*th) + 12, seed);
 	th->check = fold(sum);
+	return (int)(sizeof(*eth) + l3 + tcplen);
+}
 
-	if (newlen < oldlen && bpf_xdp_adjust_tail(ctx, -(int)(oldlen - newlen)))
-		return -1;
-	return XDP_TX;
+// cookie_answer answers the SYN in p within the challenge budget. The
+// budget is spent only once the answer is certain: a SYN the frame cannot
+// answer goes to user space (ANS_NOFIT) without costing a cookie.
+static __always_inline int cookie_answer(struct xdp_md *ctx, struct parsed *p, const struct config *c)
+{
+	__u32 zero = 0;
+	__u64 *tat = bpf_map_lookup_elem(&xskgate_budget, &zero);
+	if (!tat)
+		return ANS_NOFIT;
+	__u64 now = bpf_ktime_get_ns();
+	int limited = c->cookie_interval != 0;
+	// Over budget: drop at the cost of one read, before any other work.
+	if (limited && !budget_left(c, tat, now))
+		return ANS_LIMITED;
+	if (c->cookie_user) {
+		if (limited && !budget_take(c, tat, now))
+			return ANS_LIMITED;
+		return ANS_USER;
+	}
+
+	struct tcphdr *th = p->tcp;
+	struct syn s = {.sport = th->source, .dport = th->dest, .isn = bpf_ntohl(th->seq),
+			.o = {.mss = p->v4 ? 536 : 1220, .wscale = WSCALE_NONE}};
+	__builtin_memcpy(s.mac_src, p->eth->h_source, ETH_ALEN);
+	__builtin_memcpy(s.mac_dst, p->eth->h_dest, ETH_ALEN);
+	__u32 optlen = th->doff * 4 - sizeof(*th);
+	if (optlen > 40)
+		return ANS_NOFIT;
+	parse_synopts(ctx, (__u32)((void *)(th + 1) - (void *)(long)ctx->data), optlen, &s.o);
+	int v4 = p->v4;
+
+	// Room for the largest SYN-ACK, whatever the SYN's size.
+	__u32 l3 = v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	if (grow(ctx, sizeof(struct ethhdr) + l3 + sizeof(struct tcphdr) + SYNACK_OPTS))
+		return ANS_NOFIT;
+	if (limited && !budget_take(c, tat, now))
+		return ANS_LIMITED;
+
+	// Cookie: mac:23 | counter:2 | mss:2 | wscale:4 | sack:1 (cookie.go).
+	__u32 mssidx = 0;
+	if (s.o.mss >= 1220)
+		mssidx = 1;
+	if (s.o.mss >= 1440)
+		mssidx = 2;
+	if (s.o.mss >= 1460)
+		mssidx = 3;
+	__u8 sack = c->sack && s.o.sack;
+	__u32 ob = mssidx << 5 | (__u32)s.o.wscale << 1 | sack;
+	__u64 ctr = (now - c->clock_base) / COOKIE_TICK;
+	__u32 cookie = cookie_mac(c, &p->src, &p->dst, bpf_ntohs(s.sport), bpf_ntohs(s.dport), s.isn, ctr, ob) << 9 |
+		       (__u32)(ctr & 3) << 7 | ob;
+	__u8 ws = s.o.wscale == WSCALE_NONE ? WSCALE_NONE : c->wscale;
+	int n = write_synack(ctx, v4, &p->src, &p->dst, &s, c, cookie, sack, ws);
+	if (n < 0)
+		return ANS_LIMITED; // cannot happen (the frame was grown); never forward a half-written frame
+	__u32 len = (__u32)((long)ctx->data_end - (long)ctx->data);
+	if ((__u32)n < len && bpf_xdp_adjust_tail(ctx, -(int)(len - (__u32)n)))
+		return ANS_LIMITED; // shrinking cannot fail above ETH_HLEN
+	return ANS_TX;
 }
 
 // first_line_verdict returns XDP_DROP, XDP_TX, or -1 (on to user space).
@@ -604,14 +736,16 @@ static __always_inline int first_line_verdict(struct xdp_md *ctx)
 				count(C_COOKIE_WOULD);
 				return -1;
 			}
-			if (!cookie_allowed(c)) {
-				count(C_COOKIE_LIMITED);
-				return XDP_DROP;
-			}
-			int v = cookie_synack(ctx, &p, c);
-			if (v == XDP_TX) {
+			switch (cookie_answer(ctx, &p, c)) {
+			case ANS_TX:
 				count(C_COOKIE_SENT);
 				return XDP_TX;
+			case ANS_LIMITED:
+				count(C_COOKIE_LIMITED);
+				return XDP_DROP;
+			case ANS_USER:
+				count(C_COOKIE_TO_USER);
+				return -1;
 			}
 			count(C_COOKIE_NOFIT);
 		}

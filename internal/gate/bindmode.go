@@ -1,0 +1,64 @@
+package gate
+
+import (
+	"github.com/xskgate/xskgate/internal/engine"
+	"github.com/xskgate/xskgate/internal/xsk"
+)
+
+// The bind mode each socket got. In auto mode the kernel tries zero-copy
+// for the UMEM's first socket (outer queue 0) and falls back to copy
+// silently; every socket sharing the UMEM then inherits that socket's mode
+// (xp_assign_dev_shared binds it with XDP_ZEROCOPY or XDP_COPY), whatever
+// its own device supports. So the mode is read back per socket
+// (XDP_OPTIONS), logged, shown by status and stats, and given to the
+// integrity checks, never assumed from what was asked.
+
+// Bind modes as status and stats show them.
+const (
+	BindZeroCopy = "zero-copy"
+	BindCopy     = "copy"
+)
+
+// bindModeOf reads s's granted mode; "" when XDP_OPTIONS fails.
+func bindModeOf(s *xsk.Socket) string {
+	o, err := s.Options()
+	switch {
+	case err != nil:
+		return ""
+	case o.ZeroCopy:
+		return BindZeroCopy
+	}
+	return BindCopy
+}
+
+// logBindModes reads and logs the mode of every socket, one line per
+// interface.
+func (g *Gate) logBindModes() {
+	for side, socks := range [2][]*xsk.Socket{g.Outer, g.Inner} {
+		var zc, cp []int
+		g.bindModes[side] = make([]string, len(socks))
+		for i, s := range socks {
+			m := bindModeOf(s)
+			g.bindModes[side][i] = m
+			switch m {
+			case BindZeroCopy:
+				zc = append(zc, s.Queue())
+			case BindCopy:
+				cp = append(cp, s.Queue())
+			}
+		}
+		g.zeroCopy[side] = len(zc)
+		iface := [2]string{g.cfg.Outer, g.cfg.Inner}[side]
+		g.log.Info("AF_XDP bind mode granted", "side", engine.Side(side).String(), "iface", iface,
+			"asked", g.cfg.Umem.Mode.String(), "zero_copy_queues", zc, "copy_queues", cp)
+	}
+}
+
+// BindMode returns the mode the kernel granted the socket of side s and
+// queue q: BindZeroCopy, BindCopy, or "" if unknown.
+func (g *Gate) BindMode(s engine.Side, q int) string {
+	if int(s) >= len(g.bindModes) || q < 0 || q >= len(g.bindModes[s]) {
+		return ""
+	}
+	return g.bindModes[s][q]
+}
