@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/xskgate/xskgate/internal/bench"
@@ -12,10 +13,15 @@ import (
 )
 
 func cmdBench(ctx context.Context, args []string) error {
-	fs := newFlags("bench", "[flags]", `Builds a one-queue lab and measures delivered packets/s of 64-byte UDP frames through
-(a) plain Linux IPv4 forwarding in the gate namespace and (b) xskgate, interleaved
-a b a b ..., counting what the server's eth0 receives (kernel counters). Then measures
-loss at half of each path's median rate, and TCP throughput with iperf3 through both.
+	fs := newFlags("bench", "[flags]", `Builds a one-queue lab and measures delivered packets/s of UDP frames (--size) through
+plain Linux IPv4 forwarding in the gate namespace (no XDP program on its path: what a
+user has without xskgate), the same with an XDP_PASS front end on the gate's interfaces
+(labelled extra; the fair comparison for TCP), the kernel's XDP_REDIRECT outer->inner
+through a cpumap and a devmap (the ceiling of an AF_XDP path on the same cores), xskgate,
+and, with --xdpsock, libxdp's xdpsock in l2fwd mode (the C reference; not part of
+xskgate), interleaved a b c a b c ..., counting what the receiving eth0 gets (kernel
+counters). Then measures loss at half of each path's median rate, and TCP throughput
+with iperf3 (--tcp-streams) through the paths that carry TCP.
 
 With --all, also: xskgate with its integrity checks off, without the XDP record, with
 the TCP protection on; the protection dropping a one-source ACK flood; the generator's
@@ -40,6 +46,7 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	fs.IntVar(&o.GateCPU, "gate-cpu", 1, "CPU for the device under test")
 	fs.BoolVar(&o.TCP, "tcp", true, "also measure TCP with iperf3")
 	fs.DurationVar(&o.TCPTime, "tcp-time", 3e9, "iperf3 duration")
+	fs.IntVar(&o.TCPRounds, "tcp-rounds", 1, "interleaved iperf3 rounds per path and stream count")
 	gen := fs.String("gen", "auto", "generator: auto (live frames if the kernel allows them, else ring), live, ring")
 	fs.IntVar(&o.GenNice, "gen-nice", -10, "nice value of the generator's thread (0: unchanged): others' work on its CPU would set the offered rate")
 	fs.IntVar(&o.DUTNice, "dut-nice", -10, "nice value of xskgate's worker thread (0: unchanged): others' work on its CPU would set its rate")
@@ -51,13 +58,25 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	legitFloods := fs.String("legit-floods", "ack,syn", "floods for --legit: ack, syn")
 	fs.BoolVar(&o.LegitOpts.ClientXDP, "legit-client-xdp", false, "extra for --legit: no flood and each flood with the first line on, with an XDP_PASS program on the client's eth0 (the veth NAPI that XDP_TX back to it needs)")
 	all := fs.Bool("all", false, "also measure the other paths (see above)")
+	size := fs.String("size", "64", "UDP frames: 64 (bytes on the wire), 1500 (IP packet, the lab's MTU) or imix (7:4:1 of 64/576/1500)")
+	xdpsock := fs.String("xdpsock", "", "path of libxdp's xdpsock (bpf-examples AF_XDP-example), measured as the path xdpsock-l2fwd; see the README")
+	xdpsockArgs := fs.String("xdpsock-args", "-l -c -Q", "xdpsock's arguments before -i outer -q 0")
+	xdpsockPreload := fs.String("xdpsock-preload", "", "LD_PRELOAD for xdpsock (the setrlimit shim where root lacks CAP_SYS_RESOURCE; see the README)")
+	txBudget := fs.Uint("tx-budget", 0, "xskgate's XDP_MAX_TX_SKB_BUDGET (0: the gate's default)")
+	tcpStreams := fs.String("tcp-streams", "1,8", "iperf3 -P values for the TCP comparison")
 	progCost := fs.Bool("prog-cost", false, "measure the XDP program's own cost per frame (BPF_PROG_RUN, no lab; also part of --all)")
 	progRuns := fs.Int("prog-runs", 20000, "BPF_PROG_RUN calls per case and round for --prog-cost")
 	names := []string{}
 	variants := []bench.Variant{
 		{Name: "linux-forwarding", Kernel: true},
+		{Name: "linux-forwarding+xdp-pass", Kernel: true, FrontEnd: true},
+		{Name: "xdp-redirect", Redirect: true},
 		{Name: "xskgate", Checks: true},
+		{Name: "xdpsock-l2fwd", External: true},
+		{Name: "xdp-redirect-devmap", Redirect: true, Direct: true},
 		{Name: "xskgate-nochecks"},
+		{Name: "xskgate-budget256", Checks: true, TxBudget: 256},
+		{Name: "xskgate-budget32", Checks: true, TxBudget: 32},
 		{Name: "xskgate-nocarrier", Checks: true, Carrier: xdpprog.CarrierNone},
 		{Name: "xskgate+protection", Checks: true, Protection: true},
 		{Name: "protection-ackflood", Checks: true, Protection: true, AckFlood: true},
@@ -76,7 +95,8 @@ its slots are rewritten per frame (source address, port, checksums).`)
 		names = append(names, v.Name)
 	}
 	only := fs.String("only", "", "comma-separated paths to measure, from: "+strings.Join(names, ", "))
-	if err := fs.Parse(args); err != nil {
+	var err error
+	if err = fs.Parse(args); err != nil {
 		return err
 	}
 	switch o.Gen = bench.GenKind(*gen); o.Gen {
@@ -90,6 +110,25 @@ its slots are rewritten per frame (source address, port, checksums).`)
 		}
 		o.LegitOpts.Floods = append(o.LegitOpts.Floods, f)
 	}
+	if o.Size, err = bench.ParseSize(*size); err != nil {
+		return fmt.Errorf("bench --size: %w", err)
+	}
+	if *xdpsock != "" {
+		o.External = &bench.External{Path: *xdpsock, Args: strings.Fields(*xdpsockArgs)}
+		if *xdpsockPreload != "" {
+			o.External.Env = []string{"LD_PRELOAD=" + *xdpsockPreload}
+		}
+	}
+	o.TxBudget = uint32(*txBudget)
+	o.TCPStreams = nil
+	for _, f := range strings.Split(*tcpStreams, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 128 {
+			return fmt.Errorf("bench --tcp-streams: %q is not a stream count in [1, 128]", f)
+		}
+		o.TCPStreams = append(o.TCPStreams, n)
+	}
+	o.Variants = variants[:5]
 	if *all {
 		o.Variants = variants
 	}
@@ -118,6 +157,6 @@ its slots are rewritten per frame (source address, port, checksums).`)
 			return nil
 		}
 	}
-	_, err := bench.Run(ctx, o)
+	_, err = bench.Run(ctx, o)
 	return err
 }

@@ -20,6 +20,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,8 +48,24 @@ import (
 
 // Variant is one path to measure.
 type Variant struct {
-	Name   string
-	Kernel bool // plain Linux forwarding instead of xskgate
+	Name string
+	// Kernel is plain Linux IPv4 forwarding instead of xskgate: what a
+	// user has without it, no XDP program on the path. FrontEnd adds a
+	// bare XDP_PASS program on outer, the front end xskgate's path has
+	// (labelled extra; the fair row for TCP, since an XDP program turns
+	// veth's GRO path into a copy per skb).
+	Kernel, FrontEnd bool
+	// Redirect is the kernel's own XDP forwarding, outer to inner through
+	// a cpumap to GateCPU and a devmap (redirect.go): the ceiling of an
+	// AF_XDP path on the same cores.
+	// TxBudget is xskgate's XDP_MAX_TX_SKB_BUDGET for this path (0:
+	// Options.TxBudget).
+	TxBudget uint32
+	// Direct skips the cpumap: all of it on the generator's core.
+	Redirect, Direct bool
+	// External runs Options.External (libxdp's xdpsock l2fwd) instead of
+	// xskgate; its frames come back to the client's eth0.
+	External bool
 	// For xskgate: integrity checks on, and the TCP protection stage (a
 	// fresh one per run, protecting the lab's prefix) as the inspector.
 	Checks, Protection bool
@@ -87,14 +104,17 @@ const (
 
 // Options tune a benchmark run.
 type Options struct {
-	Runs     int           // interleaved runs per variant (default 5)
-	Warmup   time.Duration // per run, before counting (default 1s)
-	Window   time.Duration // counting window (default 3s)
-	GenCPU   int           // default 0
-	GateCPU  int           // default 1
-	TCP      bool          // also iperf3 TCP through each path
-	TCPTime  time.Duration // default 3s
-	Variants []Variant     // default: linux, xskgate
+	Runs    int           // interleaved runs per variant (default 5)
+	Warmup  time.Duration // per run, before counting (default 1s)
+	Window  time.Duration // counting window (default 3s)
+	GenCPU  int           // default 0
+	GateCPU int           // default 1
+	TCP     bool          // also iperf3 TCP through each path
+	TCPTime time.Duration // default 3s
+	// TCPRounds is how many interleaved rounds of iperf3 per path and
+	// stream count (default 1).
+	TCPRounds int
+	Variants  []Variant // default: linux, xskgate
 	// Gen picks the generator (default GenAuto: live frames if the
 	// kernel allows them, else the TX ring).
 	Gen GenKind
@@ -113,8 +133,19 @@ type Options struct {
 	// first line on and off, against no flood (LegitOptions).
 	Legit     bool
 	LegitOpts LegitOptions
-	Out       io.Writer
-	Logger    *slog.Logger
+	// Size is what the UDP paths send (default Size64); the floods keep
+	// their own frames.
+	Size Size
+	// External is the program the External variants run (nil: those
+	// variants are skipped with a note).
+	External *External
+	// TxBudget is xskgate's XDP_MAX_TX_SKB_BUDGET (0: the gate's default).
+	TxBudget uint32
+	// TCPStreams are the iperf3 -P values the TCP comparison runs
+	// (default 1 and 8).
+	TCPStreams []int
+	Out        io.Writer
+	Logger     *slog.Logger
 }
 
 // Result is one variant's figures.
@@ -124,9 +155,10 @@ type Result struct {
 	Offered    []float64 // generated packets/s
 	EngineDrop []uint64  // xskgate's own drop count per run
 	Handled    []float64 // frames/s the gate's workers received (xskgate only)
+	Busy       []float64 // GateCPU's busy share in the window (0..1), all tasks and softirqs
 	LossBelow  float64   // loss at half the variant's median rate
 	RateBelow  float64
-	TCPGbps    float64
+	TCPGbps    []float64 // one per TCPStreams value
 	TCPErr     string
 	Floods     []FloodSample // Flood variants: one per run
 }
@@ -169,6 +201,21 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 	if len(o.Variants) == 0 {
 		o.Variants = []Variant{{Name: "linux-forwarding", Kernel: true}, {Name: "xskgate", Checks: true}}
 	}
+	if len(o.TCPStreams) == 0 {
+		o.TCPStreams = []int{1, 8}
+	}
+	o.Size = o.Size.orDefault()
+	if len(o.Size.IPLens) > 1 || o.Size.IPLens[0] != Size64.IPLens[0] {
+		o.Gen = GenRing // the live-frame generator sends one 64-byte frame
+	}
+	if o.External == nil {
+		o.Variants = slices.DeleteFunc(slices.Clone(o.Variants), func(v Variant) bool {
+			if v.External {
+				fmt.Fprintf(o.Out, "bench: %s skipped: no external l2fwd program (--xdpsock PATH; see the README)\n", v.Name)
+			}
+			return v.External
+		})
+	}
 	l, err := lab.UpContext(ctx, lab.Config{Queues: 1, StaticNeighbors: true})
 	if err != nil {
 		return nil, err
@@ -202,14 +249,23 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 		return nil, err
 	}
 	b := &bencher{o: o, l: l, pass: pass, shot: shot, drop: drop, gen: gen}
-	fmt.Fprintf(o.Out, "bench: 64-byte frames, 1 queue, generator on CPU %d, device under test on CPU %d; %d interleaved runs of %s (+%s warm-up) per path; load average %s\n",
-		o.GenCPU, o.GateCPU, o.Runs, o.Window, o.Warmup, loadavg())
+	fmt.Fprintf(o.Out, "bench: %s, 1 queue, generator on CPU %d, device under test on CPU %d; %d interleaved runs of %s (+%s warm-up) per path; load average %s\n",
+		o.Size.orDefault(), o.GenCPU, o.GateCPU, o.Runs, o.Window, o.Warmup, loadavg())
 	fmt.Fprintf(o.Out, "lab: %s-{client,gate,server}; generator: %s (%s)\n", l.Prefix, gen.describe(), why)
 	if o.GenNice != 0 {
 		fmt.Fprintf(o.Out, "setting: the generator's thread runs at nice %d, so that other work on CPU %d does not set the offered rate (--gen-nice 0 leaves it)\n", o.GenNice, o.GenCPU)
 	}
 	if o.DUTNice != 0 {
-		fmt.Fprintf(o.Out, "setting: xskgate's worker thread runs at nice %d, so that other work on CPU %d does not set its rate; Linux forwards in softirq, which tasks do not delay (--dut-nice 0 leaves it)\n", o.DUTNice, o.GateCPU)
+		fmt.Fprintf(o.Out, "setting: xskgate's worker thread (and the external l2fwd) runs at nice %d, so that other work on CPU %d does not set its rate; Linux forwards in softirq, which tasks do not delay (--dut-nice 0 leaves it)\n", o.DUTNice, o.GateCPU)
+	}
+	fmt.Fprintf(o.Out, "setting: RPS on outer's rx-0 steers Linux forwarding to CPU %d (mask %x), for its runs only\n", o.GateCPU, 1<<o.GateCPU)
+	if o.TxBudget != 0 {
+		fmt.Fprintf(o.Out, "setting: xskgate's XDP_MAX_TX_SKB_BUDGET %d\n", o.TxBudget)
+	}
+	for _, v := range o.Variants {
+		if v.External {
+			fmt.Fprintf(o.Out, "external: %s runs as: ip netns exec %s-gate %s\n", v.Name, l.Prefix, o.External.Command(o.GateCPU, o.DUTNice))
+		}
 	}
 	for _, v := range o.Variants {
 		if v.Flood != "" {
@@ -240,6 +296,7 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 			res[i].Handled = append(res[i].Handled, handled)
 			res[i].Offered = append(res[i].Offered, offered)
 			res[i].EngineDrop = append(res[i].EngineDrop, drops)
+			res[i].Busy = append(res[i].Busy, sm.busy)
 			switch {
 			case v.Flood != "":
 				res[i].Floods = append(res[i].Floods, sm.flood)
@@ -252,13 +309,18 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 			if v.AckFlood {
 				fmt.Fprintf(o.Out, "  run %d %-18s %6.3f Mpps handled by the gate, %.4f Mpps reached the server (offered %.2f Mpps)\n", run+1, v.Name, handled/1e6, pps/1e6, offered/1e6)
 			} else {
-				fmt.Fprintf(o.Out, "  run %d %-18s %6.3f Mpps delivered (offered %.2f Mpps)\n", run+1, v.Name, pps/1e6, offered/1e6)
+				gs := ""
+				if sm.handled > 0 {
+					n := sm.handled * o.Window.Seconds()
+					gs = fmt.Sprintf(", per 1000 frames: %.0f sendto, %.1f poll, %.0f loops", float64(sm.kicks)*1000/n, float64(sm.polls)*1000/n, float64(sm.iters)*1000/n)
+				}
+				fmt.Fprintf(o.Out, "  run %d %-22s %6.3f Mpps delivered (offered %.2f Mpps), CPU %d busy %3.0f%%%s, load %s\n", run+1, v.Name, pps/1e6, offered/1e6, o.GateCPU, sm.busy*100, gs, loadavg())
 			}
 		}
 	}
 	// Below saturation: half of each path's median, where loss must be ~0.
 	for i, v := range o.Variants {
-		if v.AckFlood || v.Flood != "" || v.Ceiling {
+		if v.AckFlood || v.Flood != "" || v.Ceiling || v.Redirect || v.External {
 			continue
 		}
 		rate := median(res[i].PPS) / 2
@@ -272,17 +334,49 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 		}
 	}
 	if o.TCP {
+		// Interleaved like the packet rounds: round r runs every path
+		// with every stream count; the table shows medians.
+		runs := make([][][]float64, len(o.Variants)) // [variant][streams][round]
+		for i := range runs {
+			runs[i] = make([][]float64, len(o.TCPStreams))
+		}
+		for r := 0; r < max(1, o.TCPRounds); r++ {
+			for i, v := range o.Variants {
+				if !v.carriesTCP() {
+					continue
+				}
+				for j, p := range o.TCPStreams {
+					g, err := b.tcp(ctx, v, p)
+					if err != nil {
+						res[i].TCPErr = err.Error()
+						continue
+					}
+					runs[i][j] = append(runs[i][j], g)
+					fmt.Fprintf(o.Out, "  tcp round %d %-26s -P%-2d %6.2f Gbit/s, load %s\n", r+1, v.Name, p, g, loadavg())
+				}
+			}
+		}
+		for i := range o.Variants {
+			for j := range o.TCPStreams {
+				res[i].TCPGbps = append(res[i].TCPGbps, median(runs[i][j]))
+			}
+		}
+		res0 := -1
 		for i, v := range o.Variants {
-			if v.AckFlood || v.Flood != "" || v.Ceiling {
+			if v.Kernel && v.FrontEnd {
+				res0 = i
+			}
+		}
+		for i, v := range o.Variants {
+			if res0 < 0 || !v.carriesTCP() || v.Kernel {
 				continue
 			}
-			res[i].TCPGbps, err = b.tcp(ctx, v)
-			if err != nil {
-				res[i].TCPErr = err.Error()
+			for j, p := range o.TCPStreams {
+				fmt.Fprintf(o.Out, "TCP -P%d ratio %s / %s: %s\n", p, v.Name, o.Variants[res0].Name, ratios(runs[i][j], runs[res0][j]))
 			}
 		}
 	}
-	report(o.Out, o.Variants, res)
+	report(o.Out, o.Variants, res, o)
 	reportFloods(o.Out, o.Variants, res)
 	if o.Legit {
 		if err := b.legit(ctx, res); err != nil {
@@ -291,6 +385,27 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 	}
 	fmt.Fprintf(o.Out, "load average at the end: %s\n", loadavg())
 	return res, nil
+}
+
+// carriesTCP: the paths a TCP connection can cross both ways (the
+// redirect ceiling and l2fwd go one way).
+func (v Variant) carriesTCP() bool {
+	return !v.AckFlood && v.Flood == "" && !v.Ceiling && !v.Redirect && !v.External
+}
+
+// ratios compares two paths measured in the same rounds: the ratio of the
+// medians, and the per-round ratios (median, min-max).
+func ratios(a, b []float64) string {
+	var per []float64
+	for i := range min(len(a), len(b)) {
+		if b[i] > 0 {
+			per = append(per, a[i]/b[i])
+		}
+	}
+	if len(per) == 0 || median(b) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f (medians); per round median %.2f, %.2f-%.2f", median(a)/median(b), median(per), slices.Min(per), slices.Max(per))
 }
 
 func sinkName(v Variant) string {
@@ -336,21 +451,27 @@ type bencher struct {
 // not XDP: a veth with an XDP program first copies every skb with little
 // headroom into a page-pool page, which AF_XDP's TX skbs are and forwarded
 // skbs are not, so an XDP sink would charge one path more than the other.
-func (b *bencher) sink() (func(), error) {
+func (b *bencher) sink(v Variant) (func(), error) {
 	var att link.Link
-	err := b.l.Do(b.l.ServerNS, func() error {
+	ns, idx, who := b.l.ServerNS, b.l.ServerIndex, "server"
+	if v.External {
+		// l2fwd sends the frames back to the client.
+		ns, idx, who = b.l.ClientNS, b.l.ClientIndex, "client"
+	}
+	err := b.l.Do(ns, func() error {
 		var err error
-		att, err = link.AttachTCX(link.TCXOptions{Interface: b.l.ServerIndex, Program: b.shot, Attach: ebpf.AttachTCXIngress})
+		att, err = link.AttachTCX(link.TCXOptions{Interface: idx, Program: b.shot, Attach: ebpf.AttachTCXIngress})
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("attach the tcx drop sink to the server's eth0: %w", err)
+		return nil, fmt.Errorf("attach the tcx drop sink to the %s's eth0: %w", who, err)
 	}
 	return func() { att.Close() }, nil
 }
 
 // dut is the device under test as set up for one run.
 type dut struct {
+	ext      int                // the external l2fwd's process id
 	g        *gate.Gate         // nil for Linux forwarding and the ceiling
 	insp     *protect.Inspector // the TCP protection, when on
 	teardown func()
@@ -376,36 +497,65 @@ func (b *bencher) setup(v Variant) (*dut, error) {
 		}
 		return &dut{teardown: func() { att.Close() }}, nil
 	}
-	if v.Kernel {
-		if err := l.SetKernelForwarding(true); err != nil {
-			return nil, err
-		}
-		// Same front end as xskgate: an XDP program on outer (here a bare
-		// XDP_PASS) runs in NAPI on the generator's core; RPS then hands
-		// every packet to GateCPU, where Linux forwards it, alone.
-		var att link.Link
-		err := l.Do(l.GateNS, func() error {
-			var err error
-			att, err = link.AttachXDP(link.XDPOptions{Program: b.pass, Interface: l.OuterIndex, Flags: link.XDPDriverMode})
-			return err
-		})
+	if v.Redirect {
+		undo, err := b.kernelRedirect(v.Direct)
 		if err != nil {
-			l.SetKernelForwarding(false)
-			return nil, fmt.Errorf("attach XDP_PASS to outer: %w", err)
-		}
-		mask := strconv.FormatUint(1<<b.o.GateCPU, 16)
-		if err := b.gateSh("echo " + mask + " > /sys/class/net/outer/queues/rx-0/rps_cpus"); err != nil {
-			att.Close()
-			l.SetKernelForwarding(false)
 			return nil, err
 		}
-		return &dut{teardown: func() {
-			b.gateSh("echo 0 > /sys/class/net/outer/queues/rx-0/rps_cpus")
-			att.Close()
-			l.SetKernelForwarding(false)
-		}}, nil
+		return &dut{teardown: undo}, nil
+	}
+	if v.External {
+		return b.startExternal()
+	}
+	if v.Kernel {
+		return b.kernelForwarding(v.FrontEnd)
 	}
 	return b.openGate(v, v.Protection || v.Flood != "", v.FirstLine, benchFlows)
+}
+
+// kernelForwarding turns IPv4 forwarding on in the gate namespace, with
+// RPS handing every packet outer receives to GateCPU, where Linux forwards
+// it (route, neighbour, TX to inner, the server's receive), alone. With
+// frontEnd, a bare XDP_PASS program on outer runs first, in NAPI on the
+// generator's core, as xskgate's program does.
+func (b *bencher) kernelForwarding(frontEnd bool) (*dut, error) {
+	l := b.l
+	if err := l.SetKernelForwarding(true); err != nil {
+		return nil, err
+	}
+	var atts []link.Link
+	undo := func() {
+		for _, a := range atts {
+			a.Close()
+		}
+		l.SetKernelForwarding(false)
+	}
+	if frontEnd {
+		// On both sides, as xskgate's program is: TCP's ACKs come in on
+		// inner.
+		for _, idx := range []int{l.OuterIndex, l.InnerIndex} {
+			err := l.Do(l.GateNS, func() error {
+				a, err := link.AttachXDP(link.XDPOptions{Program: b.pass, Interface: idx, Flags: link.XDPDriverMode})
+				if err == nil {
+					atts = append(atts, a)
+				}
+				return err
+			})
+			if err != nil {
+				undo()
+				return nil, fmt.Errorf("attach XDP_PASS to the gate's interfaces: %w", err)
+			}
+		}
+	}
+	mask := strconv.FormatUint(1<<b.o.GateCPU, 16)
+	if err := b.gateSh("echo " + mask + " > /sys/class/net/outer/queues/rx-0/rps_cpus"); err != nil {
+		undo()
+		return nil, err
+	}
+	return &dut{teardown: func() {
+		b.gateSh("echo 0 > /sys/class/net/outer/queues/rx-0/rps_cpus")
+		undo()
+	}}, nil
 }
 
 // benchFlows sizes the protection's flow table and the first line's flow
@@ -435,7 +585,7 @@ func (b *bencher) openGate(v Variant, protection, firstLine bool, flows int) (*d
 			ic = &c
 		}
 		var err error
-		g, err = gate.Open(gate.Config{Outer: lab.OuterName, Inner: lab.InnerName, Queues: 1,
+		g, err = gate.Open(gate.Config{Outer: lab.OuterName, Inner: lab.InnerName, Queues: 1, TxBudget: cmp.Or(v.TxBudget, b.o.TxBudget),
 			Umem: xsk.UmemConfig{NumFrames: 4096}, Engine: cfg, Integrity: ic, Logger: b.o.Logger, Carrier: v.Carrier,
 			FirstLine: protection && firstLine, FirstLineFlows: flows})
 		return err
@@ -480,6 +630,22 @@ func (b *bencher) measure(ctx context.Context, v Variant, rate float64) (pps, of
 	return sm.pps, sm.offered, sm.drops, err
 }
 
+// gateSyscalls sums the workers' sendto kicks, poll sleeps and loop
+// iterations.
+func gateSyscalls(g *gate.Gate) (kicks, polls, iters uint64) {
+	if g == nil {
+		return 0, 0, 0
+	}
+	for _, w := range g.Engine.Workers() {
+		for s := range w.Stats {
+			kicks += w.Stats[s].Kicks.Load()
+			polls += w.Stats[s].Wakeups.Load()
+		}
+		iters += w.Iterations()
+	}
+	return kicks, polls, iters
+}
+
 // gateRx sums what the gate's workers received on outer.
 func gateRx(g *gate.Gate) (n uint64) {
 	if g == nil {
@@ -495,27 +661,31 @@ func gateRx(g *gate.Gate) (n uint64) {
 type sample struct {
 	pps, offered, handled float64 // delivered, generated, received by the gate's workers (per s)
 	drops                 uint64  // the engine's own drops
+	busy                  float64 // GateCPU's busy share
+	kicks, polls, iters   uint64  // the gate's sendto kicks, poll sleeps, loop iterations
 	flood                 FloodSample
 }
 
-// frameFor returns the variant's frame and what varies in it.
-func (b *bencher) frameFor(v Variant) ([]byte, Varier) {
+// frameFor returns the variant's frames (sent in turn) and what varies in
+// them.
+func (b *bencher) frameFor(v Variant) ([][]byte, Varier) {
 	l := b.l
 	dst := l.ServerMAC
 	if v.Kernel {
 		dst = l.OuterMAC // the gate is a router now
 	}
+	one := func(f []byte) [][]byte { return [][]byte{f} }
 	switch {
 	case v.Flood == FloodSYN && v.LinuxSYN:
-		return TCPSynFrameLinux(dst, l.ClientMAC, l.ServerIP4), Spoofer{}
+		return one(TCPSynFrameLinux(dst, l.ClientMAC, l.ServerIP4)), Spoofer{}
 	case v.Flood == FloodSYN:
-		return TCPSynFrame(dst, l.ClientMAC, l.ServerIP4), Spoofer{}
+		return one(TCPSynFrame(dst, l.ClientMAC, l.ServerIP4)), Spoofer{}
 	case v.Flood == FloodACK:
-		return TCPFloodAckFrame(dst, l.ClientMAC, l.ServerIP4), Spoofer{}
+		return one(TCPFloodAckFrame(dst, l.ClientMAC, l.ServerIP4)), Spoofer{}
 	case v.AckFlood:
-		return TCPAckFrame(dst, l.ClientMAC, l.ClientIP4, l.ServerIP4), nil
+		return one(TCPAckFrame(dst, l.ClientMAC, l.ClientIP4, l.ServerIP4)), nil
 	}
-	return UDPFrame(dst, l.ClientMAC, l.ClientIP4, l.ServerIP4), nil
+	return b.o.Size.frames(dst, l.ClientMAC, l.ClientIP4, l.ServerIP4), nil
 }
 
 // clientXDPPass attaches the XDP_PASS program to the client's eth0 (it
@@ -577,7 +747,7 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 	}
 	defer d.teardown()
 	if !v.Ceiling {
-		unsink, err := b.sink()
+		unsink, err := b.sink(v)
 		if err != nil {
 			return sm, err
 		}
@@ -588,8 +758,8 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 		return sm, err
 	}
 	defer undo()
-	frame, vary := b.frameFor(v)
-	gen, err := newSource(l, b.gen, frame, vary, b.o.Warmup+b.o.Window+time.Minute, b.o.GenNice)
+	frames, vary := b.frameFor(v)
+	gen, err := newSource(l, b.gen, frames, vary, b.o.Warmup+b.o.Window+time.Minute, b.o.GenNice)
 	if err != nil {
 		return sm, err
 	}
@@ -597,8 +767,11 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 	// Where the frames are counted: at the server's eth0, or for the
 	// ceiling at outer, the generator's peer.
 	rxNS, rxIf := l.ServerNS, lab.HostIfName
-	if v.Ceiling {
+	switch {
+	case v.Ceiling:
 		rxNS, rxIf = l.GateNS, lab.OuterName
+	case v.External:
+		rxNS = l.ClientNS
 	}
 	var f0, f1, f2 floodSnap
 	if v.Flood != "" {
@@ -647,6 +820,8 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 			return sm, err
 		}
 	}
+	c0 := cpuTimes(b.o.GateCPU)
+	k0, p0, i0 := gateSyscalls(d.g)
 	s0, h0, t0 := gen.Sent(), gateRx(d.g), time.Now()
 	if err := wait(b.o.Window); err != nil {
 		return sm, err
@@ -656,6 +831,9 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 		return sm, err
 	}
 	s1, h1, dt := gen.Sent(), gateRx(d.g), time.Since(t0).Seconds()
+	sm.busy = c0.busyUntil(cpuTimes(b.o.GateCPU))
+	k1, p1, i1 := gateSyscalls(d.g)
+	sm.kicks, sm.polls, sm.iters = k1-k0, p1-p0, i1-i0
 	if v.Flood != "" {
 		if f2, err = b.floodSnap(v, d, gen); err != nil {
 			return sm, err
@@ -677,7 +855,7 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 }
 
 // tcp runs iperf3 from client to server through the variant's path.
-func (b *bencher) tcp(ctx context.Context, v Variant) (float64, error) {
+func (b *bencher) tcp(ctx context.Context, v Variant, streams int) (float64, error) {
 	l := b.l
 	d, err := b.setup(v)
 	if err != nil {
@@ -692,7 +870,7 @@ func (b *bencher) tcp(ctx context.Context, v Variant) (float64, error) {
 	defer srv.Process.Kill()
 	time.Sleep(300 * time.Millisecond)
 	secs := strconv.Itoa(int(b.o.TCPTime.Seconds()))
-	out, err := l.Command(ctx, l.ClientNS, "iperf3", "-c", l.ServerIP4.String(), "-t", secs, "-J").Output()
+	out, err := l.Command(ctx, l.ClientNS, "iperf3", "-c", l.ServerIP4.String(), "-t", secs, "-P", strconv.Itoa(streams), "-J").Output()
 	if err != nil {
 		return 0, fmt.Errorf("iperf3 client: %w", err)
 	}
@@ -709,7 +887,7 @@ func (b *bencher) tcp(ctx context.Context, v Variant) (float64, error) {
 	return r.End.SumReceived.BitsPerSecond / 1e9, nil
 }
 
-func report(w io.Writer, vs []Variant, res []*Result) {
+func report(w io.Writer, vs []Variant, res []*Result, o Options) {
 	var fwd, floods []*Result
 	var ceiling []int
 	for i, r := range res {
@@ -724,8 +902,12 @@ func report(w io.Writer, vs []Variant, res []*Result) {
 			fwd = append(fwd, r)
 		}
 	}
+	tcpHdr := ""
+	for _, p := range o.TCPStreams {
+		tcpHdr += fmt.Sprintf(" %9s", fmt.Sprintf("TCP -P%d", p))
+	}
 	if len(fwd) > 0 {
-		fmt.Fprintf(w, "\n%-18s %9s %9s %9s %12s %14s %10s\n", "path", "min Mpps", "median", "max", "engine drops", "loss @ 50%", "TCP Gbit/s")
+		fmt.Fprintf(w, "\n%-26s %8s %8s %8s %8s %8s %9s %8s %15s%s\n", "path", "min Mpps", "median", "max", "Gbit/s", "CPU busy", "ns/pkt", "eng drop", "loss @ 50%", tcpHdr)
 	}
 	for _, r := range fwd {
 		s := slices.Clone(r.PPS)
@@ -734,21 +916,47 @@ func report(w io.Writer, vs []Variant, res []*Result) {
 		for _, d := range r.EngineDrop {
 			drops += d
 		}
-		tcp := fmt.Sprintf("%.2f", r.TCPGbps)
-		if r.TCPErr != "" {
-			tcp = "error"
-		} else if r.TCPGbps == 0 {
-			tcp = "-"
+		nsPkt := make([]float64, 0, len(r.PPS))
+		for i, p := range r.PPS {
+			if p > 0 && i < len(r.Busy) {
+				nsPkt = append(nsPkt, r.Busy[i]*1e9/p)
+			}
 		}
-		fmt.Fprintf(w, "%-18s %9.3f %9.3f %9.3f %12d %7.3f%% @%.2f %10s\n", r.Name, s[0]/1e6, median(s)/1e6, s[len(s)-1]/1e6,
-			drops, r.LossBelow*100, r.RateBelow/1e6, tcp)
+		tcp := ""
+		for i := range o.TCPStreams {
+			switch {
+			case r.TCPErr != "" && (i >= len(r.TCPGbps) || r.TCPGbps[i] == 0):
+				tcp += fmt.Sprintf(" %9s", "error")
+			case i >= len(r.TCPGbps):
+				tcp += fmt.Sprintf(" %9s", "-")
+			default:
+				tcp += fmt.Sprintf(" %9.2f", r.TCPGbps[i])
+			}
+		}
+		loss := "-"
+		if r.RateBelow > 0 {
+			loss = fmt.Sprintf("%.3f%% @%.2f", r.LossBelow*100, r.RateBelow/1e6)
+		}
+		fmt.Fprintf(w, "%-26s %8.3f %8.3f %8.3f %8.3f %7.0f%% %9.0f %8d %15s%s\n", r.Name, s[0]/1e6, median(s)/1e6, s[len(s)-1]/1e6,
+			median(s)*o.Size.FrameBytes()*8/1e9, median(r.Busy)*100, median(nsPkt), drops, loss, tcp)
 		if r.TCPErr != "" {
 			fmt.Fprintf(w, "  tcp: %s\n", r.TCPErr)
 		}
 	}
+	fmt.Fprintf(w, "(Gbit/s: Ethernet frames without FCS at the median rate; CPU busy: CPU %d, all tasks and softirqs, median; ns/pkt: its busy time per delivered frame, median of the runs)\n", o.GateCPU)
 	if len(fwd) >= 2 && median(fwd[0].PPS) > 0 {
 		for _, r := range fwd[1:] {
-			fmt.Fprintf(w, "ratio %s / %s (medians): %.2f\n", r.Name, fwd[0].Name, median(r.PPS)/median(fwd[0].PPS))
+			fmt.Fprintf(w, "ratio %s / %s: %s\n", r.Name, fwd[0].Name, ratios(r.PPS, fwd[0].PPS))
+		}
+	}
+	for i, v := range vs {
+		if !v.External {
+			continue
+		}
+		for _, r := range fwd {
+			if strings.HasPrefix(r.Name, "xskgate") {
+				fmt.Fprintf(w, "ratio %s / %s: %s\n", r.Name, res[i].Name, ratios(r.PPS, res[i].PPS))
+			}
 		}
 	}
 	for _, c := range ceiling {

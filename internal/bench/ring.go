@@ -26,12 +26,13 @@ import (
 // that drops an skb it was handed (its peer's ring full) counts that in the
 // sending device's tx_dropped, not here.
 type RingGenerator struct {
-	fd      int
-	ring    []byte // the mmap'd TX ring
-	slots   int
-	frame   []byte
-	vary    Varier
-	ifindex int
+	fd       int
+	ring     []byte // the mmap'd TX ring
+	slots    int
+	slotSize int
+	frames   [][]byte // slot s holds frames[s%len(frames)]
+	vary     Varier
+	ifindex  int
 
 	sent  atomic.Uint64 // slots the kernel gave back as sent
 	bad   atomic.Uint64 // slots it refused (TP_STATUS_WRONG_FORMAT)
@@ -55,13 +56,15 @@ type Varier interface {
 	Vary(f []byte, k uint64)
 }
 
-// Ring geometry: 4096 slots of 128 bytes (the 32-byte tpacket2_hdr, then
-// the frame), 32 to a page-sized block: 512 KiB, far more than the frames
-// in flight at once (the veth peer's ring holds 256).
+// Ring geometry: up to 4096 slots of 128 bytes (the 32-byte tpacket2_hdr,
+// then the frame), 32 to a page-sized block: 512 KiB, far more than the
+// frames in flight at once (the veth peer's ring holds 256). Larger frames
+// take 2048-byte slots (8 MiB), two to a block.
 const (
-	ringSlotSize  = 128
-	ringBlockSize = 4096
-	ringSlots     = 4096
+	ringSlotSize    = 128
+	ringBigSlotSize = 2048
+	ringBlockSize   = 4096
+	ringSlots       = 4096
 	// ringDataOff is where TPACKET_V2 reads a frame from its slot when
 	// PACKET_TX_HAS_OFF is not set: tp_hdrlen - sizeof(sockaddr_ll) =
 	// TPACKET_ALIGN(sizeof(struct tpacket2_hdr)).
@@ -85,8 +88,33 @@ const (
 // namespace (the socket stays there); vary may be nil (every copy the
 // same). limit bounds a Run (0: 10 minutes).
 func NewRingGenerator(ifindex int, frame []byte, vary Varier, limit time.Duration) (_ *RingGenerator, err error) {
-	if len(frame) < 14 || len(frame) > ringSlotSize-ringDataOff {
-		return nil, fmt.Errorf("ring generator frame of %d bytes: need 14 to %d", len(frame), ringSlotSize-ringDataOff)
+	return NewRingGeneratorMix(ifindex, [][]byte{frame}, vary, limit)
+}
+
+// NewRingGeneratorMix is NewRingGenerator with several frames sent in turn
+// (slot s holds frames[s%len(frames)], the slot count a multiple of
+// len(frames)): an IMIX in the ratio of its entries.
+func NewRingGeneratorMix(ifindex int, frames [][]byte, vary Varier, limit time.Duration) (_ *RingGenerator, err error) {
+	if len(frames) == 0 {
+		return nil, errors.New("ring generator: no frame to send")
+	}
+	slotSize := ringSlotSize
+	for _, f := range frames {
+		if len(f) > ringSlotSize-ringDataOff {
+			slotSize = ringBigSlotSize
+		}
+	}
+	for _, f := range frames {
+		if len(f) < 14 || len(f) > slotSize-ringDataOff {
+			return nil, fmt.Errorf("ring generator frame of %d bytes: need 14 to %d", len(f), ringBigSlotSize-ringDataOff)
+		}
+	}
+	// A whole number of blocks and of frame cycles.
+	per := ringBlockSize / slotSize
+	step := per * len(frames) / gcd(per, len(frames))
+	slots := ringSlots / step * step
+	if slots == 0 {
+		return nil, fmt.Errorf("ring generator: %d frames do not fit a cycle in %d slots", len(frames), ringSlots)
 	}
 	if limit == 0 {
 		limit = 10 * time.Minute
@@ -96,7 +124,7 @@ func NewRingGenerator(ifindex int, frame []byte, vary Varier, limit time.Duratio
 	if err != nil {
 		return nil, fmt.Errorf("packet socket: %w", err)
 	}
-	g := &RingGenerator{fd: fd, slots: ringSlots, frame: frame, vary: vary, ifindex: ifindex, limit: limit}
+	g := &RingGenerator{fd: fd, slots: slots, slotSize: slotSize, frames: frames, vary: vary, ifindex: ifindex, limit: limit}
 	defer func() {
 		if err != nil {
 			g.Close()
@@ -113,20 +141,20 @@ func NewRingGenerator(ifindex int, frame []byte, vary Varier, limit time.Duratio
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, ringSndBuf); err != nil {
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, ringSndBuf)
 	}
-	req := unix.TpacketReq{Block_size: ringBlockSize, Block_nr: ringSlots * ringSlotSize / ringBlockSize,
-		Frame_size: ringSlotSize, Frame_nr: ringSlots}
+	req := unix.TpacketReq{Block_size: ringBlockSize, Block_nr: uint32(slots / per),
+		Frame_size: uint32(slotSize), Frame_nr: uint32(slots)}
 	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &req); err != nil {
 		return nil, fmt.Errorf("set PACKET_TX_RING: %w", err)
 	}
-	g.ring, err = unix.Mmap(fd, 0, ringSlots*ringSlotSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	g.ring, err = unix.Mmap(fd, 0, slots*slotSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
 		return nil, fmt.Errorf("mmap TX ring: %w", err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: ifindex}); err != nil {
 		return nil, fmt.Errorf("bind packet socket to ifindex %d: %w", ifindex, err)
 	}
-	for s := 0; s < ringSlots; s++ {
-		copy(g.data(s), frame)
+	for s := 0; s < slots; s++ {
+		copy(g.data(s), frames[s%len(frames)])
 	}
 	return g, nil
 }
@@ -135,12 +163,13 @@ func NewRingGenerator(ifindex int, frame []byte, vary Varier, limit time.Duratio
 // (the skb destructor), so it is read and written atomically; the
 // mapping is page-aligned and slots are 128 bytes, so it is aligned.
 func (g *RingGenerator) status(s int) *atomic.Uint32 {
-	return (*atomic.Uint32)(unsafe.Pointer(&g.ring[s*ringSlotSize+hdrStatus]))
+	return (*atomic.Uint32)(unsafe.Pointer(&g.ring[s*g.slotSize+hdrStatus]))
 }
 
 func (g *RingGenerator) data(s int) []byte {
-	off := s*ringSlotSize + ringDataOff
-	return g.ring[off : off+len(g.frame) : off+len(g.frame)]
+	off := s*g.slotSize + ringDataOff
+	n := len(g.frames[s%len(g.frames)])
+	return g.ring[off : off+n : off+n]
 }
 
 // Sent is how many frames the kernel took from the ring and released.
@@ -219,7 +248,7 @@ func (g *RingGenerator) Run(cpu int, rate float64, stop <-chan struct{}) error {
 				g.vary.Vary(g.data(h), k)
 			}
 			k++
-			*(*uint32)(unsafe.Pointer(&g.ring[h*ringSlotSize+hdrLen])) = uint32(len(g.frame))
+			*(*uint32)(unsafe.Pointer(&g.ring[h*g.slotSize+hdrLen])) = uint32(len(g.frames[h%len(g.frames)]))
 			g.status(h).Store(unix.TP_STATUS_SEND_REQUEST)
 			g.head = (h + 1) % g.slots
 			g.inFlight++
@@ -290,4 +319,11 @@ func (g *RingGenerator) Close() error {
 		g.fd = -1
 	}
 	return errors.Join(errs...)
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }

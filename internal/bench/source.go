@@ -112,9 +112,9 @@ func pinThread(cpu, nice int) (func(), error) {
 // newSource makes a generator of kind for frame, in the client's
 // namespace. vary (the floods' Spoofer) needs the ring: the live-frame
 // program sends one fixed frame.
-func newSource(l *lab.Lab, kind GenKind, frame []byte, vary Varier, limit time.Duration, nice int) (source, error) {
-	if kind == GenLive && vary == nil {
-		g, err := NewGenerator(l.ClientIndex, frame)
+func newSource(l *lab.Lab, kind GenKind, frames [][]byte, vary Varier, limit time.Duration, nice int) (source, error) {
+	if kind == GenLive && vary == nil && len(frames) == 1 {
+		g, err := NewGenerator(l.ClientIndex, frames[0])
 		if err != nil {
 			return nil, err
 		}
@@ -124,7 +124,7 @@ func newSource(l *lab.Lab, kind GenKind, frame []byte, vary Varier, limit time.D
 	var g *RingGenerator
 	err := l.Do(l.ClientNS, func() error {
 		var err error
-		g, err = NewRingGenerator(l.ClientIndex, frame, vary, limit)
+		g, err = NewRingGeneratorMix(l.ClientIndex, frames, vary, limit)
 		return err
 	})
 	if err != nil {

@@ -21,7 +21,10 @@
 //     in spare frames from the free list (Extra, extra.go);
 //  4. put the TX batches on the TX rings and kick: in copy mode each sendto
 //     moves at most TxBatch descriptors, so kick until the ring is drained,
-//     EAGAIN says "later", EBUSY says the device dropped one (it completes);
+//     EAGAIN says "later", EBUSY says the device dropped one (it completes).
+//     While RX keeps delivering, the kick waits for a sendto's worth of
+//     frames (or 8 loops without RX): a syscall per few frames was the
+//     worker's largest cost after the kernel's own;
 //  5. with nothing to do, spin briefly, then sleep in poll(2) on the RX
 //     sockets (the kernel wakes it from xsk_flush).
 //

@@ -200,11 +200,16 @@ type Worker struct {
 	inject     float64 // probability per TX batch of the FILL-while-on-TX user bug
 	injectRand uint64
 
-	acct   accountingCell
-	drain  time.Duration
-	err    error
-	failed atomic.Bool
-	cpu    int
+	acct  accountingCell
+	drain time.Duration
+	// deferKick: frames are arriving, so transmit kicks only once a
+	// sendto's worth waits on TX (see iterate); emptyLoops counts the
+	// loops in a row that received nothing.
+	deferKick  bool
+	emptyLoops int
+	err        error
+	failed     atomic.Bool
+	cpu        int
 }
 
 func newWorker(e *Engine, id int, p Pair, first, n uint32) (*Worker, error) {
@@ -386,19 +391,44 @@ func (w *Worker) iterate(refill bool) (int, error) {
 			}
 		}
 	}
+	received := 0
 	for i := range w.ports {
 		n, err := w.receive(&w.ports[i])
 		if err != nil {
 			return work, err
 		}
-		work += n
+		received += n
 	}
+	work += received
+	// While frames keep arriving, a kick waits until a sendto's worth is
+	// on TX: a copy-mode sendto costs a syscall whatever it moves, and a
+	// busy worker takes only a few frames per loop. After kickIdle loops
+	// in a row that received nothing, what is left is kicked: a frame
+	// waits at most that long (a few microseconds) after the last one
+	// before it.
+	if received > 0 {
+		w.emptyLoops = 0
+	} else if w.emptyLoops < kickIdle {
+		w.emptyLoops++
+	}
+	w.deferKick = w.emptyLoops < kickIdle && refill
 	for i := range w.ports {
 		n, err := w.transmit(&w.ports[i])
 		if err != nil {
 			return work, err
 		}
 		work += n
+	}
+	if w.deferKick {
+		// A loop that left frames on TX for a later kick is not idle:
+		// callers that stop or sleep after an idle loop must not strand
+		// them (the kick comes within kickIdle loops).
+		for i := range w.ports {
+			if w.ports[i].tx.Outstanding() > 0 {
+				work++
+				break
+			}
+		}
 	}
 	if work == 0 && w.check != nil {
 		w.check.Idle()
@@ -418,6 +448,10 @@ func (w *Worker) sleep() {
 	for i := range w.ports {
 		// A driver may have run dry after the last refill looked at its flag.
 		w.wakeFill(&w.ports[i])
+		// Nothing deferred sleeps on TX (SpinIdle may be below kickIdle).
+		if w.ports[i].tx.Outstanding() > 0 {
+			w.kick(&w.ports[i])
+		}
 	}
 	if w.pfds != nil {
 		w.pfds[0].Revents, w.pfds[1].Revents = 0, 0

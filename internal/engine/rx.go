@@ -22,6 +22,7 @@ func (w *Worker) receive(p *port) (int, error) {
 	}
 	p.fillOut -= n
 	descs := w.descs[:n]
+	w.e.umem.Prefetch(descs)
 	disp := w.disp[:n]
 	clear(disp)
 	nbad := 0

@@ -77,29 +77,43 @@ func (a Accounting) Balanced() bool {
 }
 
 // accountingCell publishes a worker's Accounting for concurrent readers
-// with a sequence lock: the worker is the only writer.
+// with a sequence lock: the worker is the only writer. It is written once
+// per loop, so it is kept to few atomic writes (each a locked instruction
+// on amd64): the counts go in pairs of 32 bits, the total once at start,
+// and a loop that changed nothing only bumps the sequence (the heartbeat).
 type accountingCell struct {
-	seq                              atomic.Uint64
-	total, free, fill, tx, quarantin atomic.Int64
+	seq              atomic.Uint64
+	total            atomic.Int64
+	freeFill, txQuar atomic.Uint64 // high 32 bits, low 32 bits
+	last             Accounting    // the worker's own copy of what is published
 }
 
+func pack(hi, lo int) uint64 { return uint64(uint32(hi))<<32 | uint64(uint32(lo)) }
+
+func unpack(v uint64) (hi, lo int) { return int(int32(v >> 32)), int(int32(v)) }
+
 func (c *accountingCell) store(a Accounting) {
+	if a == c.last {
+		c.seq.Add(2)
+		return
+	}
+	c.last = a
 	c.seq.Add(1)
-	c.total.Store(int64(a.Total))
-	c.free.Store(int64(a.Free))
-	c.fill.Store(int64(a.Fill))
-	c.tx.Store(int64(a.Tx))
-	c.quarantin.Store(int64(a.Quarantined))
+	if c.total.Load() != int64(a.Total) {
+		c.total.Store(int64(a.Total))
+	}
+	c.freeFill.Store(pack(a.Free, a.Fill))
+	c.txQuar.Store(pack(a.Tx, a.Quarantined))
 	c.seq.Add(1)
 }
 
 func (c *accountingCell) load() Accounting {
 	for {
 		s := c.seq.Load()
-		a := Accounting{
-			Total: int(c.total.Load()), Free: int(c.free.Load()), Fill: int(c.fill.Load()),
-			Tx: int(c.tx.Load()), Quarantined: int(c.quarantin.Load()),
-		}
+		var a Accounting
+		a.Total = int(c.total.Load())
+		a.Free, a.Fill = unpack(c.freeFill.Load())
+		a.Tx, a.Quarantined = unpack(c.txQuar.Load())
 		if s&1 == 0 && c.seq.Load() == s {
 			return a
 		}

@@ -108,14 +108,26 @@ func (w *Worker) transmit(p *port) (int, error) {
 			w.dropTx(p, q[off:], DropTxRingFull)
 			break
 		}
+		if w.deferKick && p.tx.Outstanding() < w.kickAt(p) {
+			continue
+		}
 		w.kick(p)
 		kicked = true
 	}
 	p.txq = p.txq[:0]
-	if !kicked && p.tx.Outstanding() > 0 {
+	if !kicked && !w.deferKick && p.tx.Outstanding() > 0 {
 		w.kick(p)
 	}
 	return moved, nil
+}
+
+// kickIdle is how many loops in a row without RX end a deferred kick.
+const kickIdle = 8
+
+// kickAt is how many frames on TX are worth a deferred kick: what one
+// sendto moves, at most a batch.
+func (w *Worker) kickAt(p *port) uint32 {
+	return min(p.TxBatch(), uint32(w.batch))
 }
 
 func (w *Worker) dropTx(p *port, descs []xsk.Desc, why DropReason) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/bits"
 	"os"
 	"strconv"
 	"sync"
@@ -110,7 +111,8 @@ type Checks struct {
 	cfg     Config
 	log     *slog.Logger
 	size    uint64 // UMEM bytes
-	fs      uint64 // chunk size
+	fs      uint64 // chunk size, a power of two
+	shift   uint   // log2(fs): chunk index = address >> shift
 	nframes uint32
 
 	enabled  atomic.Uint32 // bit per Check
@@ -187,7 +189,7 @@ func New(umem *xsk.Umem, cfg Config) (*Checks, error) {
 	if cfg.TxAgeLimit == 0 {
 		cfg.TxAgeLimit = DefaultTxAgeLimit
 	}
-	c := &Checks{umem: umem, cfg: cfg, log: cfg.Logger, size: uint64(umem.NumFrames()) * fs, fs: fs,
+	c := &Checks{umem: umem, cfg: cfg, log: cfg.Logger, size: uint64(umem.NumFrames()) * fs, fs: fs, shift: uint(bits.TrailingZeros64(fs)),
 		nframes: umem.NumFrames(), thaw: make(chan struct{}), sweepEvery: int64(cfg.TxAgeLimit / 2)}
 	if cfg.TxAgeLimit < 0 {
 		c.sweepEvery = math.MaxInt64

@@ -1,0 +1,103 @@
+package bench
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/xskgate/xskgate/internal/lab"
+)
+
+// The kernel's own XDP forwarding, the ceiling of the AF_XDP paths on the
+// same cores: outer's XDP program (in NAPI on the generator's core, like
+// xskgate's) redirects every frame into a cpumap entry for GateCPU; the
+// cpumap's kthread there runs a second program that redirects the frame,
+// still an xdp_frame (no skb, no copy), through a devmap to inner. veth's
+// ndo_xdp_xmit needs NAPI on the receiving end, so the server's eth0 gets
+// an XDP_PASS program for the run. Programs are built from instructions,
+// as the bench's sinks are: five instructions need no object file.
+
+// redirectProg returns r0 = bpf_redirect_map(m, key, 0).
+func redirectProg(name string, m *ebpf.Map, key int32, attach ebpf.AttachType) (*ebpf.Program, error) {
+	return ebpf.NewProgram(&ebpf.ProgramSpec{Name: name, Type: ebpf.XDP, AttachType: attach, License: "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMapPtr(asm.R1, m.FD()),
+			asm.Mov.Imm(asm.R2, key),
+			asm.Mov.Imm(asm.R3, 0),
+			asm.FnRedirectMap.Call(),
+			asm.Return(),
+		}})
+}
+
+// kernelRedirect sets the ceiling up and returns its teardown; direct
+// redirects from outer straight into the devmap, no cpumap: everything
+// runs in outer's NAPI on the generator's core.
+func (b *bencher) kernelRedirect(direct bool) (func(), error) {
+	l := b.l
+	var closers []func() error
+	undo := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	fail := func(err error) (func(), error) {
+		undo()
+		return nil, err
+	}
+	dev, err := ebpf.NewMap(&ebpf.MapSpec{Name: "bench_devmap", Type: ebpf.DevMap, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		return fail(fmt.Errorf("devmap: %w", err))
+	}
+	closers = append(closers, dev.Close)
+	// The kernel resolves the ifindex in the caller's namespace.
+	if err := l.Do(l.GateNS, func() error { return dev.Put(uint32(0), uint32(l.InnerIndex)) }); err != nil {
+		return fail(fmt.Errorf("devmap entry for inner: %w", err))
+	}
+	toInner, err := redirectProg("bench_to_inner", dev, 0, ebpf.AttachXDPCPUMap)
+	if err != nil {
+		return fail(fmt.Errorf("load the cpumap program: %w", err))
+	}
+	closers = append(closers, toInner.Close)
+	cpus, err := ebpf.NewMap(&ebpf.MapSpec{Name: "bench_cpumap", Type: ebpf.CPUMap, KeySize: 4, ValueSize: 8, MaxEntries: uint32(b.o.GateCPU + 1)})
+	if err != nil {
+		return fail(fmt.Errorf("cpumap: %w", err))
+	}
+	closers = append(closers, cpus.Close)
+	// struct bpf_cpumap_val: qsize, then the program's fd.
+	if err := cpus.Put(uint32(b.o.GateCPU), [2]uint32{2048, uint32(toInner.FD())}); err != nil {
+		return fail(fmt.Errorf("cpumap entry for CPU %d: %w", b.o.GateCPU, err))
+	}
+	toCPU, err := redirectProg("bench_to_cpu", cpus, int32(b.o.GateCPU), ebpf.AttachNone)
+	if err != nil {
+		return fail(fmt.Errorf("load the redirect program: %w", err))
+	}
+	closers = append(closers, toCPU.Close)
+	if direct {
+		// All of it in outer's NAPI on the generator's core.
+		toCPU.Close()
+		if toCPU, err = redirectProg("bench_to_inner", dev, 0, ebpf.AttachNone); err != nil {
+			return fail(fmt.Errorf("load the devmap redirect program: %w", err))
+		}
+		closers[len(closers)-1] = toCPU.Close
+	}
+	var srv, outer link.Link
+	if err := l.Do(l.ServerNS, func() error {
+		var err error
+		srv, err = link.AttachXDP(link.XDPOptions{Program: b.pass, Interface: l.ServerIndex, Flags: link.XDPDriverMode})
+		return err
+	}); err != nil {
+		return fail(fmt.Errorf("attach XDP_PASS to the server's eth0 (veth receives redirected frames only with NAPI): %w", err))
+	}
+	closers = append(closers, srv.Close)
+	if err := l.Do(l.GateNS, func() error {
+		var err error
+		outer, err = link.AttachXDP(link.XDPOptions{Program: toCPU, Interface: l.OuterIndex, Flags: link.XDPDriverMode})
+		return err
+	}); err != nil {
+		return fail(fmt.Errorf("attach the redirect program to %s: %w", lab.OuterName, err))
+	}
+	closers = append(closers, outer.Close)
+	return undo, nil
+}
