@@ -1,6 +1,10 @@
 package flow
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/xskgate/xskgate/internal/prefetch"
+)
 
 // Batch calls are software-pipelined in three stages that run lookAhead
 // segments apart: stage 1 hashes segment i and prefetches its home index
@@ -41,7 +45,7 @@ func (t *Table) fetchIndex(q *pipeSlot, s *Segment) {
 	// Only the home slot's line: a probe rarely runs past it, and a
 	// second prefetch per segment costs more than it saves (the core's
 	// miss buffers are the bottleneck).
-	prefetch(uintptr(unsafe.Pointer(&sh.index[q.home])))
+	prefetch.Line(uintptr(unsafe.Pointer(&sh.index[q.home])))
 }
 
 // fetchEntry is stage 2: walk q's probe sequence (without the lock, with
@@ -63,10 +67,10 @@ func (t *Table) fetchEntry(q *pipeSlot, whole bool) {
 			p := uintptr(unsafe.Pointer(e))
 			if whole {
 				// An entry spans up to three lines.
-				prefetch3(p, p+unsafe.Sizeof(*e)/2, p+unsafe.Sizeof(*e)-1)
+				prefetch.Lines3(p, p+unsafe.Sizeof(*e)/2, p+unsafe.Sizeof(*e)-1)
 			} else {
 				// The key and sd span up to two.
-				prefetch2(p, uintptr(unsafe.Pointer(&e.ports)))
+				prefetch.Lines2(p, uintptr(unsafe.Pointer(&e.ports)))
 			}
 			return
 		}

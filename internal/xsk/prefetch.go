@@ -1,6 +1,10 @@
 package xsk
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/xskgate/xskgate/internal/prefetch"
+)
 
 // Prefetch starts loading the first bytes of each descriptor's frame: the
 // line before it (where a metadata record sits), its first line and the
@@ -25,6 +29,6 @@ func (u *Umem) Prefetch(descs []Desc) {
 			continue
 		}
 		p := base + uintptr(a)
-		prefetchLines(p-16, p, p+64)
+		prefetch.Lines3(p-16, p, p+64)
 	}
 }

@@ -1,21 +1,21 @@
 #include "textflag.h"
 
-// func prefetch(a uintptr)
-TEXT ·prefetch(SB), NOSPLIT|NOFRAME, $0-8
+// func Line(a uintptr)
+TEXT ·Line(SB), NOSPLIT|NOFRAME, $0-8
 	MOVQ	a+0(FP), AX
 	PREFETCHT0	(AX)
 	RET
 
-// func prefetch2(a, b uintptr)
-TEXT ·prefetch2(SB), NOSPLIT|NOFRAME, $0-16
+// func Lines2(a, b uintptr)
+TEXT ·Lines2(SB), NOSPLIT|NOFRAME, $0-16
 	MOVQ	a+0(FP), AX
 	MOVQ	b+8(FP), BX
 	PREFETCHT0	(AX)
 	PREFETCHT0	(BX)
 	RET
 
-// func prefetch3(a, b, c uintptr)
-TEXT ·prefetch3(SB), NOSPLIT|NOFRAME, $0-24
+// func Lines3(a, b, c uintptr)
+TEXT ·Lines3(SB), NOSPLIT|NOFRAME, $0-24
 	MOVQ	a+0(FP), AX
 	MOVQ	b+8(FP), BX
 	MOVQ	c+16(FP), CX
