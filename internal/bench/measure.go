@@ -1,0 +1,229 @@
+package bench
+
+// Measuring one run of a variant: frames and rates, the counters read before
+// and after, CPU time, and TCP goodput through iperf3.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/xskgate/xskgate/internal/engine"
+	"github.com/xskgate/xskgate/internal/gate"
+	"github.com/xskgate/xskgate/internal/lab"
+)
+
+// measure runs one window and returns delivered and offered packets/s.
+func (b *bencher) measure(ctx context.Context, v Variant, rate float64) (pps, offered float64, drops uint64, err error) {
+	sm, err := b.measureAll(ctx, v, rate)
+	return sm.pps, sm.offered, sm.drops, err
+}
+
+// gateSyscalls sums the workers' sendto kicks, poll sleeps and loop
+// iterations.
+func gateSyscalls(g *gate.Gate) (kicks, polls, iters uint64) {
+	if g == nil {
+		return 0, 0, 0
+	}
+	for _, w := range g.Engine.Workers() {
+		for s := range w.Stats {
+			kicks += w.Stats[s].Kicks.Load()
+			polls += w.Stats[s].Wakeups.Load()
+		}
+		iters += w.Iterations()
+	}
+	return kicks, polls, iters
+}
+
+// gateRx sums what the gate's workers received on outer.
+func gateRx(g *gate.Gate) (n uint64) {
+	if g == nil {
+		return 0
+	}
+	for _, w := range g.Engine.Workers() {
+		n += w.Stats[engine.Outer].RxPackets.Load()
+	}
+	return n
+}
+
+// sample is one run's figures.
+type sample struct {
+	pps, offered, handled float64 // delivered, generated, received by the gate's workers (per s)
+	drops                 uint64  // the engine's own drops
+	busy                  float64 // GateCPU's busy share
+	kicks, polls, iters   uint64  // the gate's sendto kicks, poll sleeps, loop iterations
+	flood                 FloodSample
+}
+
+// frameFor returns the variant's frames (sent in turn) and what varies in
+// them.
+func (b *bencher) frameFor(v Variant) ([][]byte, Varier) {
+	l := b.l
+	dst := l.ServerMAC
+	if v.Kernel {
+		dst = l.OuterMAC // the gate is a router now
+	}
+	one := func(f []byte) [][]byte { return [][]byte{f} }
+	switch {
+	case v.Flood == FloodSYN && v.LinuxSYN:
+		return one(TCPSynFrameLinux(dst, l.ClientMAC, l.ServerIP4)), Spoofer{}
+	case v.Flood == FloodSYN:
+		return one(TCPSynFrame(dst, l.ClientMAC, l.ServerIP4)), Spoofer{}
+	case v.Flood == FloodACK:
+		return one(TCPFloodAckFrame(dst, l.ClientMAC, l.ServerIP4)), Spoofer{}
+	case v.AckFlood:
+		return one(TCPAckFrame(dst, l.ClientMAC, l.ClientIP4, l.ServerIP4)), nil
+	}
+	return b.o.Size.frames(dst, l.ClientMAC, l.ClientIP4, l.ServerIP4), nil
+}
+
+func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm sample, err error) {
+	l := b.l
+	d, err := b.setup(v)
+	if err != nil {
+		return sm, err
+	}
+	defer d.teardown()
+	if !v.Ceiling {
+		unsink, err := b.sink(v)
+		if err != nil {
+			return sm, err
+		}
+		defer unsink()
+	}
+	undo, err := b.clientExtras(v)
+	if err != nil {
+		return sm, err
+	}
+	defer undo()
+	frames, vary := b.frameFor(v)
+	gen, err := newSource(l, b.gen, frames, vary, b.o.Warmup+b.o.Window+time.Minute, b.o.GenNice)
+	if err != nil {
+		return sm, err
+	}
+	defer gen.Close()
+	// Where the frames are counted: at the server's eth0, or for the
+	// ceiling at outer, the generator's peer.
+	rxNS, rxIf := l.ServerNS, lab.HostIfName
+	switch {
+	case v.Ceiling:
+		rxNS, rxIf = l.GateNS, lab.OuterName
+	case v.External:
+		rxNS = l.ClientNS
+	}
+	var f0, f1, f2 floodSnap
+	if v.Flood != "" {
+		if f0, err = b.floodSnap(v, d, gen); err != nil {
+			return sm, err
+		}
+	}
+	stop := make(chan struct{})
+	genErr := make(chan error, 1)
+	go func() {
+		genErr <- l.Do(l.ClientNS, func() error { return gen.Run(b.o.GenCPU, rate, stop) })
+	}()
+	genDone := false // its result was taken: do not wait for it again
+	wait := func(dur time.Duration) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-genErr:
+			genDone = true
+			if err == nil {
+				err = errors.New("it returned early")
+			}
+			return fmt.Errorf("generator stopped: %w", err)
+		case <-time.After(dur):
+			return nil
+		}
+	}
+	defer func() {
+		close(stop)
+		if genDone {
+			return
+		}
+		if e := <-genErr; e != nil && err == nil {
+			err = e
+		}
+	}()
+	if err := wait(b.o.Warmup); err != nil {
+		return sm, err
+	}
+	r0, _, err := l.LinkStats(rxNS, rxIf)
+	if err != nil {
+		return sm, err
+	}
+	if v.Flood != "" {
+		if f1, err = b.floodSnap(v, d, gen); err != nil {
+			return sm, err
+		}
+	}
+	c0 := cpuTimes(b.o.GateCPU)
+	k0, p0, i0 := gateSyscalls(d.g)
+	s0, h0, t0 := gen.Sent(), gateRx(d.g), time.Now()
+	if err := wait(b.o.Window); err != nil {
+		return sm, err
+	}
+	r1, _, err := l.LinkStats(rxNS, rxIf)
+	if err != nil {
+		return sm, err
+	}
+	s1, h1, dt := gen.Sent(), gateRx(d.g), time.Since(t0).Seconds()
+	sm.busy = c0.busyUntil(cpuTimes(b.o.GateCPU))
+	k1, p1, i1 := gateSyscalls(d.g)
+	sm.kicks, sm.polls, sm.iters = k1-k0, p1-p0, i1-i0
+	if v.Flood != "" {
+		if f2, err = b.floodSnap(v, d, gen); err != nil {
+			return sm, err
+		}
+		sm.flood = floodSample(f0, f1, f2, dt)
+	}
+	if d.g != nil {
+		for _, w := range d.g.Engine.Workers() {
+			for s := range w.Stats {
+				for r := range w.Stats[s].Drops {
+					sm.drops += w.Stats[s].Drops[r].Load()
+				}
+			}
+		}
+	}
+	sm.pps, sm.offered, sm.handled = float64(r1-r0)/dt, float64(s1-s0)/dt, float64(h1-h0)/dt
+	sm.flood.Server = sm.pps
+	return sm, nil
+}
+
+// tcp runs iperf3 from client to server through the variant's path.
+func (b *bencher) tcp(ctx context.Context, v Variant, streams int) (float64, error) {
+	l := b.l
+	d, err := b.setup(v)
+	if err != nil {
+		return 0, err
+	}
+	defer d.teardown()
+	srv := l.Command(ctx, l.ServerNS, "iperf3", "-s", "-1", "-B", l.ServerIP4.String())
+	if err := srv.Start(); err != nil {
+		return 0, fmt.Errorf("start iperf3 (apt-get install iperf3): %w", err)
+	}
+	defer srv.Wait()
+	defer srv.Process.Kill()
+	time.Sleep(300 * time.Millisecond)
+	secs := strconv.Itoa(int(b.o.TCPTime.Seconds()))
+	out, err := l.Command(ctx, l.ClientNS, "iperf3", "-c", l.ServerIP4.String(), "-t", secs, "-P", strconv.Itoa(streams), "-J").Output()
+	if err != nil {
+		return 0, fmt.Errorf("iperf3 client: %w", err)
+	}
+	var r struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return 0, fmt.Errorf("parse iperf3 output: %w", err)
+	}
+	return r.End.SumReceived.BitsPerSecond / 1e9, nil
+}
