@@ -271,6 +271,15 @@ func floodACK(l *lab.Lab) func(k int) tseg {
 	}
 }
 
+// floodACK6 is floodACK over IPv6.
+func floodACK6(l *lab.Lab) func(k int) tseg {
+	return func(k int) tseg {
+		s := floodACK(l)(k)
+		s.src, s.dst = l.ClientIP6, l.ServerIP6
+		return s
+	}
+}
+
 func serverRx(t *testing.T, l *lab.Lab) uint64 {
 	t.Helper()
 	rx, _, err := l.LinkStats(l.ServerNS, lab.HostIfName)

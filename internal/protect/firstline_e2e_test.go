@@ -36,7 +36,18 @@ func waitFL(t *testing.T, r *rig, what string, cond func(FirstLineStats) bool) F
 // the scope is flagged, and XDP drops the rest of the flood, counted in
 // its maps, while legitimate verified connections (opened before and
 // during the flood) keep working: their flows are in the mirrored map.
+// Once with an IPv4 flood, once with an IPv6 flood.
 func TestFirstLineACKFlood(t *testing.T) {
+	for _, fam := range []struct {
+		name  string
+		v6    bool
+		scope string
+	}{{"ipv4", false, "198.18.0.2/32"}, {"ipv6", true, "2001:2::2/128"}} {
+		t.Run(fam.name, func(t *testing.T) { firstLineACKFlood(t, fam.v6, fam.scope) })
+	}
+}
+
+func firstLineACKFlood(t *testing.T, v6 bool, scope string) {
 	const oosRate, oosBurst = 100, 200
 	cfg := labConfig(ModeMitigate)
 	for k := range cfg.Rules {
@@ -58,9 +69,12 @@ func TestFirstLineACKFlood(t *testing.T) {
 		defer wg.Done()
 		// In chunks, looking for the flag in between.
 		ack := floodACK(r.l)
+		if v6 {
+			ack = floodACK6(r.l)
+		}
 		for k := 0; k < n; k += chunk {
 			if beforeFlag < 0 {
-				if s, ok := r.i.FirstLineStats(); ok && s.Flagged["198.18.0.2/32"]&xdpprog.ScopeOutOfState != 0 {
+				if s, ok := r.i.FirstLineStats(); ok && s.Flagged[scope]&xdpprog.ScopeOutOfState != 0 {
 					beforeFlag = k
 				}
 			}
@@ -90,8 +104,8 @@ func TestFirstLineACKFlood(t *testing.T) {
 	}
 	us := ust.Count("not_found", "drop", "drop")
 	allow := uint64(oosBurst+1) + uint64(math.Ceil(oosRate*time.Since(start).Seconds()))
-	t.Logf("flood of %d ACKs: %d dropped in XDP, %d judged in user space (%d dropped), %d by a kernel, %d sent before XDP took it (allowance %d); first line %+v",
-		n, st.OutOfStateDrop, nf, us, kd, beforeFlag, allow, st)
+	t.Logf("%s flood of %d ACKs: %d dropped in XDP, %d judged in user space (%d dropped), %d by a kernel, %d sent before XDP took it (allowance %d); first line %+v",
+		scope, n, st.OutOfStateDrop, nf, us, kd, beforeFlag, allow, st)
 	// User space drops what reaches it beyond its meter's allowance.
 	if us+allow < nf {
 		t.Errorf("user space dropped %d of %d flood ACKs it judged, its meter allows %d", us, nf, allow)
