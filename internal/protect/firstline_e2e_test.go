@@ -143,12 +143,20 @@ func TestFirstLineSYNCookies(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		inXDP bool // the client's veth has NAPI: XDP_TX works
-	}{{"veth peer without NAPI", false}, {"veth peer with NAPI", true}} {
+		v6    bool // the flood is IPv6
+	}{
+		{"veth peer without NAPI", false, false}, {"veth peer with NAPI", true, false},
+		{"ipv6 veth peer without NAPI", false, true}, {"ipv6 veth peer with NAPI", true, true},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := labConfig(ModeMitigate)
 			const rate, burst = 200, 200
 			for k := range cfg.Rules {
 				cfg.Rules[k].SynFlood = SynFloodRule{Rate: rate, Burst: burst, Action: ActionChallenge}
+			}
+			scope := "198.18.0.2/32"
+			if tc.v6 {
+				scope = "2001:2::2/128"
 			}
 			r := newRigFL(t, cfg, true)
 			if tc.inXDP {
@@ -158,7 +166,11 @@ func TestFirstLineSYNCookies(t *testing.T) {
 			snd := newRawSender(t, r.l)
 			const n = 20000
 			synAt := func(k int) tseg {
-				return tseg{src: r.l.ClientIP4, dst: r.l.ServerIP4, sport: uint16(20000 + k%10000), dport: port,
+				src, dst := r.l.ClientIP4, r.l.ServerIP4
+				if tc.v6 {
+					src, dst = r.l.ClientIP6, r.l.ServerIP6
+				}
+				return tseg{src: src, dst: dst, sport: uint16(20000 + k%10000), dport: port,
 					seq: uint32(k) * 2654435761, flags: packet.SYN, win: 64240, mss: 1460, ws: 7, sack: true}
 			}
 			clientDrops0, innerLoss0 := linkDrops(t, r.l, r.l.ClientNS, lab.HostIfName).tx, r.innerLoss(t)
@@ -167,7 +179,7 @@ func TestFirstLineSYNCookies(t *testing.T) {
 			// The first fifth trips the user-space meter; the controller
 			// then flags the scope for XDP, which answers the rest.
 			waitFL(t, r, "scope challenged in XDP", func(s FirstLineStats) bool {
-				return s.Flagged["198.18.0.2/32"]&xdpprog.ScopeChallenge != 0
+				return s.Flagged[scope]&xdpprog.ScopeChallenge != 0
 			})
 			var wg sync.WaitGroup
 			wg.Add(1)
