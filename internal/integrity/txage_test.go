@@ -100,6 +100,16 @@ func TestTxOverdue(t *testing.T) {
 	g.settleAll(t, frames)
 	waitUntil(t, "the lost completion reported", func() bool { return g.checks.Counts()[TxOverdue] > 0 })
 	g.stop(t)
+	assertOneOverdue(t, g)
+	if a := g.e.Accounting(); !a.Balanced() || a.Tx != 1 {
+		t.Fatalf("accounting %+v, want the leaked frame counted on TX", a)
+	}
+}
+
+// assertOneOverdue checks that the inner port lost exactly one completion
+// and that the checks reported exactly that chunk, once, as tx_overdue.
+func assertOneOverdue(t *testing.T, g *gate) {
+	t.Helper()
 	in := g.inner[0].Injected()
 	if len(in) != 1 || in[0].Kind != kmodel.LostCompletion {
 		t.Fatalf("injected %+v, want one lost completion", in)
@@ -107,8 +117,5 @@ func TestTxOverdue(t *testing.T) {
 	vs := g.checks.Violations()
 	if len(vs) != 1 || vs[0].Class != TxOverdue || vs[0].Addr != in[0].Addr&^(4096-1) {
 		t.Fatalf("violations %v, want one tx_overdue of chunk %#x", vs, in[0].Addr&^(4096-1))
-	}
-	if a := g.e.Accounting(); !a.Balanced() || a.Tx != 1 {
-		t.Fatalf("accounting %+v, want the leaked frame counted on TX", a)
 	}
 }
