@@ -154,15 +154,7 @@ var (
 
 func TestTransitions(t *testing.T) {
 	const O, I = engine.Outer, engine.Inner
-	tests := []struct {
-		name string
-		run  func(x *unit) []engine.Disposition // the dispositions of the faulty step
-		want []engine.Disposition
-		cls  Class // noClass: no violation
-		exp  uint64
-		got  uint64
-		in   string // substring of the detail
-	}{
+	tests := []unitCase{
 		{name: "clean cycle", cls: noClass, want: []engine.Disposition{K},
 			run: func(x *unit) []engine.Disposition { x.cycle(3); x.cycle(3); return x.fill(O, 3) }},
 		{name: "double fill", cls: DoubleFill, want: []engine.Disposition{Q}, in: "in FILL of outer",
@@ -303,46 +295,7 @@ func TestTransitions(t *testing.T) {
 				return x.fill(O, 2)
 			}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			x := newUnit(t, DefaultConfig(), 2)
-			got := tt.run(x)
-			if len(got) != len(tt.want) {
-				t.Fatalf("dispositions %v, want %v", got, tt.want)
-			}
-			for i := range got {
-				if got[i] != tt.want[i] {
-					t.Fatalf("dispositions %v, want %v", got, tt.want)
-				}
-			}
-			vs := x.checks.Violations()
-			if tt.cls == noClass {
-				if len(vs) != 0 {
-					t.Fatalf("unexpected violations: %v", vs)
-				}
-				return
-			}
-			if len(vs) != 1 {
-				t.Fatalf("got %d violations, want 1: %v", len(vs), vs)
-			}
-			v := vs[0]
-			if v.Class != tt.cls {
-				t.Fatalf("class %v, want %v: %v", v.Class, tt.cls, v)
-			}
-			if tt.exp != 0 && v.Expected != tt.exp || tt.got != 0 && v.Got != tt.got {
-				t.Errorf("expected/got %#x/%#x, want %#x/%#x: %v", v.Expected, v.Got, tt.exp, tt.got, v)
-			}
-			if !strings.Contains(v.Detail, tt.in) {
-				t.Errorf("detail %q does not mention %q", v.Detail, tt.in)
-			}
-			if n := x.checks.Counts()[tt.cls]; n != 1 {
-				t.Errorf("count %d, want 1", n)
-			}
-			if s := v.String(); !strings.HasPrefix(s, tt.cls.String()+": worker 0 ") || strings.Contains(s, "\n") {
-				t.Errorf("String() = %q", s)
-			}
-		})
-	}
+	runUnitCases(t, tests)
 }
 
 func TestIPLengthCounted(t *testing.T) {
@@ -428,5 +381,64 @@ func TestNames(t *testing.T) {
 	}
 	if _, err := ParseCheck("nope"); err == nil {
 		t.Error("ParseCheck accepted nope")
+	}
+}
+
+// unitCase is one step of the chunk state machine, legal or not, on a unit
+// (two sockets, no engine): the dispositions the checks give the faulty
+// step, and the one violation expected (noClass: none).
+type unitCase struct {
+	name string
+	run  func(x *unit) []engine.Disposition // the dispositions of the faulty step
+	want []engine.Disposition
+	cls  Class // noClass: no violation
+	exp  uint64
+	got  uint64
+	in   string // substring of the detail
+}
+
+// runUnitCases runs each case on a fresh unit: the dispositions must be
+// the wanted ones, and exactly the expected violation reported and counted.
+func runUnitCases(t *testing.T, tests []unitCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			x := newUnit(t, DefaultConfig(), 2)
+			got := tt.run(x)
+			if len(got) != len(tt.want) {
+				t.Fatalf("dispositions %v, want %v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Fatalf("dispositions %v, want %v", got, tt.want)
+				}
+			}
+			vs := x.checks.Violations()
+			if tt.cls == noClass {
+				if len(vs) != 0 {
+					t.Fatalf("unexpected violations: %v", vs)
+				}
+				return
+			}
+			if len(vs) != 1 {
+				t.Fatalf("got %d violations, want 1: %v", len(vs), vs)
+			}
+			v := vs[0]
+			if v.Class != tt.cls {
+				t.Fatalf("class %v, want %v: %v", v.Class, tt.cls, v)
+			}
+			if tt.exp != 0 && v.Expected != tt.exp || tt.got != 0 && v.Got != tt.got {
+				t.Errorf("expected/got %#x/%#x, want %#x/%#x: %v", v.Expected, v.Got, tt.exp, tt.got, v)
+			}
+			if !strings.Contains(v.Detail, tt.in) {
+				t.Errorf("detail %q does not mention %q", v.Detail, tt.in)
+			}
+			if n := x.checks.Counts()[tt.cls]; n != 1 {
+				t.Errorf("count %d, want 1", n)
+			}
+			if s := v.String(); !strings.HasPrefix(s, tt.cls.String()+": worker 0 ") || strings.Contains(s, "\n") {
+				t.Errorf("String() = %q", s)
+			}
+		})
 	}
 }

@@ -34,13 +34,7 @@ func TestStateTransitions(t *testing.T) {
 		x.recv(s, d)
 		return d
 	}
-	tests := []struct {
-		name string
-		run  func(x *unit) []engine.Disposition
-		want []engine.Disposition
-		cls  Class
-		in   string
-	}{
+	tests := []unitCase{
 		{name: "rx to tx (forward)", cls: noClass, want: []engine.Disposition{K},
 			run: func(x *unit) []engine.Disposition { return x.tx(I, received(x, O, 1)) }},
 		{name: "rx to tx (bounce)", cls: noClass, want: []engine.Disposition{K},
@@ -82,30 +76,7 @@ func TestStateTransitions(t *testing.T) {
 		{name: "tx twice", cls: TxNotOwned, want: []engine.Disposition{Q}, in: "on TX of inner",
 			run: func(x *unit) []engine.Disposition { d := received(x, O, 1); x.tx(I, d); return x.tx(O, d) }},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			x := newUnit(t, DefaultConfig(), 2)
-			got := tt.run(x)
-			if len(got) != len(tt.want) {
-				t.Fatalf("dispositions %v, want %v", got, tt.want)
-			}
-			for i := range got {
-				if got[i] != tt.want[i] {
-					t.Fatalf("dispositions %v, want %v", got, tt.want)
-				}
-			}
-			vs := x.checks.Violations()
-			if tt.cls == noClass {
-				if len(vs) != 0 {
-					t.Fatalf("unexpected violations: %v", vs)
-				}
-				return
-			}
-			if len(vs) != 1 || vs[0].Class != tt.cls || !strings.Contains(vs[0].Detail, tt.in) {
-				t.Fatalf("violations %v, want one %v mentioning %q", vs, tt.cls, tt.in)
-			}
-		})
-	}
+	runUnitCases(t, tests)
 }
 
 // TestOrderOffKeepsFill is the regression test of the order check switched
