@@ -91,8 +91,7 @@ type LinkStatus struct {
 // linkSide is one watched link.
 type linkSide struct {
 	side  engine.Side
-	was   linkState // at Open: what must not change
-	up    atomic.Bool
+	was   linkState // at Open: what must not change (up or down: the engine's flag, Engine.LinkDown)
 	downs atomic.Uint64
 	since time.Time // guarded by linkWatch.mu
 	oper  string    // guarded by linkWatch.mu
@@ -119,8 +118,7 @@ type linkWatch struct {
 // newLinkWatch prepares the watch of outer and inner in the calling
 // thread's network namespace.
 func newLinkWatch(e *engine.Engine, log *slog.Logger, q [2]ifQueues) (w *linkWatch, err error) {
-	w = &linkWatch{e: e, log: log, ns: -1, stop: make(chan struct{}), failed: make(chan struct{}),
-		ups: make(chan netlink.LinkUpdate, 64)}
+	w = &linkWatch{e: e, log: log, ns: -1, stop: make(chan struct{}), failed: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			w.close()
@@ -143,7 +141,6 @@ func newLinkWatch(e *engine.Engine, log *slog.Logger, q [2]ifQueues) (w *linkWat
 		st := stateOf(l)
 		st.RX, st.TX = q[i].RX, q[i].TX
 		s := &linkSide{side: side, was: st, since: time.Now(), oper: st.Oper}
-		s.up.Store(st.Up)
 		w.sides[i] = s
 		e.SetLinkDown(side, !st.Up)
 		if !st.Up {
@@ -242,7 +239,6 @@ func (w *linkWatch) apply(s *linkSide, now linkState) {
 	if what := change(s.was, now); what != "" {
 		// Nothing more goes to its TX; shutdown does not wait for it.
 		w.e.SetLinkDown(s.side, true)
-		s.up.Store(false)
 		err := fmt.Errorf("%s interface %s: %s: the gate cannot follow; exiting for the service manager to restart it", s.side, s.was.Name, what)
 		w.mu.Lock()
 		first := w.err == nil
@@ -256,11 +252,10 @@ func (w *linkWatch) apply(s *linkSide, now linkState) {
 		}
 		return
 	}
-	if now.Up == s.up.Load() {
+	if now.Up == !w.e.LinkDown(s.side) {
 		return
 	}
 	w.e.SetLinkDown(s.side, !now.Up)
-	s.up.Store(now.Up)
 	w.mu.Lock()
 	s.since, s.oper = time.Now(), now.Oper
 	w.mu.Unlock()
@@ -288,7 +283,7 @@ func (w *linkWatch) status() []LinkStatus {
 		if s == nil {
 			continue
 		}
-		out = append(out, LinkStatus{Side: s.side.String(), Iface: s.was.Name, Up: s.up.Load(),
+		out = append(out, LinkStatus{Side: s.side.String(), Iface: s.was.Name, Up: !w.e.LinkDown(s.side),
 			OperState: s.oper, Downs: s.downs.Load(), Since: s.since})
 	}
 	return out
@@ -304,11 +299,14 @@ func (w *linkWatch) close() {
 	close(w.stop)
 	w.wg.Wait()
 	// The subscription may be blocked handing over an event: let it see
-	// its closed socket and end.
-	go func(ups chan netlink.LinkUpdate) {
-		for range ups {
-		}
-	}(w.ups)
+	// its closed socket and end (it then closes the channel). No
+	// subscription (newLinkWatch failed before it): nothing to drain.
+	if w.ups != nil {
+		go func(ups chan netlink.LinkUpdate) {
+			for range ups {
+			}
+		}(w.ups)
+	}
 	if w.chans != nil {
 		w.chans.Close()
 	}
