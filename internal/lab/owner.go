@@ -121,30 +121,34 @@ func alive(o owner) bool {
 // prefixes. Labs without an owner record are left alone. Up calls it before
 // building a lab that is not persistent; `xskgate lab down --stale` too.
 func ReapStale() ([]string, error) {
-	prefixes, err := List()
+	// Only labs with an owner record can be stale: reading the records
+	// alone finds them, and those whose lab is already gone (removed by
+	// hand) lose their record too (Remove deletes it).
+	ents, err := os.ReadDir(OwnerDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("lab: listing %s: %w", OwnerDir, err)
 	}
 	var reaped []string
 	var errs []error
-	for _, p := range prefixes {
-		o, ok := readOwner(p)
-		if !ok || alive(o) {
+	for _, e := range ents {
+		p := e.Name()
+		if ValidatePrefix(p) != nil {
 			continue
 		}
+		if o, ok := readOwner(p); !ok || alive(o) {
+			continue
+		}
+		c, g, s := NSNames(p)
+		existed := nsExists(c) || nsExists(g) || nsExists(s)
 		if err := Remove(p); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		reaped = append(reaped, p)
-	}
-	// Records whose lab is already gone (removed by hand) go too.
-	if ents, err := os.ReadDir(OwnerDir); err == nil {
-		for _, e := range ents {
-			c, g, s := NSNames(e.Name())
-			if o, ok := readOwner(e.Name()); ok && !alive(o) && !nsExists(c) && !nsExists(g) && !nsExists(s) {
-				_ = removeOwner(e.Name())
-			}
+		if existed {
+			reaped = append(reaped, p)
 		}
 	}
 	return reaped, errors.Join(errs...)
