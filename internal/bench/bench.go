@@ -296,7 +296,7 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 	}
 	// Below saturation: half of each path's median, where loss must be ~0.
 	for i, v := range o.Variants {
-		if v.AckFlood || v.Flood != "" || v.Ceiling || v.Redirect || v.External {
+		if !v.carriesTCP() { // floods, ceilings and one-way paths have no loss figure
 			continue
 		}
 		rate := median(res[i].PPS) / 2

@@ -55,32 +55,34 @@ func (b *bencher) kernelRedirect(direct bool) (func(), error) {
 	if err := l.Do(l.GateNS, func() error { return dev.Put(uint32(0), uint32(l.InnerIndex)) }); err != nil {
 		return fail(fmt.Errorf("devmap entry for inner: %w", err))
 	}
-	toInner, err := redirectProg("bench_to_inner", dev, 0, ebpf.AttachXDPCPUMap)
-	if err != nil {
-		return fail(fmt.Errorf("load the cpumap program: %w", err))
-	}
-	closers = append(closers, toInner.Close)
-	cpus, err := ebpf.NewMap(&ebpf.MapSpec{Name: "bench_cpumap", Type: ebpf.CPUMap, KeySize: 4, ValueSize: 8, MaxEntries: uint32(b.o.GateCPU + 1)})
-	if err != nil {
-		return fail(fmt.Errorf("cpumap: %w", err))
-	}
-	closers = append(closers, cpus.Close)
-	// struct bpf_cpumap_val: qsize, then the program's fd.
-	if err := cpus.Put(uint32(b.o.GateCPU), [2]uint32{2048, uint32(toInner.FD())}); err != nil {
-		return fail(fmt.Errorf("cpumap entry for CPU %d: %w", b.o.GateCPU, err))
-	}
-	toCPU, err := redirectProg("bench_to_cpu", cpus, int32(b.o.GateCPU), ebpf.AttachNone)
-	if err != nil {
-		return fail(fmt.Errorf("load the redirect program: %w", err))
-	}
-	closers = append(closers, toCPU.Close)
+	// The program on outer: straight to the devmap (direct: all of it in
+	// outer's NAPI on the generator's core), or to a cpumap entry for the
+	// DUT core, whose program then redirects through the devmap.
+	var toOuter *ebpf.Program
 	if direct {
-		// All of it in outer's NAPI on the generator's core.
-		toCPU.Close()
-		if toCPU, err = redirectProg("bench_to_inner", dev, 0, ebpf.AttachNone); err != nil {
+		if toOuter, err = redirectProg("bench_to_inner", dev, 0, ebpf.AttachNone); err != nil {
 			return fail(fmt.Errorf("load the devmap redirect program: %w", err))
 		}
-		closers[len(closers)-1] = toCPU.Close
+		closers = append(closers, toOuter.Close)
+	} else {
+		toInner, err := redirectProg("bench_to_inner", dev, 0, ebpf.AttachXDPCPUMap)
+		if err != nil {
+			return fail(fmt.Errorf("load the cpumap program: %w", err))
+		}
+		closers = append(closers, toInner.Close)
+		cpus, err := ebpf.NewMap(&ebpf.MapSpec{Name: "bench_cpumap", Type: ebpf.CPUMap, KeySize: 4, ValueSize: 8, MaxEntries: uint32(b.o.GateCPU + 1)})
+		if err != nil {
+			return fail(fmt.Errorf("cpumap: %w", err))
+		}
+		closers = append(closers, cpus.Close)
+		// struct bpf_cpumap_val: qsize, then the program's fd.
+		if err := cpus.Put(uint32(b.o.GateCPU), [2]uint32{2048, uint32(toInner.FD())}); err != nil {
+			return fail(fmt.Errorf("cpumap entry for CPU %d: %w", b.o.GateCPU, err))
+		}
+		if toOuter, err = redirectProg("bench_to_cpu", cpus, int32(b.o.GateCPU), ebpf.AttachNone); err != nil {
+			return fail(fmt.Errorf("load the redirect program: %w", err))
+		}
+		closers = append(closers, toOuter.Close)
 	}
 	var srv, outer link.Link
 	if err := l.Do(l.ServerNS, func() error {
@@ -93,7 +95,7 @@ func (b *bencher) kernelRedirect(direct bool) (func(), error) {
 	closers = append(closers, srv.Close)
 	if err := l.Do(l.GateNS, func() error {
 		var err error
-		outer, err = link.AttachXDP(link.XDPOptions{Program: toCPU, Interface: l.OuterIndex, Flags: link.XDPDriverMode})
+		outer, err = link.AttachXDP(link.XDPOptions{Program: toOuter, Interface: l.OuterIndex, Flags: link.XDPDriverMode})
 		return err
 	}); err != nil {
 		return fail(fmt.Errorf("attach the redirect program to %s: %w", lab.OuterName, err))
