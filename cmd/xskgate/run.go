@@ -194,22 +194,8 @@ func cmdRun(ctx context.Context, args []string) error {
 		for _, v := range g.Checks.Violations() {
 			out = append(out, v.String())
 		}
-		counts := map[string]uint64{}
-		for cl, n := range g.Checks.Counts() {
-			if n > 0 {
-				counts[integrity.Class(cl).String()] = n
-			}
-		}
 		ev := g.Checks.Evidence()
-		rate, capped := map[string]uint64{}, map[string]uint64{}
-		for cl := range integrity.NumClasses {
-			if n := ev.FramesRateLimited[cl]; n > 0 {
-				rate[cl.String()] = n
-			}
-			if n := ev.FramesCapped[cl]; n > 0 {
-				capped[cl.String()] = n
-			}
-		}
+		counts, rate, capped := nonzeroByClass(g.Checks.Counts()), nonzeroByClass(ev.FramesRateLimited), nonzeroByClass(ev.FramesCapped)
 		return map[string]any{"counts": counts, "first": out, "dumps": g.Checks.Dumps(), "capture": g.Checks.CapturePath(),
 			"evidence": ev, "frames_rate_limited": rate, "frames_capped": capped}, nil
 	})
@@ -390,4 +376,15 @@ func checkMemlock(log *slog.Logger) {
 	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &r) == nil && r.Cur != unix.RLIM_INFINITY && r.Cur < 64<<20 {
 		log.Debug("RLIMIT_MEMLOCK is low; relying on CAP_IPC_LOCK for the UMEM", "limit_bytes", r.Cur)
 	}
+}
+
+// nonzeroByClass names the non-zero per-class counters, for the control replies.
+func nonzeroByClass(a [integrity.NumClasses]uint64) map[string]uint64 {
+	m := map[string]uint64{}
+	for cl, n := range a {
+		if n > 0 {
+			m[integrity.Class(cl).String()] = n
+		}
+	}
+	return m
 }
