@@ -358,10 +358,7 @@ func (p *Port) Deliver(frame []byte) bool {
 	if p.starved.Load() {
 		return true
 	}
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
+	p.schedule()
 	return true
 }
 

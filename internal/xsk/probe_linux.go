@@ -61,7 +61,7 @@ func ProbeTxBudget() error {
 	if err := setsockoptInt(fd, unix.XDP_TX_RING, 64); err != nil {
 		return fmt.Errorf("create a probe tx ring: %w", err)
 	}
-	switch err := unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, 32); {
+	switch err := setsockoptInt(fd, unix.XDP_MAX_TX_SKB_BUDGET, 32); {
 	case err == nil:
 		return nil
 	case errors.Is(err, unix.ENOPROTOOPT):

@@ -185,7 +185,7 @@ func (u *Umem) Open(cfg SocketConfig) (_ *Socket, err error) {
 			return nil, err
 		}
 		if cfg.TxBudget > 0 {
-			switch err := unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, int(cfg.TxBudget)); {
+			switch err := setsockoptInt(fd, unix.XDP_MAX_TX_SKB_BUDGET, cfg.TxBudget); {
 			case err == nil:
 				s.txBatch = cfg.TxBudget
 			case errors.Is(err, unix.ENOPROTOOPT):
