@@ -23,7 +23,7 @@ func (u *Umem) Prefetch(descs []Desc) {
 	for _, d := range descs {
 		a := d.Addr
 		if u.cfg.Unaligned {
-			a = (a & unalignedAddrMask) + a>>unalignedOffsetShift
+			a = unalignedOffset(a)
 		}
 		if a < 16 || a+128 > size {
 			continue

@@ -151,7 +151,7 @@ func (u *Umem) FrameAddr(i uint32) uint64 { return uint64(i) * uint64(u.cfg.Fram
 // Unaligned addresses carry the offset in their top 16 bits.
 func (u *Umem) Chunk(addr uint64) (base uint64, index uint32) {
 	if u.cfg.Unaligned {
-		a := (addr & unalignedAddrMask) + addr>>unalignedOffsetShift
+		a := unalignedOffset(addr)
 		index = uint32(a / uint64(u.cfg.FrameSize))
 		return uint64(index) * uint64(u.cfg.FrameSize), index
 	}
@@ -166,17 +166,20 @@ const (
 	unalignedAddrMask    = 1<<unalignedOffsetShift - 1
 )
 
+// unalignedOffset is where an unaligned-mode descriptor address points in
+// the UMEM: its low 48 bits plus the offset carried in its top 16.
+func unalignedOffset(addr uint64) uint64 {
+	return (addr & unalignedAddrMask) + addr>>unalignedOffsetShift
+}
+
 // Frame returns the n bytes at descriptor address addr, or nil when they do
 // not lie inside one chunk of the UMEM. It never panics on a bad address:
 // descriptors come from the kernel and may be corrupt.
 func (u *Umem) Frame(addr uint64, n uint32) []byte {
-	a := addr
-	if u.cfg.Unaligned {
-		a = (addr & unalignedAddrMask) + addr>>unalignedOffsetShift
-	}
-	fs := uint64(u.cfg.FrameSize)
+	a, fs := addr, uint64(u.cfg.FrameSize)
 	off := a & (fs - 1)
 	if u.cfg.Unaligned {
+		a = unalignedOffset(addr)
 		off = a % fs
 	}
 	if a >= uint64(len(u.Area)) || off+uint64(n) > fs {
