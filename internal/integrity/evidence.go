@@ -187,7 +187,13 @@ func (s EvidenceStats) NotCaptured() (rate, capped uint64) {
 	return rate, capped
 }
 
+// evidenceName names a new evidence file: prefix, the UTC time to the
+// nanosecond and the PID, then ext.
+func evidenceName(prefix, ext string) string {
+	return fmt.Sprintf("%s-%s-%d%s", prefix, time.Now().UTC().Format("20060102T150405.000000000Z"), os.Getpid(), ext)
+}
+
 // evidenceFile is a path in DumpDir for a new evidence file.
 func (c *Checks) evidenceFile(prefix, ext string) string {
-	return filepath.Join(c.cfg.DumpDir, fmt.Sprintf("%s-%s-%d%s", prefix, time.Now().UTC().Format("20060102T150405.000000000Z"), os.Getpid(), ext))
+	return filepath.Join(c.cfg.DumpDir, evidenceName(prefix, ext))
 }

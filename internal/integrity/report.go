@@ -109,8 +109,7 @@ func (c *Checks) capture(v *Violation, frame []byte, xdpLen uint32, haveMeta boo
 		if c.pcapErr {
 			return
 		}
-		name := fmt.Sprintf("violations-%s-%d.pcapng", time.Now().UTC().Format("20060102T150405.000000000Z"), os.Getpid())
-		w, err := pcapng.Create(c.cfg.DumpDir, name)
+		w, err := pcapng.Create(c.cfg.DumpDir, evidenceName("violations", ".pcapng"))
 		if err != nil {
 			c.pcapErr = true
 			c.log.Error("cannot create violation capture", "dir", c.cfg.DumpDir, "err", err)
