@@ -31,9 +31,9 @@ func cmdStats(ctx context.Context, args []string) error {
 	if fl := snap.FirstLine; fl != nil {
 		fmt.Printf("first line in XDP: stages %s (monitor: %s), %d flows mirrored, %d sources in the penalty box, scopes flagged %v\n",
 			fl.Stages, fl.Monitor, fl.Flows, fl.Penalized, fl.Flagged)
-		fmt.Printf("  allowlist pass %d; blocklist drop %d (would %d); penalty box drop %d (would %d); out of state drop %d (would %d); SYN cookies answered %d (would %d, over budget %d, to user space %d, no fit %d); not parsed %d\n",
+		fmt.Printf("  allowlist pass %d; blocklist drop %d (would %d); penalty box drop %d (would %d); out of state drop %d (would %d); SYN cookies answered %d (would %d, over budget %d, to user space %d, no fit %d, outside the budget for passed sources %d); not parsed %d\n",
 			fl.AllowPass, fl.BlockDrop, fl.BlockWould, fl.PenaltyDrop, fl.PenaltyWould, fl.OutOfStateDrop, fl.OutOfStateWould,
-			fl.CookieSent, fl.CookieWould, fl.CookieLimited, fl.CookieToUser, fl.CookieNoFit, fl.NotParsed)
+			fl.CookieSent, fl.CookieWould, fl.CookieLimited, fl.CookieToUser, fl.CookieNoFit, fl.CookiePassed, fl.NotParsed)
 		if fl.NoXDPTx {
 			fmt.Println("  SYN cookies are answered from user space (the outer driver fails XDP_TX); XDP drops the SYNs over the challenge budget")
 		}

@@ -161,8 +161,12 @@ func printStatus(w io.Writer, r statusReply) {
 		fmt.Fprintln(w, "  no rules: protected TCP is tracked, never dropped")
 	}
 	sp := p.SynProxy
-	fmt.Fprintf(w, "  syn proxy: mss %d, wscale %d, sack %s, window %d; at most %d challenges/s (burst %d)\n",
+	fmt.Fprintf(w, "  syn proxy: mss %d, wscale %d, sack %s, window %d; at most %d challenges/s (burst %d)",
 		sp.MSS, sp.WScale, onOff(sp.SACK), sp.Window, sp.ChallengeRate, sp.ChallengeBurst)
+	if sp.PassedTTL != "" && sp.PassedTTL != "0s" {
+		fmt.Fprintf(w, "; sources that passed one: outside that for %s, %d/s each (burst %d)", sp.PassedTTL, sp.PassedRate, sp.PassedBurst)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(tw, "  table\tentries\tcapacity\twhat")
 	for _, t := range p.Tables {
 		capacity := fmt.Sprint(t.Capacity)

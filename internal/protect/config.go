@@ -162,6 +162,15 @@ type SynProxyConfig struct {
 	// 200000/20000).
 	ChallengeRate  uint32 `yaml:"challenge_rate"`
 	ChallengeBurst uint32 `yaml:"challenge_burst"`
+	// PassedTTL is how long a source that passed a challenge (sent a
+	// valid cookie ACK, so it receives what is sent to it) is answered
+	// outside the challenge budget, within PassedRate/PassedBurst
+	// SYN-ACKs per second of its own: a flood above the budget then
+	// cannot crowd out clients that already proved themselves. Default
+	// 10m; 0 turns the exemption off.
+	PassedTTL   *time.Duration `yaml:"passed_ttl"`
+	PassedRate  uint32         `yaml:"passed_rate"`  // default 100
+	PassedBurst uint32         `yaml:"passed_burst"` // default 2 x rate
 }
 
 // LogConfig bounds the sampled drop log.
@@ -177,6 +186,8 @@ const (
 	defaultWindow         = 0
 	defaultChallengeRate  = 200000
 	defaultChallengeBurst = 20000
+	defaultPassedTTL      = 10 * time.Minute
+	defaultPassedRate     = 100
 	defaultLogRate        = 10
 	defaultRetransmitMin  = 500 * time.Millisecond
 	defaultRetransmitWin  = 3 * time.Second
@@ -275,6 +286,21 @@ func compile(cfg *Config) (*ruleset, error) {
 	}
 	rs.challenge.init(cr, cb)
 	rs.challengeRate, rs.challengeBurst = cr, cb
+	rs.passedTTL = defaultPassedTTL
+	if sp.PassedTTL != nil {
+		if *sp.PassedTTL < 0 {
+			return nil, fmt.Errorf("protection.syn_proxy.passed_ttl: %s is negative (0 turns the exemption off)", *sp.PassedTTL)
+		}
+		rs.passedTTL = *sp.PassedTTL
+	}
+	rs.passedRate, rs.passedBurst = sp.PassedRate, sp.PassedBurst
+	if rs.passedRate == 0 {
+		rs.passedRate = defaultPassedRate
+	}
+	if rs.passedBurst == 0 {
+		rs.passedBurst = 2 * rs.passedRate
+	}
+	rs.passed = rateParams(rs.passedRate, rs.passedBurst)
 	fl := cfg.FirstLine
 	if fl.Mode != ModeUnset && !fl.Mode.valid() {
 		return nil, fmt.Errorf("protection.first_line.mode: %q: use mitigate, monitor or disabled", fl.Mode)

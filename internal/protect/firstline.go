@@ -131,6 +131,9 @@ func (f *firstLine) apply(i *Inspector, rs *ruleset) error {
 	c := xdpprog.FirstLineConfig{Stages: on, Monitor: mon, Key0: i.key.k0, Key1: i.key.k1, ClockBase: f.base,
 		MSS4: rs.proxy.mss, MSS6: rs.proxy.mss - 20, Window: rs.proxy.window, WScale: rs.proxy.wscale, SACK: rs.proxy.sack,
 		ChallengeRate: rs.challengeRate, ChallengeBurst: rs.challengeBurst, CookieInUserSpace: f.noTx.Load()}
+	if rs.passedTTL > 0 {
+		c.PassedRate, c.PassedBurst = rs.passedRate, rs.passedBurst
+	}
 	if err := f.fl.Configure(c); err != nil {
 		return err
 	}

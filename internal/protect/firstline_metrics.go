@@ -42,6 +42,7 @@ func (c collector) collectFirstLine(ch chan<- prometheus.Metric) {
 	cnt(st.CookieWould, "syn_cookie", "would_answer")
 	cnt(st.CookieLimited, "syn_cookie", "limited")
 	cnt(st.CookieToUser, "syn_cookie", "to_user_space")
+	cnt(st.CookiePassed, "syn_cookie", "passed")
 	cnt(st.CookieNoFit, "syn_cookie", "no_fit")
 	cnt(st.NotParsed, "parse", "not_parsed")
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {

@@ -65,6 +65,9 @@ type Inspector struct {
 	// srcTat are per-source SYN meters, hashed by (rule, source); sources
 	// that collide share one, which errs toward challenging.
 	srcTat []atomic.Int64
+	// passed are the sources that passed a challenge (passed.go).
+	passed    []passedSlot
+	passedAny atomic.Bool // some source ever passed: until then no SYN pays the lookup
 
 	// first is the XDP first line, when the gate has one (SetFirstLine).
 	first atomic.Pointer[firstLine]
@@ -121,6 +124,7 @@ func New(cfg Config, opt Options) (*Inspector, error) {
 		workers:    make([]workerState, opt.Workers),
 		retransCap: opt.RetransmitCapacity,
 		srcTat:     make([]atomic.Int64, srcSlots),
+		passed:     make([]passedSlot, passedSlots),
 		ruleStats:  map[string]*ruleStats{},
 	}
 	if i.table == nil {

@@ -401,7 +401,7 @@ func TestCollector(t *testing.T) {
 			}
 		}
 	}
-	if got["xskgate_tcp_decisions_total"] != 1 || got["xskgate_syncookies_total"] != 4 || got["xskgate_synproxy_events_total"] != numProxy || got["xskgate_malformed_frames_total"] != int(packet.NumErrors)-1 {
+	if got["xskgate_tcp_decisions_total"] != 1 || got["xskgate_syncookies_total"] != numCookie || got["xskgate_synproxy_events_total"] != numProxy || got["xskgate_malformed_frames_total"] != int(packet.NumErrors)-1 {
 		t.Fatalf("families %v", got)
 	}
 }

@@ -80,14 +80,18 @@ func (l *limiter) init(pps, burst uint32) {
 	l.r = rateParams(pps, burst)
 }
 
-func (l *limiter) allow(now int64) bool {
+func (l *limiter) allow(now int64) bool { return allowAt(&l.tat, l.r, now) }
+
+// allowAt is a GCRA on tat: it reports whether one more event fits rate r
+// at now, and spends it if so.
+func allowAt(tat *atomic.Int64, r rate, now int64) bool {
 	for {
-		t := l.tat.Load()
+		t := tat.Load()
 		base := max(t, now)
-		if base-now > l.r.tolerance {
+		if base-now > r.tolerance {
 			return false
 		}
-		if l.tat.CompareAndSwap(t, base+l.r.interval) {
+		if tat.CompareAndSwap(t, base+r.interval) {
 			return true
 		}
 	}

@@ -112,7 +112,7 @@ var (
 	descBypass = prometheus.NewDesc(ns+"protect_bypass_total",
 		"Frames the TCP protection stage passed without judging them.", []string{"class"}, nil)
 	descCookies = prometheus.NewDesc(ns+"syncookies_total",
-		"SYN proxy cookies: sent (SYN-ACK bounced), valid (ACK turned into a SYN to the server), invalid (pure ACK with no flow and no valid cookie while challenging), rate_limited (SYN dropped: challenge budget spent).",
+		"SYN proxy cookies: sent (SYN-ACK bounced), valid (ACK turned into a SYN to the server), invalid (pure ACK with no flow and no valid cookie while challenging), rate_limited (SYN dropped: challenge budget spent), passed (SYN of a source that passed a challenge, answered outside the budget).",
 		[]string{"result"}, nil)
 	descProxy = prometheus.NewDesc(ns+"synproxy_events_total",
 		"SYN proxy events: window_update (the ACK opening the client's window once the server answered, sent in a spare frame), window_update_no_frame (no spare frame: the client's zero-window probe opens it later), syn_resent (a client segment came while the server had not answered: the SYN to the server went again), icmp_translated (an ICMP error quoting a proxied segment got its sequence number back).",

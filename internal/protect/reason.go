@@ -88,10 +88,11 @@ const (
 	cValid
 	cInvalid
 	cRateLimited
+	cPassed
 	numCookie
 )
 
-var cookieNames = [numCookie]string{"sent", "valid", "invalid", "rate_limited"}
+var cookieNames = [numCookie]string{"sent", "valid", "invalid", "rate_limited", "passed"}
 
 // SYN proxy events beyond the cookies.
 const (

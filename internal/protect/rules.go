@@ -23,8 +23,13 @@ type ruleset struct {
 	logLimit                       limiter
 	logQuiet                       bool
 	challengeRate, challengeBurst  uint32
-	firstLine                      FirstLineConfig // defaults applied
-	onFull                         TableFullAction // default applied
+	// Sources that passed a challenge (passed.go): for how long, and
+	// their own rate outside the budget.
+	passedTTL               time.Duration
+	passedRate, passedBurst uint32
+	passed                  rate
+	firstLine               FirstLineConfig // defaults applied
+	onFull                  TableFullAction // default applied
 	// rtMaxAll is the longest retransmit window of any rule: a recorded
 	// first SYN older than that can match no rule (retrans.go).
 	rtMaxAll time.Duration

@@ -39,6 +39,11 @@ type SynProxyStatus struct {
 	Window         uint16 `json:"window"`
 	ChallengeRate  uint32 `json:"challenge_rate"`
 	ChallengeBurst uint32 `json:"challenge_burst"`
+	// Sources that passed a challenge: how long, and their own rate
+	// outside the budget (PassedTTL 0: no exemption).
+	PassedTTL   string `json:"passed_ttl"`
+	PassedRate  uint32 `json:"passed_rate"`
+	PassedBurst uint32 `json:"passed_burst"`
 }
 
 // TableStatus is one of the Inspector's tables: entries in use (-1: fixed
@@ -64,7 +69,8 @@ func (i *Inspector) Status() Status {
 	rs := i.rules.Load()
 	st := Status{Enabled: rs.enabled, Allowlist: len(rs.allowlist), Blocklist: len(rs.blocklist), Workers: len(i.workers),
 		SynProxy: SynProxyStatus{MSS: rs.proxy.mss, WScale: rs.proxy.wscale, SACK: rs.proxy.sack, Window: rs.proxy.window,
-			ChallengeRate: rs.challengeRate, ChallengeBurst: rs.challengeBurst}}
+			ChallengeRate: rs.challengeRate, ChallengeBurst: rs.challengeBurst,
+			PassedTTL: rs.passedTTL.String(), PassedRate: rs.passedRate, PassedBurst: rs.passedBurst}}
 	for _, p := range rs.prefixes {
 		st.Prefixes = append(st.Prefixes, p.String())
 	}
@@ -81,6 +87,7 @@ func (i *Inspector) Status() Status {
 		{"flows", fs.Flows, fs.Capacity, "TCP flows tracked in both directions"},
 		{"retransmit", -1, retrans, "first SYNs dropped by syn_flood action retransmit, awaiting their retry"},
 		{"per_source", -1, len(i.srcTat), "per-source SYN meters (per_source_rate), hashed by rule and source"},
+		{"passed", -1, len(i.passed), "sources that passed a challenge (syn_proxy.passed_ttl), hashed by source"},
 	}
 	f := i.first.Load()
 	if f == nil {

@@ -53,7 +53,9 @@ func (i *Inspector) synFlood(w *workerState, rs *ruleset, r *rule, pk *engine.Pa
 // bounceCookie answers the SYN in w.pkt with a cookie SYN-ACK, within the
 // challenge budget; why is the reason counted when it goes out.
 func (i *Inspector) bounceCookie(w *workerState, rs *ruleset, r *rule, pk *engine.Packet, why reason, now int64) decision {
-	if !rs.challenge.allow(now) {
+	if i.passedAllow(rs, w.pkt.Src, now) {
+		w.c.cookies[cPassed].inc()
+	} else if !rs.challenge.allow(now) {
 		w.c.cookies[cRateLimited].inc()
 		pk.Verdict = engine.Drop
 		return decision{reason: rChallengeRateLimited, verdict: vChallenge, outcome: vDrop, rule: r}
@@ -167,6 +169,7 @@ func (i *Inspector) cookieACK(w *workerState, rs *ruleset, r *rule, pk *engine.P
 		return decision{}, false // another worker raced us; the tracker decides
 	}
 	i.tracked(w, v)
+	i.pass(rs, p.Src, now)
 	var ob [12]byte
 	n := synOpts(ob[:], mssTable[o.mssIdx], o.wscale, o.sack)
 	l := forwardAs(pk.Data, p, tcpFields{seq: isn, flags: packet.SYN, window: uint16(min(win, 65535))}, ob[:n])

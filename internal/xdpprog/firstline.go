@@ -89,6 +89,10 @@ type FirstLineConfig struct {
 	// cookie stage only enforces the challenge budget: SYNs within it go
 	// on to the user-space proxy, the rest are dropped in XDP.
 	CookieInUserSpace bool
+	// PassedRate and PassedBurst bound the SYN-ACKs each source that
+	// passed a challenge (Pass) gets outside the challenge budget, per
+	// second; PassedRate 0 turns that exemption off.
+	PassedRate, PassedBurst uint32
 }
 
 // FirstLine feeds the first line of a Program loaded with
@@ -139,6 +143,10 @@ func (f *FirstLine) configureLocked(c FirstLineConfig) error {
 		// user-space proxy's GCRA parameters (protect.rateParams).
 		v.CookieInterval = max(uint64(1e9/float64(c.ChallengeRate)), 1)
 		v.CookieTolerance = v.CookieInterval * uint64(max(c.ChallengeBurst, 1))
+	}
+	if c.PassedRate > 0 {
+		v.PassedInterval = max(uint64(1e9/float64(c.PassedRate)), 1)
+		v.PassedTolerance = v.PassedInterval * uint64(max(c.PassedBurst, 1))
 	}
 	if err := f.m(steerMapXskgateConfig).Put(uint32(0), v); err != nil {
 		return fmt.Errorf("first line: configure: %w", err)
@@ -404,13 +412,16 @@ type FirstLineCounters struct {
 	// CookieToUser: SYNs within the budget passed on to the user-space
 	// proxy because XDP_TX does not work (CookieInUserSpace).
 	CookieToUser uint64
+	// CookiePassed: SYNs from sources that passed a challenge, answered
+	// (or passed on) outside the budget.
+	CookiePassed uint64
 }
 
 // countersLocked is Counters with the program held open.
 func (f *FirstLine) countersLocked() (FirstLineCounters, error) {
 	var c FirstLineCounters
 	for i, dst := range []*uint64{&c.AllowPass, &c.BlockDrop, &c.BlockWould, &c.PenaltyDrop, &c.PenaltyWould,
-		&c.OutOfStateDrop, &c.OutOfStateWould, &c.CookieSent, &c.CookieWould, &c.CookieNoFit, &c.NotParsed, &c.CookieLimited, &c.CookieToUser} {
+		&c.OutOfStateDrop, &c.OutOfStateWould, &c.CookieSent, &c.CookieWould, &c.CookieNoFit, &c.NotParsed, &c.CookieLimited, &c.CookieToUser, &c.CookiePassed} {
 		var per []uint64
 		if err := f.p.stats.Lookup(uint32(statAllowPass+i), &per); err != nil {
 			return FirstLineCounters{}, fmt.Errorf("first line counters: %w", err)

@@ -18,12 +18,18 @@ func cookieProgram(t *testing.T, testGrow uint32, rate, burst uint32, userSpace 
 	t.Helper()
 	p := loadOpts(t, 1, Options{Carrier: CarrierHead, FirstLine: true, Flows: 1024, testGrow: testGrow})
 	f := p.FirstLine()
-	must(t, f.Configure(FirstLineConfig{Stages: AllStages, Key0: 1, Key1: 2, MSS4: 1460, MSS6: 1440, WScale: 7, SACK: true,
-		ChallengeRate: rate, ChallengeBurst: burst, CookieInUserSpace: userSpace}))
+	must(t, f.Configure(cookieConfig(rate, burst, userSpace)))
 	for _, fam := range families {
 		must(t, f.Set(Scopes, netip.PrefixFrom(fam.server, fam.bits), ScopeChallenge))
 	}
 	return p, f
+}
+
+// cookieConfig is cookieProgram's configuration: every stage on, the
+// challenge budget rate/burst, no exemption for passed sources.
+func cookieConfig(rate, burst uint32, userSpace bool) FirstLineConfig {
+	return FirstLineConfig{Stages: AllStages, Key0: 1, Key1: 2, MSS4: 1460, MSS6: 1440, WScale: 7, SACK: true,
+		ChallengeRate: rate, ChallengeBurst: burst, CookieInUserSpace: userSpace}
 }
 
 // padded is frame padded with zeros to Ethernet's 60-byte minimum, as a

@@ -49,7 +49,7 @@ var firstLineMaps = []struct {
 	{steerMapXskgateAllow4, true}, {steerMapXskgateAllow6, true},
 	{steerMapXskgateBlock4, true}, {steerMapXskgateBlock6, true},
 	{steerMapXskgateScope4, true}, {steerMapXskgateScope6, true},
-	{steerMapXskgatePenalty, true}, {steerMapXskgateFlows, false},
+	{steerMapXskgatePenalty, true}, {steerMapXskgatePassed, true}, {steerMapXskgateFlows, false},
 }
 
 // Maps describes the first line's maps.

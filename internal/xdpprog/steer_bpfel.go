@@ -34,6 +34,8 @@ type steerConfig struct {
 	_               [7]byte
 	CookieInterval  uint64
 	CookieTolerance uint64
+	PassedInterval  uint64
+	PassedTolerance uint64
 }
 
 type steerFlowkey struct {
@@ -57,6 +59,12 @@ type steerLpm6 struct {
 	Addr      [4]uint32
 }
 
+type steerPassed struct {
+	_     structs.HostLayout
+	Until uint64
+	Tat   uint64
+}
+
 type steerScope struct {
 	_     structs.HostLayout
 	Flags uint32
@@ -76,6 +84,7 @@ const (
 	steerMapXskgateBudget  = "xskgate_budget"
 	steerMapXskgateConfig  = "xskgate_config"
 	steerMapXskgateFlows   = "xskgate_flows"
+	steerMapXskgatePassed  = "xskgate_passed"
 	steerMapXskgatePenalty = "xskgate_penalty"
 	steerMapXskgateScope4  = "xskgate_scope4"
 	steerMapXskgateScope6  = "xskgate_scope6"
@@ -148,6 +157,7 @@ type steerMapSpecs struct {
 	XskgateBudget  *ebpf.MapSpec `ebpf:"xskgate_budget"`
 	XskgateConfig  *ebpf.MapSpec `ebpf:"xskgate_config"`
 	XskgateFlows   *ebpf.MapSpec `ebpf:"xskgate_flows"`
+	XskgatePassed  *ebpf.MapSpec `ebpf:"xskgate_passed"`
 	XskgatePenalty *ebpf.MapSpec `ebpf:"xskgate_penalty"`
 	XskgateScope4  *ebpf.MapSpec `ebpf:"xskgate_scope4"`
 	XskgateScope6  *ebpf.MapSpec `ebpf:"xskgate_scope6"`
@@ -192,6 +202,7 @@ type steerMaps struct {
 	XskgateBudget  *ebpf.Map `ebpf:"xskgate_budget"`
 	XskgateConfig  *ebpf.Map `ebpf:"xskgate_config"`
 	XskgateFlows   *ebpf.Map `ebpf:"xskgate_flows"`
+	XskgatePassed  *ebpf.Map `ebpf:"xskgate_passed"`
 	XskgatePenalty *ebpf.Map `ebpf:"xskgate_penalty"`
 	XskgateScope4  *ebpf.Map `ebpf:"xskgate_scope4"`
 	XskgateScope6  *ebpf.Map `ebpf:"xskgate_scope6"`
@@ -209,6 +220,7 @@ func (m *steerMaps) Close() error {
 		m.XskgateBudget,
 		m.XskgateConfig,
 		m.XskgateFlows,
+		m.XskgatePassed,
 		m.XskgatePenalty,
 		m.XskgateScope4,
 		m.XskgateScope6,

@@ -77,6 +77,7 @@ enum {
 	C_NOT_PARSED,
 	C_COOKIE_LIMITED,
 	C_COOKIE_TO_USER,
+	C_COOKIE_PASSED,
 	C_NUM,
 };
 
@@ -113,6 +114,11 @@ struct config {
 	// (0: no limit) and the burst as a tolerance in ns.
 	__u64 cookie_interval;
 	__u64 cookie_tolerance;
+	// Sources that passed a challenge (xskgate_passed) skip the budget
+	// within their own GCRA: ns per SYN-ACK and the burst as a tolerance
+	// (passed_interval 0: the stage ignores the map).
+	__u64 passed_interval;
+	__u64 passed_tolerance;
 };
 
 // The challenge budget's theoretical arrival time, one for all CPUs.
@@ -230,6 +236,27 @@ struct {
 	__type(value, __u8);
 	__uint(max_entries, 1); // resized by the loader
 } xskgate_flows SEC(".maps");
+
+// Sources that passed a challenge: user space puts a source here when it
+// completes a proxied handshake from a valid cookie, which proves the
+// source receives what is sent to it. While its scope is challenged, a SYN
+// from such a source is answered without spending the challenge budget, so
+// a flood above the budget cannot crowd out clients that already proved
+// themselves (each would otherwise get an answer only with probability
+// budget/flood, and lose a SYN retransmission, 1 s and more, per miss).
+// tat is the source's own GCRA: spoofing a passed address reflects no more
+// than its rate toward it; beyond that its SYNs compete for the budget.
+struct passed {
+	__u64 until; // expiry, ktime ns
+	__u64 tat;   // theoretical arrival time of its next SYN-ACK
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct addr16);
+	__type(value, struct passed);
+	__uint(max_entries, 1 << 16);
+} xskgate_passed SEC(".maps");
 
 // ---- helpers -------------------------------------------------------------
 
@@ -626,17 +653,36 @@ static __always_inline int write_synack(struct xdp_md *ctx, int v4, const struct
 	return (int)(sizeof(*eth) + l3 + tcplen);
 }
 
-// cookie_answer answers the SYN in p within the challenge budget. The
-// budget is spent only once the answer is certain: a SYN the frame cannot
-// answer goes to user space (ANS_NOFIT) without costing a cookie.
-static __always_inline int cookie_answer(struct xdp_md *ctx, struct parsed *p, const struct config *c)
+// passed_source reports whether src passed a challenge and is within its
+// own rate, which it then spends. The GCRA update is a plain read and write:
+// two CPUs racing on one source can each let a SYN-ACK through, never more.
+static __always_inline int passed_source(const struct config *c, const struct addr16 *src, __u64 now)
+{
+	if (!c->passed_interval)
+		return 0;
+	struct passed *v = bpf_map_lookup_elem(&xskgate_passed, src);
+	if (!v || v->until <= now)
+		return 0;
+	__u64 t = v->tat;
+	__u64 base = t > now ? t : now;
+	if (base - now > c->passed_tolerance)
+		return 0;
+	v->tat = base + c->passed_interval;
+	return 1;
+}
+
+// cookie_answer answers the SYN in p within the challenge budget (free: a
+// passed source's SYN, outside it). The budget is spent only once the
+// answer is certain: a SYN the frame cannot answer goes to user space
+// (ANS_NOFIT) without costing a cookie.
+static __always_inline int cookie_answer(struct xdp_md *ctx, struct parsed *p, const struct config *c, __u64 now,
+					 int free)
 {
 	__u32 zero = 0;
 	__u64 *tat = bpf_map_lookup_elem(&xskgate_budget, &zero);
 	if (!tat)
 		return ANS_NOFIT;
-	__u64 now = bpf_ktime_get_ns();
-	int limited = c->cookie_interval != 0;
+	int limited = c->cookie_interval != 0 && !free;
 	// Over budget: drop at the cost of one read, before any other work.
 	if (limited && !budget_left(c, tat, now))
 		return ANS_LIMITED;
@@ -736,7 +782,11 @@ static __always_inline int first_line_verdict(struct xdp_md *ctx)
 				count(C_COOKIE_WOULD);
 				return -1;
 			}
-			switch (cookie_answer(ctx, &p, c)) {
+			__u64 now = bpf_ktime_get_ns();
+			int free = passed_source(c, &p.src, now);
+			if (free)
+				count(C_COOKIE_PASSED);
+			switch (cookie_answer(ctx, &p, c, now, free)) {
 			case ANS_TX:
 				count(C_COOKIE_SENT);
 				return XDP_TX;

@@ -1,0 +1,88 @@
+package xdpprog
+
+import (
+	"testing"
+)
+
+// TestFirstLinePassedSources: while the challenge budget is spent by a
+// flood, a source that passed a challenge is answered all the same, up
+// to its own burst; then it competes for the budget like any other. An
+// expired entry exempts nothing, and the flood stays limited. IPv4 and
+// IPv6, with XDP_TX and with the answers left to user space.
+func TestFirstLinePassedSources(t *testing.T) {
+	const burst, passedBurst = 2, 3
+	for _, mode := range []struct {
+		name      string
+		userSpace bool
+		answered  uint32 // what the program returns for a SYN answered
+	}{{"xdp_tx", false, xdpTxRet}, {"user_space", true, xdpPassRet}} {
+		t.Run(mode.name, func(t *testing.T) {
+			p, f := cookieProgram(t, 0, budgetRate, burst, mode.userSpace)
+			cfg := cookieConfig(budgetRate, burst, mode.userSpace)
+			cfg.PassedRate, cfg.PassedBurst = budgetRate, passedBurst
+			must(t, f.Configure(cfg))
+			k := 0
+			syn := func(fam family, from bool) uint32 {
+				t.Helper()
+				k++
+				s := linuxSYN(fam, k)
+				if !from {
+					s.src = fam.other
+				}
+				ret, _ := runFrame(t, p, tcpFrame(t, s))
+				return ret
+			}
+			// The flood spends the budget (burst + 1, and what the test's
+			// runtime adds at one a second).
+			for range 3 * burst {
+				syn(families[0], false)
+			}
+			for _, fam := range families {
+				if ret := syn(fam, false); ret != xdpDropRet {
+					t.Fatalf("%s: flood SYN returned %d after the budget, want XDP_DROP", fam.name, ret)
+				}
+				if ret := syn(fam, true); ret != xdpDropRet {
+					t.Fatalf("%s: SYN of a source that has not passed returned %d, want XDP_DROP (over budget)", fam.name, ret)
+				}
+				must(t, f.Pass(fam.client, ktime(t)-1))
+				if ret := syn(fam, true); ret != xdpDropRet {
+					t.Fatalf("%s: SYN of a source whose pass expired returned %d, want XDP_DROP", fam.name, ret)
+				}
+			}
+			start := ktime(t)
+			before, _ := f.Counters()
+			for _, fam := range families {
+				must(t, f.Pass(fam.client, ktime(t)+60e9))
+			}
+			answered := map[string]int{}
+			for _, fam := range families {
+				for range 3 * passedBurst {
+					switch ret := syn(fam, true); ret {
+					case mode.answered:
+						answered[fam.name]++
+					case xdpDropRet:
+					default:
+						t.Fatalf("%s: passed source's SYN returned %d", fam.name, ret)
+					}
+				}
+				if ret := syn(fam, false); ret != xdpDropRet {
+					t.Fatalf("%s: flood SYN returned %d while a passed source is answered, want XDP_DROP", fam.name, ret)
+				}
+			}
+			elapsed := float64(ktime(t)-start) / 1e9
+			c, _ := f.Counters()
+			most := passedBurst + 1 + int(elapsed*budgetRate) + 1
+			for _, fam := range families {
+				if n := answered[fam.name]; n < passedBurst+1 || n > most {
+					t.Errorf("%s: passed source answered %d of %d SYNs, want its burst + 1 (%d) and at most %d", fam.name, n, 3*passedBurst, passedBurst+1, most)
+				}
+			}
+			if got := c.CookiePassed - before.CookiePassed; got != uint64(answered["ipv4"]+answered["ipv6"]) {
+				t.Errorf("counted %d passed, answered %d", got, answered["ipv4"]+answered["ipv6"])
+			}
+			if n := f.PassedSources(); n != 2 {
+				t.Errorf("PassedSources = %d, want 2", n)
+			}
+		})
+	}
+}
