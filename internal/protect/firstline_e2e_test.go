@@ -264,3 +264,101 @@ func TestFirstLineLists(t *testing.T) {
 	}
 	r.exchange(t, 2, 1<<18) // IPv4 and IPv6 clients connect again
 }
+
+// TestFirstLinePassedSources: under a SYN flood far above a small
+// challenge budget, a client that passed one challenge opens one verified
+// connection after another: each is answered outside the budget, in XDP
+// where XDP_TX works and in user space where it does not. Without the
+// exemption each SYN would be answered with probability budget/flood,
+// about 1 in 1000 here, and the dials would time out.
+func TestFirstLinePassedSources(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		inXDP bool
+	}{{"veth peer without NAPI", false}, {"veth peer with NAPI", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := labConfig(ModeMitigate)
+			for k := range cfg.Rules {
+				// Rate 0: every SYN is over threshold, so the client's
+				// are challenged whenever they come.
+				cfg.Rules[k].SynFlood = SynFloodRule{Rate: 0, Action: ActionChallenge}
+			}
+			cfg.SynProxy.ChallengeRate, cfg.SynProxy.ChallengeBurst = 20, 20
+			r := newRigFL(t, cfg, true)
+			if tc.inXDP {
+				clientXDPPass(t, r.l)
+			}
+			snd := newRawSender(t, r.l)
+			// Spoofed sources in the benchmarking range, ports 20000-29999.
+			synAt := func(k int) tseg {
+				src := netip.AddrFrom4([4]byte{198, 19, 200, byte(1 + k%250)})
+				return tseg{src: src, dst: r.l.ServerIP4, sport: uint16(20000 + k%10000), dport: port,
+					seq: uint32(k) * 2654435761, flags: packet.SYN, win: 64240, mss: 1460, ws: 7, sack: true}
+			}
+			snd.flood(t, r.l, 4000, synAt)
+			waitFL(t, r, "scope challenged in XDP", func(s FirstLineStats) bool {
+				return s.Flagged["198.18.0.2/32"]&xdpprog.ScopeChallenge != 0
+			})
+			if !tc.inXDP {
+				// XDP_TX fails at this peer: the gate finds out from SYNs
+				// the first line answers after the flag, and answers from
+				// user space instead.
+				for k, deadline := 4000, time.Now().Add(10*time.Second); ; k += 200 {
+					if st, _ := r.i.FirstLineStats(); st.NoXDPTx {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("the cookie stage did not notice XDP_TX failing within 10s")
+					}
+					snd.flood(t, r.l, 200, func(j int) tseg { return synAt(k + j) })
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			// The client's first connection passes a challenge within
+			// the budget (its SYN retransmission finds one if needed).
+			r.exchange(t, 1, 64<<10)
+			if us := r.i.Stats(); us.Cookies["valid"] == 0 {
+				t.Fatalf("the first connection passed no challenge: %+v", us.Cookies)
+			}
+			// Now the flood runs on (bounded: 2M SYNs or 60 s) while
+			// the client connects again and again.
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				deadline := time.Now().Add(60 * time.Second)
+				for k := 1_000_000; k < 3_000_000 && time.Now().Before(deadline); k += 2000 {
+					snd.flood(t, r.l, 2000, func(j int) tseg { return synAt(k + j) })
+					select {
+					case <-stop:
+						return
+					default:
+					}
+				}
+			}()
+			const conns = 8
+			before, _ := r.i.FirstLineStats()
+			us0 := r.i.Stats()
+			for range conns {
+				r.exchange(t, 1, 64<<10)
+			}
+			close(stop)
+			wg.Wait()
+			st, _ := r.i.FirstLineStats()
+			us := r.i.Stats()
+			passed := st.CookiePassed - before.CookiePassed
+			if !tc.inXDP {
+				passed = us.Cookies["passed"] - us0.Cookies["passed"]
+			}
+			t.Logf("XDP: answered %d, limited %d, to user space %d, passed %d; user space cookies %+v",
+				st.CookieSent-before.CookieSent, st.CookieLimited-before.CookieLimited, st.CookieToUser-before.CookieToUser, st.CookiePassed-before.CookiePassed, us.Cookies)
+			if passed < conns {
+				t.Errorf("%d SYNs answered outside the budget for %d connections", passed, conns)
+			}
+			if st.CookieLimited == before.CookieLimited && us.Cookies["rate_limited"] == us0.Cookies["rate_limited"] {
+				t.Errorf("the flood never found the budget spent: the test proves nothing")
+			}
+		})
+	}
+}
