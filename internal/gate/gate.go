@@ -74,10 +74,8 @@ type Gate struct {
 	ethtool *ethtool.Reader
 	queues  [2]ifQueues // outer's and inner's queue counts at Open
 	// bindModes is what the kernel granted each socket (XDP_OPTIONS),
-	// outer's then inner's in queue order; zeroCopy counts the zero-copy
-	// ones per side (bindmode.go).
+	// outer's then inner's in queue order (bindmode.go).
 	bindModes [2][]string
-	zeroCopy  [2]int
 	links     *linkWatch // see links.go
 }
 
@@ -164,7 +162,7 @@ func Open(cfg Config) (g *Gate, err error) {
 	if cfg.Engine.Logger == nil {
 		cfg.Engine.Logger = cfg.Logger
 	}
-	g.logBindModes()
+	zeroCopy := g.readBindModes()
 	if cfg.Integrity != nil {
 		ic := *cfg.Integrity
 		if ic.Logger == nil {
@@ -173,7 +171,7 @@ func Open(cfg Config) (g *Gate, err error) {
 		// What the kernel granted, not what was asked: the checks read
 		// each socket's mode (XDP_OPTIONS) themselves; ZeroCopy makes the
 		// order check unavailable, since it is one switch for all.
-		ic.ZeroCopy = g.zeroCopy[0] > 0 || g.zeroCopy[1] > 0
+		ic.ZeroCopy = zeroCopy
 		if ic.RxOffset == 0 {
 			// Copy mode puts every received frame at headroom + 256 in
 			// its chunk; on a zero-copy socket the checks ignore it
