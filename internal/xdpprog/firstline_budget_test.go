@@ -13,13 +13,18 @@ import (
 
 // cookieProgram loads a first line whose scopes are challenged, with the
 // challenge budget rate/burst (0: none) and the growth refusals of
-// testGrow.
+// testGrow. The budget is given as protect's limiter gives it: ns per
+// cookie, and that times the burst.
 func cookieProgram(t *testing.T, testGrow uint32, rate, burst uint32, userSpace bool) (*Program, *FirstLine) {
 	t.Helper()
 	p := loadOpts(t, 1, Options{Carrier: CarrierHead, FirstLine: true, Flows: 1024, testGrow: testGrow})
 	f := p.FirstLine()
+	var interval uint64
+	if rate > 0 {
+		interval = uint64(1e9 / rate)
+	}
 	must(t, f.Configure(FirstLineConfig{Stages: AllStages, Key0: 1, Key1: 2, MSS4: 1460, MSS6: 1440, WScale: 7, SACK: true,
-		ChallengeRate: rate, ChallengeBurst: burst, CookieInUserSpace: userSpace}))
+		ChallengeInterval: interval, ChallengeTolerance: interval * uint64(burst), CookieInUserSpace: userSpace}))
 	for _, fam := range families {
 		must(t, f.Set(Scopes, netip.PrefixFrom(fam.server, fam.bits), ScopeChallenge))
 	}
