@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,6 +52,11 @@ func TestInjectedBugCaught(t *testing.T) {
 	t.Logf("xskgate violations:\n%s", out)
 	if !strings.Contains(string(out), "evidence: ") || !strings.Contains(string(out), "not captured: ") {
 		t.Fatalf("violations does not report the evidence limits:\n%s", out)
+	}
+	// top reads the counts from its one "stats" call.
+	if out, err := exec.Command(bin, "top", "--control", sock, "--once", "--interval", "100ms").CombinedOutput(); err != nil ||
+		!regexp.MustCompile(`INTEGRITY VIOLATIONS: .*fill_while_tx [1-9]`).Match(out) {
+		t.Fatalf("top --once does not show the violations: %v\n%s", err, out)
 	}
 	var capture, dump string
 	for _, ln := range strings.Split(string(out), "\n") {

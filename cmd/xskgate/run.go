@@ -178,7 +178,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		return nil
 	}
 	ctl.Handle("stats", func(context.Context, json.RawMessage) (any, error) {
-		r := statsReply{Snapshot: g.Snapshot()}
+		r := statsReply{Snapshot: g.Snapshot(), Violations: violationsOf(g.Checks)}
 		if fl, ok := insp.FirstLineStats(); ok {
 			r.FirstLine = &fl
 		}
@@ -190,13 +190,10 @@ func cmdRun(ctx context.Context, args []string) error {
 		return g.Checks.DumpNow("requested over the control socket")
 	})
 	ctl.Handle("violations", func(context.Context, json.RawMessage) (any, error) {
-		var out []string
-		for _, v := range g.Checks.Violations() {
-			out = append(out, v.String())
-		}
+		v := violationsOf(g.Checks)
 		ev := g.Checks.Evidence()
-		counts, rate, capped := nonzeroByClass(g.Checks.Counts()), nonzeroByClass(ev.FramesRateLimited), nonzeroByClass(ev.FramesCapped)
-		return map[string]any{"counts": counts, "first": out, "dumps": g.Checks.Dumps(), "capture": g.Checks.CapturePath(),
+		rate, capped := nonzeroByClass(ev.FramesRateLimited), nonzeroByClass(ev.FramesCapped)
+		return map[string]any{"counts": v.Counts, "first": v.First, "dumps": g.Checks.Dumps(), "capture": g.Checks.CapturePath(),
 			"evidence": ev, "frames_rate_limited": rate, "frames_capped": capped}, nil
 	})
 	ctl.Handle("checks", func(_ context.Context, args json.RawMessage) (any, error) {
@@ -387,4 +384,14 @@ func nonzeroByClass(a [integrity.NumClasses]uint64) map[string]uint64 {
 		}
 	}
 	return m
+}
+
+// violationsOf reads the violation counts and the first violations, for
+// the "stats" and "violations" replies.
+func violationsOf(c *integrity.Checks) violationsReply {
+	v := violationsReply{Counts: nonzeroByClass(c.Counts())}
+	for _, x := range c.Violations() {
+		v.First = append(v.First, x.String())
+	}
+	return v
 }

@@ -77,8 +77,18 @@ func cmdStats(ctx context.Context, args []string) error {
 	return nil
 }
 
-// statsReply is the control socket's answer to "stats".
+// statsReply is the control socket's answer to "stats". It carries the
+// violation counts too, so that one round trip serves a refresh of top.
 type statsReply struct {
 	gate.Snapshot
-	FirstLine *protect.FirstLineStats `json:"first_line,omitempty"`
+	FirstLine  *protect.FirstLineStats `json:"first_line,omitempty"`
+	Violations violationsReply         `json:"violations"`
+}
+
+// violationsReply is the integrity violations as top shows them: the
+// non-zero counts by class and the first violations, oldest first. The
+// "violations" command answers the same two fields, and the evidence.
+type violationsReply struct {
+	Counts map[string]uint64 `json:"counts"`
+	First  []string          `json:"first"`
 }

@@ -17,18 +17,11 @@ import (
 	"github.com/xskgate/xskgate/internal/gate"
 )
 
-// topSample is one reading of the daemon: its counters and violations,
-// and when they were read.
+// topSample is one reading of the daemon: its counters and violations
+// (one "stats" call), and when they were read.
 type topSample struct {
 	at    time.Time
 	stats statsReply
-	viol  violationsReply
-}
-
-// violationsReply is the part of the "violations" answer top shows.
-type violationsReply struct {
-	Counts map[string]uint64 `json:"counts"`
-	First  []string          `json:"first"`
 }
 
 // clearScreen moves the cursor home and clears the terminal, as
@@ -90,13 +83,8 @@ func cmdTop(ctx context.Context, args []string) error {
 
 func sampleTop(ctx context.Context, path string) (topSample, error) {
 	s := topSample{at: time.Now()}
-	if err := control.Call(ctx, path, "stats", nil, &s.stats); err != nil {
-		return s, err
-	}
-	if err := control.Call(ctx, path, "violations", nil, &s.viol); err != nil {
-		return s, err
-	}
-	return s, nil
+	err := control.Call(ctx, path, "stats", nil, &s.stats)
+	return s, err
 }
 
 // rate is the per-second growth of a counter between two readings; a
@@ -205,7 +193,7 @@ func renderTop(w io.Writer, prev, cur topSample) {
 			rate(pf.BlockDrop, fl.BlockDrop, secs), rate(pf.PenaltyDrop, fl.PenaltyDrop, secs),
 			rate(pf.OutOfStateDrop, fl.OutOfStateDrop, secs), rate(pf.CookieSent, fl.CookieSent, secs))
 	}
-	renderViolations(w, prev.viol, cur.viol)
+	renderViolations(w, prev.stats.Violations, cur.stats.Violations)
 }
 
 // level renders a ring's occupancy as entries/size, "-" without the ring.

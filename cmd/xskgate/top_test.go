@@ -2,15 +2,20 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/xskgate/xskgate/internal/control"
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/gate"
 	"github.com/xskgate/xskgate/internal/lab"
@@ -32,7 +37,7 @@ func TestTopRender(t *testing.T) {
 		s.stats.Workers = []gate.WorkerSnapshot{{Worker: 0, Iterations: iters, Sleeps: iters,
 			Frames: engine.Accounting{Total: 10, Free: 10},
 			Ports:  []gate.PortSnapshot{port("outer", rx, rx*100, rx/10), port("inner", 7, 700, 0)}}}
-		s.viol.Counts = map[string]uint64{"out_of_order": viol}
+		s.stats.Violations.Counts = map[string]uint64{"out_of_order": viol}
 		return s
 	}
 	var b strings.Builder
@@ -58,6 +63,36 @@ func TestTopRender(t *testing.T) {
 	if out := b.String(); !strings.Contains(out, "from outer: 0 pkt/s") || strings.Contains(out, "NO HEARTBEAT") ||
 		!strings.Contains(out, "integrity violations: none") {
 		t.Errorf("after a restart:\n%s", out)
+	}
+}
+
+// TestTopOneCall: a reading of top is one "stats" round trip, the
+// violation counts included; top no longer asks "violations" as well.
+func TestTopOneCall(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the control socket admits root only")
+	}
+	sock := filepath.Join(t.TempDir(), "ctl.sock")
+	srv, err := control.Listen(sock, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var calls atomic.Int32
+	srv.Handle("stats", func(context.Context, json.RawMessage) (any, error) {
+		calls.Add(1)
+		return statsReply{Violations: violationsReply{Counts: map[string]uint64{"out_of_order": 2}, First: []string{"out_of_order: first"}}}, nil
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	s, err := sampleTop(ctx, sock)
+	if err != nil {
+		t.Fatalf("sampleTop: %v", err)
+	}
+	if n := calls.Load(); n != 1 || s.stats.Violations.Counts["out_of_order"] != 2 || len(s.stats.Violations.First) != 1 {
+		t.Fatalf("%d stats calls, violations %+v; want one call carrying the counts", n, s.stats.Violations)
 	}
 }
 

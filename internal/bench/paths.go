@@ -69,15 +69,15 @@ func (b *bencher) setup(v Variant) (*dut, error) {
 	l := b.l
 	if v.Ceiling {
 		var att link.Link
-		err := l.Do(l.GateNS, func() error {
-			var err error
-			if v.TCSink {
+		var err error
+		if v.TCSink {
+			err = l.Do(l.GateNS, func() (err error) {
 				att, err = link.AttachTCX(link.TCXOptions{Interface: l.OuterIndex, Program: b.shot, Attach: ebpf.AttachTCXIngress})
-			} else {
-				att, err = link.AttachXDP(link.XDPOptions{Program: b.drop, Interface: l.OuterIndex, Flags: link.XDPDriverMode})
-			}
-			return err
-		})
+				return err
+			})
+		} else {
+			att, err = b.attachXDP(l.GateNS, l.OuterIndex, b.drop)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("attach the sink to outer: %w", err)
 		}
@@ -120,17 +120,12 @@ func (b *bencher) kernelForwarding(frontEnd bool) (*dut, error) {
 		// On both sides, as xskgate's program is: TCP's ACKs come in on
 		// inner.
 		for _, idx := range []int{l.OuterIndex, l.InnerIndex} {
-			err := l.Do(l.GateNS, func() error {
-				a, err := link.AttachXDP(link.XDPOptions{Program: b.pass, Interface: idx, Flags: link.XDPDriverMode})
-				if err == nil {
-					atts = append(atts, a)
-				}
-				return err
-			})
+			a, err := b.attachXDP(l.GateNS, idx, b.pass)
 			if err != nil {
 				undo()
 				return nil, fmt.Errorf("attach XDP_PASS to the gate's interfaces: %w", err)
 			}
+			atts = append(atts, a)
 		}
 	}
 	mask := strconv.FormatUint(1<<b.o.GateCPU, 16)
@@ -210,17 +205,23 @@ func (b *bencher) gateSh(script string) error {
 	return nil
 }
 
+// attachXDP attaches prog in native mode (veth has it) to interface
+// ifindex of namespace ns, where the kernel resolves the index, and
+// returns the link, whose Close detaches it.
+func (b *bencher) attachXDP(ns string, ifindex int, prog *ebpf.Program) (link.Link, error) {
+	var att link.Link
+	err := b.l.Do(ns, func() (err error) {
+		att, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
+		return err
+	})
+	return att, err
+}
+
 // clientXDPPass attaches the XDP_PASS program to the client's eth0 (it
 // gives that veth NAPI and passes every frame to its stack) and returns
 // the undo.
 func (b *bencher) clientXDPPass() (func(), error) {
-	l := b.l
-	var att link.Link
-	err := l.Do(l.ClientNS, func() error {
-		var err error
-		att, err = link.AttachXDP(link.XDPOptions{Program: b.pass, Interface: l.ClientIndex, Flags: link.XDPDriverMode})
-		return err
-	})
+	att, err := b.attachXDP(b.l.ClientNS, b.l.ClientIndex, b.pass)
 	if err != nil {
 		return nil, fmt.Errorf("attach XDP_PASS to the client's eth0: %w", err)
 	}
@@ -238,12 +239,7 @@ func (b *bencher) clientExtras(v Variant) (func(), error) {
 		}
 	}
 	if v.ClientXDP {
-		var att link.Link
-		err := l.Do(l.ClientNS, func() error {
-			var err error
-			att, err = link.AttachXDP(link.XDPOptions{Program: b.drop, Interface: l.ClientIndex, Flags: link.XDPDriverMode})
-			return err
-		})
+		att, err := b.attachXDP(l.ClientNS, l.ClientIndex, b.drop)
 		if err != nil {
 			return nil, fmt.Errorf("attach XDP_DROP to the client's eth0: %w", err)
 		}

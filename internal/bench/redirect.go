@@ -5,7 +5,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 
 	"github.com/xskgate/xskgate/internal/lab"
 )
@@ -84,20 +83,13 @@ func (b *bencher) kernelRedirect(direct bool) (func(), error) {
 		}
 		closers = append(closers, toOuter.Close)
 	}
-	var srv, outer link.Link
-	if err := l.Do(l.ServerNS, func() error {
-		var err error
-		srv, err = link.AttachXDP(link.XDPOptions{Program: b.pass, Interface: l.ServerIndex, Flags: link.XDPDriverMode})
-		return err
-	}); err != nil {
+	srv, err := b.attachXDP(l.ServerNS, l.ServerIndex, b.pass)
+	if err != nil {
 		return fail(fmt.Errorf("attach XDP_PASS to the server's eth0 (veth receives redirected frames only with NAPI): %w", err))
 	}
 	closers = append(closers, srv.Close)
-	if err := l.Do(l.GateNS, func() error {
-		var err error
-		outer, err = link.AttachXDP(link.XDPOptions{Program: toOuter, Interface: l.OuterIndex, Flags: link.XDPDriverMode})
-		return err
-	}); err != nil {
+	outer, err := b.attachXDP(l.GateNS, l.OuterIndex, toOuter)
+	if err != nil {
 		return fail(fmt.Errorf("attach the redirect program to %s: %w", lab.OuterName, err))
 	}
 	closers = append(closers, outer.Close)

@@ -39,10 +39,11 @@ type ExtraUser interface {
 // and pops it in Send, so a frame the Inspector took but did not send was
 // never taken: there is nothing to give back after Inspect.
 type spare struct {
-	w    *Worker
-	to   *port
-	addr uint64 // the frame Frame returned: chunk base + RX offset
-	buf  []byte
+	w     *Worker
+	to    *port
+	chunk uint64 // the frame Frame returned: its chunk base, as on the free list
+	addr  uint64 // and its address: chunk base + RX offset
+	buf   []byte
 	// for the Checker's Spare hook, without allocating
 	base [1]uint64
 	disp [1]Disposition
@@ -73,7 +74,7 @@ func (x *spare) Frame(to Side) []byte {
 	}
 	u := w.e.umem
 	base := w.free[len(w.free)-1]
-	x.to, x.addr = p, base+u.RxOffset()
+	x.to, x.chunk, x.addr = p, base, base+u.RxOffset()
 	x.buf = u.Area[x.addr : x.addr : base+uint64(u.FrameSize())]
 	return x.buf
 }
@@ -88,7 +89,9 @@ func (x *spare) Send(n int) bool {
 	if w.check != nil {
 		// The checker learns the frame is sent as the Inspector's own:
 		// only such a frame may go on TX from the free list.
-		x.base[0], x.disp[0] = x.addr&^uint64(w.e.umem.FrameSize()-1), Keep
+		// The base is the free list's, not one masked out of the
+		// address: unaligned chunks need not be a power of two apart.
+		x.base[0], x.disp[0] = x.chunk, Keep
 		if w.check.Spare(x.to.side, x.base[:], x.disp[:]) > 0 {
 			w.quar++
 			x.to.stats.Drops[DropViolation].Add(1)

@@ -195,3 +195,23 @@ func TestKickRetry(t *testing.T) {
 		t.Fatalf("accounting %+v", a)
 	}
 }
+
+// TestSleepSkipsDownLink: frames left on TX by a deferred kick when the
+// link goes down are not kicked by sleep: the kernel refuses (ENETDOWN)
+// every time, which is the link state, not a kick error.
+func TestSleepSkipsDownLink(t *testing.T) {
+	r := newKickRig(t, 64, 64, 1024)
+	p := &r.w.ports[Inner]
+	r.w.deferKick = true
+	r.queue(Inner, 8) // fewer than kickAt: transmit leaves them for a later kick
+	if moved, err := r.w.transmit(p); err != nil || moved != 8 || p.tx.Outstanding() != 8 {
+		t.Fatalf("transmit moved %d, %v; %d on TX, want 8 left unkicked", moved, err, p.tx.Outstanding())
+	}
+	r.inner.Close() // its Kick now says ENETDOWN
+	r.e.SetLinkDown(Inner, true)
+	r.w.sleep()
+	st := &r.w.Stats[Inner]
+	if st.Kicks.Load() != 0 || st.KickErrors.Load() != 0 {
+		t.Fatalf("sleep on a down link: %d kicks, %d kick errors; want none", st.Kicks.Load(), st.KickErrors.Load())
+	}
+}

@@ -64,7 +64,7 @@ func (w *Worker) completeBatch(p *port) (int, error) {
 // is drained or it says "later".
 func (w *Worker) transmit(p *port) (int, error) {
 	if w.e.down[p.side].Load() {
-		// Link down: nothing goes on its TX, and no kick (it would fail).
+		// Link down: nothing goes on its TX (and kick would not kick it).
 		if len(p.txq) > 0 {
 			w.dropTx(p, p.txq, DropLinkDown)
 			p.txq = p.txq[:0]
@@ -143,9 +143,11 @@ func (w *Worker) dropTx(p *port, descs []xsk.Desc, why DropReason) {
 // so EAGAIN alone is no reason to stop: kick again as long as the kernel's
 // consumer index advances, and stop at the first kick that moved nothing
 // (COMPLETION full, the device busy, or a zero-copy driver that transmits
-// later from its NAPI): the rest waits for the next iteration.
+// later from its NAPI): the rest waits for the next iteration. A port whose
+// link is down is not kicked: the sendto would fail every time and count a
+// kick error for what is only the link state (DropLinkDown says that).
 func (w *Worker) kick(p *port) {
-	if !p.tx.NeedWakeup() {
+	if w.e.down[p.side].Load() || !p.tx.NeedWakeup() {
 		return
 	}
 	for out := p.tx.Outstanding(); out > 0; {

@@ -1,23 +1,12 @@
-// Package ethtool reads a network device's driver statistics (ethtool -S)
-// through the SIOCETHTOOL ioctl, by hand.
-//
-// Not github.com/safchain/ethtool: its Stats passes the stack-allocated
-// ethtool_drvinfo to its ioctl helper as a uintptr, so when the helper's
-// prologue grows the goroutine's stack the kernel writes the statistics
-// count into the old, freed stack and the caller reads what the new one
-// holds (zero: no statistics at all); internal/xsk's ChannelReader says the
-// same of its GetChannels. Here every buffer the kernel writes is a heap
-// slice referenced by a real pointer in ifr_data, which neither the stack
-// moving nor the GC can invalidate.
 package ethtool
+
+// Driver statistics, as `ethtool -S` shows them.
 
 import (
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"runtime"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,51 +23,13 @@ const (
 	maxStats = 1 << 16
 )
 
-// Reader reads statistics through one socket, made in the network
-// namespace of the thread that called Open, so that it can be used later
-// from any thread (the ioctl acts in the socket's namespace). Its methods
-// are safe from one goroutine at a time.
-type Reader struct {
-	fd int
-}
-
-// Open makes a Reader in the calling thread's network namespace.
-func Open() (*Reader, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("socket for ethtool: %w", err)
-	}
-	return &Reader{fd: fd}, nil
-}
-
-// Close closes the socket.
-func (r *Reader) Close() error { return unix.Close(r.fd) }
-
-// ioctl issues SIOCETHTOOL on ifname with buf, which starts with the
-// command word, as ifr_data.
-func (r *Reader) ioctl(ifname string, buf []byte) error {
-	var ifr struct {
-		name [unix.IFNAMSIZ]byte
-		data unsafe.Pointer // a real pointer: the GC and stack moves see it
-		_    [24 - unsafe.Sizeof(uintptr(0))]byte
-	}
-	copy(ifr.name[:], ifname)
-	ifr.data = unsafe.Pointer(&buf[0])
-	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(r.fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
-	runtime.KeepAlive(buf)
-	if e != 0 {
-		return e
-	}
-	return nil
-}
-
 // count is the number of statistics ifname has now (ETHTOOL_GSSET_INFO).
 func (r *Reader) count(ifname string) (int, error) {
 	// struct ethtool_sset_info: cmd, reserved, sset_mask (u64), data[1].
 	b := make([]byte, 4+4+8+4)
 	binary.NativeEndian.PutUint32(b[0:], cmdGSSetInfo)
 	binary.NativeEndian.PutUint64(b[8:], 1<<ssStats)
-	if err := r.ioctl(ifname, b); err != nil {
+	if err := r.Do(ifname, b); err != nil {
 		return 0, err
 	}
 	if binary.NativeEndian.Uint64(b[8:])&(1<<ssStats) == 0 {
@@ -117,14 +68,14 @@ func (r *Reader) Stats(ifname string) (map[string]uint64, error) {
 	binary.NativeEndian.PutUint32(names[0:], cmdGStrings)
 	binary.NativeEndian.PutUint32(names[4:], ssStats)
 	binary.NativeEndian.PutUint32(names[8:], uint32(n))
-	if err := r.ioctl(ifname, names); err != nil {
+	if err := r.Do(ifname, names); err != nil {
 		return nil, fmt.Errorf("ethtool -S %s: names: %w", ifname, err)
 	}
 	// struct ethtool_stats: cmd, n_stats, then the u64 values.
 	vals := make([]byte, 8+room*8)
 	binary.NativeEndian.PutUint32(vals[0:], cmdGStats)
 	binary.NativeEndian.PutUint32(vals[4:], uint32(n))
-	if err := r.ioctl(ifname, vals); err != nil {
+	if err := r.Do(ifname, vals); err != nil {
 		return nil, fmt.Errorf("ethtool -S %s: values: %w", ifname, err)
 	}
 	if int(binary.NativeEndian.Uint32(names[8:])) != n || int(binary.NativeEndian.Uint32(vals[4:])) != n {

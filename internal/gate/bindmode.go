@@ -19,26 +19,28 @@ const (
 	BindCopy     = "copy"
 )
 
-// bindModeOf reads s's granted mode; "" when XDP_OPTIONS fails.
-func bindModeOf(s *xsk.Socket) string {
+// bindModeOf reads s's granted mode; "" and the error when XDP_OPTIONS
+// fails.
+func bindModeOf(s *xsk.Socket) (string, error) {
 	o, err := s.Options()
 	switch {
 	case err != nil:
-		return ""
+		return "", err
 	case o.ZeroCopy:
-		return BindZeroCopy
+		return BindZeroCopy, nil
 	}
-	return BindCopy
+	return BindCopy, nil
 }
 
-// logBindModes reads and logs the mode of every socket, one line per
-// interface.
-func (g *Gate) logBindModes() {
+// readBindModes reads the mode of every socket into bindModes and logs
+// them, one line per interface. It reports whether any socket got
+// zero-copy, which is all the integrity checks need of it.
+func (g *Gate) readBindModes() (anyZeroCopy bool) {
 	for side, socks := range [2][]*xsk.Socket{g.Outer, g.Inner} {
 		var zc, cp []int
 		g.bindModes[side] = make([]string, len(socks))
 		for i, s := range socks {
-			m := bindModeOf(s)
+			m, _ := bindModeOf(s) // "" is shown as unknown
 			g.bindModes[side][i] = m
 			switch m {
 			case BindZeroCopy:
@@ -47,11 +49,12 @@ func (g *Gate) logBindModes() {
 				cp = append(cp, s.Queue())
 			}
 		}
-		g.zeroCopy[side] = len(zc)
+		anyZeroCopy = anyZeroCopy || len(zc) > 0
 		iface := [2]string{g.cfg.Outer, g.cfg.Inner}[side]
 		g.log.Info("AF_XDP bind mode granted", "side", engine.Side(side).String(), "iface", iface,
 			"asked", g.cfg.Umem.Mode.String(), "zero_copy_queues", zc, "copy_queues", cp)
 	}
+	return anyZeroCopy
 }
 
 // BindMode returns the mode the kernel granted the socket of side s and

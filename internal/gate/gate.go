@@ -70,14 +70,13 @@ type Gate struct {
 	carrier    xdpprog.Carrier
 	carrierWhy string
 	// ethtool is a socket made in the interfaces' namespace, to read the
-	// outer driver's XDP_TX errors from anywhere (XDPTxErrors).
+	// queue counts (the link watch) and the outer driver's XDP_TX errors
+	// (XDPTxErrors) from anywhere.
 	ethtool *ethtool.Reader
 	queues  [2]ifQueues // outer's and inner's queue counts at Open
 	// bindModes is what the kernel granted each socket (XDP_OPTIONS),
-	// outer's then inner's in queue order; zeroCopy counts the zero-copy
-	// ones per side (bindmode.go).
+	// outer's then inner's in queue order (bindmode.go).
 	bindModes [2][]string
-	zeroCopy  [2]int
 	links     *linkWatch // see links.go
 }
 
@@ -114,22 +113,25 @@ func Open(cfg Config) (g *Gate, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The gate's one ethtool socket, in the interfaces' namespace: the
+	// queue counts here and in the link watch, the first line's XDP_TX
+	// errors.
+	et, err := ethtool.Open()
+	if err != nil {
+		return nil, err
+	}
 	// Every RX queue of both interfaces is served, or the gate refuses to
 	// start (queues.go): a frame on an unserved queue would bypass it.
-	qo, err1 := readQueues(cfg.Outer, cfg.Logger)
-	qi, err2 := readQueues(cfg.Inner, cfg.Logger)
-	if err := errors.Join(err1, err2); err != nil {
+	qo, err1 := readQueues(et, cfg.Outer, cfg.Logger)
+	qi, err2 := readQueues(et, cfg.Inner, cfg.Logger)
+	if err = errors.Join(err1, err2); err == nil {
+		cfg.Queues, err = planQueues(cfg.Queues, qo, qi)
+	}
+	if err != nil {
+		et.Close()
 		return nil, err
 	}
-	if cfg.Queues, err = planQueues(cfg.Queues, qo, qi); err != nil {
-		return nil, err
-	}
-	g = &Gate{cfg: cfg, log: cfg.Logger, carrier: carrier, carrierWhy: why, queues: [2]ifQueues{qo, qi}}
-	if cfg.FirstLine {
-		if g.ethtool, err = ethtool.Open(); err != nil {
-			return nil, err
-		}
-	}
+	g = &Gate{cfg: cfg, log: cfg.Logger, carrier: carrier, carrierWhy: why, queues: [2]ifQueues{qo, qi}, ethtool: et}
 	cfg.Engine.Carrier = carrier
 	// On error, release what was made: the deferred call sees g already
 	// set to the nil it returns, so it closes this copy.
@@ -164,7 +166,7 @@ func Open(cfg Config) (g *Gate, err error) {
 	if cfg.Engine.Logger == nil {
 		cfg.Engine.Logger = cfg.Logger
 	}
-	g.logBindModes()
+	zeroCopy := g.readBindModes()
 	if cfg.Integrity != nil {
 		ic := *cfg.Integrity
 		if ic.Logger == nil {
@@ -173,7 +175,7 @@ func Open(cfg Config) (g *Gate, err error) {
 		// What the kernel granted, not what was asked: the checks read
 		// each socket's mode (XDP_OPTIONS) themselves; ZeroCopy makes the
 		// order check unavailable, since it is one switch for all.
-		ic.ZeroCopy = g.zeroCopy[0] > 0 || g.zeroCopy[1] > 0
+		ic.ZeroCopy = zeroCopy
 		if ic.RxOffset == 0 {
 			// Copy mode puts every received frame at headroom + 256 in
 			// its chunk; on a zero-copy socket the checks ignore it
@@ -219,7 +221,7 @@ func Open(cfg Config) (g *Gate, err error) {
 		g.atts = append(g.atts, a)
 	}
 	// Watch both links from now on: the namespace is this thread's.
-	if g.links, err = newLinkWatch(g.Engine, g.log, g.queues); err != nil {
+	if g.links, err = newLinkWatch(g.Engine, g.log, g.queues, g.ethtool); err != nil {
 		return nil, err
 	}
 	g.log.Info("gate open", "outer", cfg.Outer, "inner", cfg.Inner, "queues", cfg.Queues,
@@ -244,7 +246,7 @@ func Open(cfg Config) (g *Gate, err error) {
 // goroutine at a time (the first line's controller).
 func (g *Gate) XDPTxErrors() (uint64, bool) {
 	if g.ethtool == nil {
-		return 0, false
+		return 0, false // closed
 	}
 	n, found, err := g.ethtool.Sum(g.cfg.Outer, func(name string) bool { return strings.Contains(name, "xdp_tx_err") })
 	if err != nil {

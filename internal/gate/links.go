@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xskgate/xskgate/internal/engine"
-	"github.com/xskgate/xskgate/internal/xsk"
+	"github.com/xskgate/xskgate/internal/ethtool"
 )
 
 // The gate's links change under it: an operator or a driver takes one
@@ -103,8 +103,8 @@ type linkWatch struct {
 	e     *engine.Engine
 	log   *slog.Logger
 	ns    netns.NsHandle
-	h     *netlink.Handle    // rtnetlink in ns, for polls
-	chans *xsk.ChannelReader // ethtool in ns, for queue counts
+	h     *netlink.Handle // rtnetlink in ns, for polls
+	chans *ethtool.Reader // the gate's, in ns, for queue counts
 	sides [2]*linkSide
 	ups   chan netlink.LinkUpdate
 	stop  chan struct{} // closes the subscription and the loop
@@ -116,9 +116,9 @@ type linkWatch struct {
 }
 
 // newLinkWatch prepares the watch of outer and inner in the calling
-// thread's network namespace.
-func newLinkWatch(e *engine.Engine, log *slog.Logger, q [2]ifQueues) (w *linkWatch, err error) {
-	w = &linkWatch{e: e, log: log, ns: -1, stop: make(chan struct{}), failed: make(chan struct{})}
+// thread's network namespace; chans, made there too, stays the caller's.
+func newLinkWatch(e *engine.Engine, log *slog.Logger, q [2]ifQueues, chans *ethtool.Reader) (w *linkWatch, err error) {
+	w = &linkWatch{e: e, log: log, ns: -1, chans: chans, stop: make(chan struct{}), failed: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			w.close()
@@ -129,9 +129,6 @@ func newLinkWatch(e *engine.Engine, log *slog.Logger, q [2]ifQueues) (w *linkWat
 	}
 	if w.h, err = netlink.NewHandleAt(w.ns); err != nil {
 		return nil, fmt.Errorf("watch links: rtnetlink: %w", err)
-	}
-	if w.chans, err = xsk.NewChannelReader(); err != nil {
-		return nil, fmt.Errorf("watch links: %w", err)
 	}
 	for i, side := range []engine.Side{engine.Outer, engine.Inner} {
 		l, err := w.h.LinkByName(q[i].Name)
@@ -227,7 +224,7 @@ func (w *linkWatch) run() {
 func (w *linkWatch) observe(s *linkSide, l netlink.Link) {
 	st := stateOf(l)
 	st.RX, st.TX = s.was.RX, s.was.TX
-	if ch, err := w.chans.Read(st.Name); err == nil {
+	if ch, err := w.chans.Channels(st.Name); err == nil {
 		st.RX, st.TX = ch.RX, ch.TX
 	}
 	w.apply(s, st)
@@ -306,9 +303,6 @@ func (w *linkWatch) close() {
 			for range ups {
 			}
 		}(w.ups)
-	}
-	if w.chans != nil {
-		w.chans.Close()
 	}
 	if w.h != nil {
 		w.h.Close()

@@ -9,7 +9,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/xskgate/xskgate/internal/xsk"
+	"github.com/xskgate/xskgate/internal/ethtool"
 )
 
 // Why the gate serves every queue, or refuses to start.
@@ -31,21 +31,21 @@ import (
 // ifQueues is one interface's queue counts.
 type ifQueues struct {
 	Name string
-	xsk.Channels
+	ethtool.Channels
 }
 
 // readQueues reads ifname's real RX and TX queue counts: the ethtool
 // channels ioctl, or for drivers without it the counts netlink reports
 // (such drivers cannot change them).
-func readQueues(ifname string, log *slog.Logger) (ifQueues, error) {
-	ch, err := xsk.ReadChannels(ifname)
+func readQueues(r *ethtool.Reader, ifname string, log *slog.Logger) (ifQueues, error) {
+	ch, err := r.Channels(ifname)
 	if errors.Is(err, unix.EOPNOTSUPP) {
 		l, lerr := netlink.LinkByName(ifname)
 		if lerr != nil {
 			return ifQueues{}, fmt.Errorf("read queue counts of %s: %w", ifname, lerr)
 		}
 		a := l.Attrs()
-		ch = xsk.Channels{RX: a.NumRxQueues, TX: a.NumTxQueues, MaxRX: a.NumRxQueues, MaxTX: a.NumTxQueues}
+		ch = ethtool.Channels{RX: a.NumRxQueues, TX: a.NumTxQueues, MaxRX: a.NumRxQueues, MaxTX: a.NumTxQueues}
 		log.Info("driver has no ethtool channels: queue counts from netlink", "iface", ifname, "rx", ch.RX, "tx", ch.TX)
 		err = nil
 	}

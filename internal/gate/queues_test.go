@@ -4,11 +4,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xskgate/xskgate/internal/xsk"
+	"github.com/xskgate/xskgate/internal/ethtool"
 )
 
 func q(name string, rx, tx, max int, combined bool) ifQueues {
-	return ifQueues{Name: name, Channels: xsk.Channels{RX: rx, TX: tx, MaxRX: max, MaxTX: max, Combined: combined}}
+	return ifQueues{Name: name, Channels: ethtool.Channels{RX: rx, TX: tx, MaxRX: max, MaxTX: max, Combined: combined}}
 }
 
 // TestPlanQueues: every RX queue of both interfaces is served, or the

@@ -131,12 +131,11 @@ func (g *Gate) Status() Status {
 					ss.Diag, ss.NeedWakeup = true, u.Flags&xdpDuFNeedWakeup != 0
 				}
 			}
-			if o, err := s.Options(); err != nil {
+			// Read again, not bindModes: status says what the kernel
+			// reports now.
+			var err error
+			if ss.BindMode, err = bindModeOf(s); err != nil {
 				ss.Err = err.Error()
-			} else if o.ZeroCopy {
-				ss.BindMode = "zero-copy"
-			} else {
-				ss.BindMode = "copy"
 			}
 			is.Sockets = append(is.Sockets, ss)
 		}

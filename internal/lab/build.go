@@ -168,14 +168,14 @@ func (b *builder) build() (*Lab, error) {
 			if err != nil {
 				return fmt.Errorf("lab: reading queue counts of %s in %s: %w", e.ifname, e.ns, err)
 			}
-			if ch.RxCount == q && ch.TxCount == q {
+			if ch.RX == cfg.Queues && ch.TX == cfg.Queues {
 				return nil
 			}
-			if err := setChannels(e.ifname, q, q); err != nil {
-				return fmt.Errorf("lab: setting %d queues on %s in %s (has rx %d tx %d, max %d/%d): %w", q, e.ifname, e.ns, ch.RxCount, ch.TxCount, ch.MaxRx, ch.MaxTx, err)
+			if err := setChannels(e.ifname, cfg.Queues, cfg.Queues); err != nil {
+				return fmt.Errorf("lab: setting %d queues on %s in %s (has rx %d tx %d, max %d/%d): %w", cfg.Queues, e.ifname, e.ns, ch.RX, ch.TX, ch.MaxRX, ch.MaxTX, err)
 			}
-			if ch, err = getChannels(e.ifname); err != nil || ch.RxCount != q || ch.TxCount != q {
-				return fmt.Errorf("lab: %s in %s has rx %d tx %d queues, want %d (err %v)", e.ifname, e.ns, ch.RxCount, ch.TxCount, q, err)
+			if ch, err = getChannels(e.ifname); err != nil || ch.RX != cfg.Queues || ch.TX != cfg.Queues {
+				return fmt.Errorf("lab: %s in %s has rx %d tx %d queues, want %d (err %v)", e.ifname, e.ns, ch.RX, ch.TX, cfg.Queues, err)
 			}
 			return nil
 		})

@@ -271,12 +271,12 @@ func TestQueuesAndMTU(t *testing.T) {
 func TestSetChannels(t *testing.T) {
 	needRoot(t)
 	l := ForTest(t, Config{Queues: 4})
-	for _, c := range [][2]uint32{{1, 1}, {2, 3}, {4, 4}} {
+	for _, c := range [][2]int{{1, 1}, {2, 3}, {4, 4}} {
 		if err := l.Do(l.GateNS, func() error { return setChannels(OuterName, c[0], c[1]) }); err != nil {
 			t.Fatalf("set %v: %v", c, err)
 		}
 		rx, tx, err := Queues(l.GateNS, OuterName)
-		if err != nil || rx != int(c[0]) || tx != int(c[1]) {
+		if err != nil || rx != c[0] || tx != c[1] {
 			t.Errorf("after set %v: rx %d tx %d err %v", c, rx, tx, err)
 		}
 	}

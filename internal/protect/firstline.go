@@ -130,9 +130,12 @@ func (f *firstLine) apply(i *Inspector, rs *ruleset) error {
 	f.penalty, f.hold = int64(rs.firstLine.Penalty), int64(rs.firstLine.Hold)
 	c := xdpprog.FirstLineConfig{Stages: on, Monitor: mon, Key0: i.key.k0, Key1: i.key.k1, ClockBase: f.base,
 		MSS4: rs.proxy.mss, MSS6: rs.proxy.mss - 20, Window: rs.proxy.window, WScale: rs.proxy.wscale, SACK: rs.proxy.sack,
-		ChallengeRate: rs.challengeRate, ChallengeBurst: rs.challengeBurst, CookieInUserSpace: f.noTx.Load()}
+		// The challenge limiter's own GCRA parameters: XDP and user space
+		// spend the budget at the same rate and burst.
+		ChallengeInterval: uint64(rs.challenge.r.interval), ChallengeTolerance: uint64(rs.challenge.r.tolerance),
+		CookieInUserSpace: f.noTx.Load()}
 	if rs.passedTTL > 0 {
-		c.PassedRate, c.PassedBurst = rs.passedRate, rs.passedBurst
+		c.PassedInterval, c.PassedTolerance = uint64(rs.passed.interval), uint64(rs.passed.tolerance)
 	}
 	if err := f.fl.Configure(c); err != nil {
 		return err

@@ -154,13 +154,11 @@ func (i *Inspector) cookieACK(w *workerState, rs *ruleset, r *rule, pk *engine.P
 		return decision{}, false
 	}
 	ws := int8(-1)
-	win := uint32(p.TCP.Window)
 	if o.wscale != wscaleNone {
 		ws = int8(o.wscale)
-		win <<= o.wscale // a window field is scaled by its sender's own shift
 	}
 	v := i.table.Insert(&w.seg, flow.Open{State: flow.StateSynSent, ClientISN: isn, ClientWScale: ws,
-		ClientWindow: uint16(min(win, 65535)), SACKPerm: o.sack, SeqAdjust: cookie}, sec)
+		ClientWindow: clientWindow(p, o), SACKPerm: o.sack, SeqAdjust: cookie}, sec)
 	if v.Reason == flow.ReasonTableFull {
 		pk.Verdict = engine.Drop
 		return decision{reason: rTableFull, verdict: vDrop, outcome: vDrop, rule: r}, true
@@ -170,14 +168,10 @@ func (i *Inspector) cookieACK(w *workerState, rs *ruleset, r *rule, pk *engine.P
 	}
 	i.tracked(w, v)
 	i.pass(rs, p.Src, now)
-	var ob [12]byte
-	n := synOpts(ob[:], mssTable[o.mssIdx], o.wscale, o.sack)
-	l := forwardAs(pk.Data, p, tcpFields{seq: isn, flags: packet.SYN, window: uint16(min(win, 65535))}, ob[:n])
-	if l == 0 {
+	if !synToServer(pk, p, isn, o) {
 		pk.Verdict = engine.Drop
 		return decision{reason: rChallengePassed, verdict: vPass, outcome: vDrop, rule: r}, true
 	}
-	pk.Data, pk.Len = pk.Data[:l], uint32(l)
 	w.c.cookies[cValid].inc()
 	return decision{reason: rChallengePassed, rule: r}, true
 }
@@ -206,19 +200,37 @@ func (i *Inspector) resendSyn(w *workerState, pk *engine.Packet, cookie uint32, 
 			return false
 		}
 	}
-	win := uint32(p.TCP.Window)
-	if o.wscale != wscaleNone {
-		win <<= o.wscale
+	if !synToServer(pk, p, isn, o) {
+		return false
 	}
+	w.c.proxy[pSynResent].inc()
+	return true
+}
+
+// synToServer rewrites the client segment in pk (parsed in p) into the SYN
+// to the server for the client's ISN isn, with the options its cookie
+// restored; cookieACK sends it first and resendSyn again. false: the SYN
+// does not fit the frame, which is left as it was.
+func synToServer(pk *engine.Packet, p *packet.Packet, isn uint32, o cookieOpts) bool {
 	var ob [12]byte
 	n := synOpts(ob[:], mssTable[o.mssIdx], o.wscale, o.sack)
-	l := forwardAs(pk.Data, p, tcpFields{seq: isn, flags: packet.SYN, window: uint16(min(win, 65535))}, ob[:n])
+	l := forwardAs(pk.Data, p, tcpFields{seq: isn, flags: packet.SYN, window: clientWindow(p, o)}, ob[:n])
 	if l == 0 {
 		return false
 	}
 	pk.Data, pk.Len = pk.Data[:l], uint32(l)
-	w.c.proxy[pSynResent].inc()
 	return true
+}
+
+// clientWindow is the window the client's segment in p offers, in bytes,
+// capped for a SYN's unscaled window field: a window field is scaled by
+// its sender's own shift, which the cookie carries.
+func clientWindow(p *packet.Packet, o cookieOpts) uint16 {
+	win := uint32(p.TCP.Window)
+	if o.wscale != wscaleNone {
+		win <<= o.wscale
+	}
+	return uint16(min(win, 65535))
 }
 
 // serverSynAck handles the server's SYN-ACK on a proxied flow: it records

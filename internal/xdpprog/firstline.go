@@ -82,17 +82,22 @@ type FirstLineConfig struct {
 	Window     uint16
 	WScale     uint8
 	SACK       bool
-	// ChallengeRate and ChallengeBurst bound the cookie SYN-ACKs sent in
-	// XDP per second, over all CPUs (0: no limit).
-	ChallengeRate, ChallengeBurst uint32
+	// ChallengeInterval and ChallengeTolerance bound the cookie SYN-ACKs
+	// sent in XDP, over all CPUs, as a GCRA in nanoseconds: one cookie is
+	// worth the interval, the burst is the tolerance (interval 0: no
+	// limit). They are given, not derived from a rate here, so that the
+	// caller can pass the very parameters its own budget uses (package
+	// protect passes its challenge limiter's).
+	ChallengeInterval, ChallengeTolerance uint64
 	// CookieInUserSpace: XDP_TX does not work on the interface, so the
 	// cookie stage only enforces the challenge budget: SYNs within it go
 	// on to the user-space proxy, the rest are dropped in XDP.
 	CookieInUserSpace bool
-	// PassedRate and PassedBurst bound the SYN-ACKs each source that
-	// passed a challenge (Pass) gets outside the challenge budget, per
-	// second; PassedRate 0 turns that exemption off.
-	PassedRate, PassedBurst uint32
+	// PassedInterval and PassedTolerance are the GCRA of the SYN-ACKs
+	// each source that passed a challenge (Pass) gets outside the
+	// challenge budget, in ns as ChallengeInterval; 0 turns that
+	// exemption off.
+	PassedInterval, PassedTolerance uint64
 }
 
 // FirstLine feeds the first line of a Program loaded with
@@ -138,16 +143,9 @@ func (f *FirstLine) configureLocked(c FirstLineConfig) error {
 	if c.CookieInUserSpace {
 		v.CookieUser = 1
 	}
-	if c.ChallengeRate > 0 {
-		// One budget shared by all CPUs (steer.c says why), with the
-		// user-space proxy's GCRA parameters (protect.rateParams).
-		v.CookieInterval = max(uint64(1e9/float64(c.ChallengeRate)), 1)
-		v.CookieTolerance = v.CookieInterval * uint64(max(c.ChallengeBurst, 1))
-	}
-	if c.PassedRate > 0 {
-		v.PassedInterval = max(uint64(1e9/float64(c.PassedRate)), 1)
-		v.PassedTolerance = v.PassedInterval * uint64(max(c.PassedBurst, 1))
-	}
+	// One budget shared by all CPUs (steer.c says why).
+	v.CookieInterval, v.CookieTolerance = c.ChallengeInterval, c.ChallengeTolerance
+	v.PassedInterval, v.PassedTolerance = c.PassedInterval, c.PassedTolerance
 	if err := f.m(steerMapXskgateConfig).Put(uint32(0), v); err != nil {
 		return fmt.Errorf("first line: configure: %w", err)
 	}

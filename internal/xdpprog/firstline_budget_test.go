@@ -13,7 +13,8 @@ import (
 
 // cookieProgram loads a first line whose scopes are challenged, with the
 // challenge budget rate/burst (0: none) and the growth refusals of
-// testGrow.
+// testGrow. The budget is given as protect's limiter gives it: ns per
+// cookie, and that times the burst.
 func cookieProgram(t *testing.T, testGrow uint32, rate, burst uint32, userSpace bool) (*Program, *FirstLine) {
 	t.Helper()
 	p := loadOpts(t, 1, Options{Carrier: CarrierHead, FirstLine: true, Flows: 1024, testGrow: testGrow})
@@ -28,8 +29,19 @@ func cookieProgram(t *testing.T, testGrow uint32, rate, burst uint32, userSpace 
 // cookieConfig is cookieProgram's configuration: every stage on, the
 // challenge budget rate/burst, no exemption for passed sources.
 func cookieConfig(rate, burst uint32, userSpace bool) FirstLineConfig {
+	interval, tolerance := gcra(rate, burst)
 	return FirstLineConfig{Stages: AllStages, Key0: 1, Key1: 2, MSS4: 1460, MSS6: 1440, WScale: 7, SACK: true,
-		ChallengeRate: rate, ChallengeBurst: burst, CookieInUserSpace: userSpace}
+		ChallengeInterval: interval, ChallengeTolerance: tolerance, CookieInUserSpace: userSpace}
+}
+
+// gcra is a GCRA's interval and tolerance in ns for rate/s and burst (0:
+// no limit), as package protect computes them.
+func gcra(rate, burst uint32) (interval, tolerance uint64) {
+	if rate == 0 {
+		return 0, 0
+	}
+	interval = uint64(1e9 / rate)
+	return interval, interval * uint64(max(burst, 1))
 }
 
 // padded is frame padded with zeros to Ethernet's 60-byte minimum, as a

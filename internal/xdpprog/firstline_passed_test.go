@@ -19,7 +19,7 @@ func TestFirstLinePassedSources(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			p, f := cookieProgram(t, 0, budgetRate, burst, mode.userSpace)
 			cfg := cookieConfig(budgetRate, burst, mode.userSpace)
-			cfg.PassedRate, cfg.PassedBurst = budgetRate, passedBurst
+			cfg.PassedInterval, cfg.PassedTolerance = gcra(budgetRate, passedBurst)
 			must(t, f.Configure(cfg))
 			k := 0
 			syn := func(fam family, from bool) uint32 {

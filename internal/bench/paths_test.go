@@ -1,0 +1,54 @@
+package bench
+
+import (
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/vishvananda/netlink"
+
+	"github.com/xskgate/xskgate/internal/lab"
+)
+
+// TestKernelRedirectAttaches: the kernel-redirect ceiling attaches its
+// programs through attachXDP, in the namespaces of the interfaces they
+// are for (XDP_PASS on the server's eth0, the redirect on the gate's
+// outer), and its undo detaches them again, direct or through a cpumap.
+func TestKernelRedirectAttaches(t *testing.T) {
+	l := lab.ForTest(t, lab.Config{Queues: 1})
+	pass, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "xskgate_pass", Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2 /* XDP_PASS */), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pass.Close()
+	b := &bencher{l: l, pass: pass}
+	attached := func(ns string, idx int) bool {
+		t.Helper()
+		var on bool
+		if err := l.Do(ns, func() error {
+			lk, err := netlink.LinkByIndex(idx)
+			if err == nil {
+				on = lk.Attrs().Xdp != nil && lk.Attrs().Xdp.Attached
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return on
+	}
+	for _, direct := range []bool{true, false} {
+		undo, err := b.kernelRedirect(direct)
+		if err != nil {
+			t.Fatalf("direct %v: %v", direct, err)
+		}
+		srv, outer := attached(l.ServerNS, l.ServerIndex), attached(l.GateNS, l.OuterIndex)
+		undo()
+		if !srv || !outer {
+			t.Fatalf("direct %v: XDP on the server's eth0 %v, on outer %v; want both", direct, srv, outer)
+		}
+		if attached(l.ServerNS, l.ServerIndex) || attached(l.GateNS, l.OuterIndex) {
+			t.Fatalf("direct %v: a program stays attached after the undo", direct)
+		}
+	}
+}
