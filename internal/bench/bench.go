@@ -114,6 +114,10 @@ type Options struct {
 	// Linux forwards in softirq, which no task on its core delays; the
 	// worker is a task among others.
 	DUTNice int
+	// NAPIThread: in the floods and the generator's ceiling into XDP_DROP,
+	// outer's NAPI runs as a thread pinned to GateCPU at SCHED_FIFO 1, and
+	// its run time gives the cost per frame (napi.go).
+	NAPIThread bool
 	// FloodRate paces the Flood variants, frames/s (0: as fast as the
 	// generator goes).
 	FloodRate float64
@@ -149,6 +153,7 @@ type Result struct {
 	TCPGbps    []float64 // one per TCPStreams value
 	TCPErr     string
 	Floods     []FloodSample // Flood variants: one per run
+	NAPI       []NAPICost    // with Options.NAPIThread: one per run
 }
 
 // Run runs the benchmark and prints the table.
@@ -234,6 +239,9 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 	if o.DUTNice != 0 {
 		fmt.Fprintf(o.Out, "setting: xskgate's worker thread (and the external l2fwd) runs at nice %d, so that other work on CPU %d does not set its rate; Linux forwards in softirq, which tasks do not delay (--dut-nice 0 leaves it)\n", o.DUTNice, o.GateCPU)
 	}
+	if o.NAPIThread {
+		fmt.Fprintf(o.Out, "setting: in the floods and the generator's ceiling into XDP_DROP, outer's NAPI is a thread (/sys/class/net/outer/threaded) pinned to CPU %d at SCHED_FIFO 1, as a NIC queue's interrupt on the gate's core; its run time per frame is the receive path's cost (--napi-thread)\n", o.GateCPU)
+	}
 	fmt.Fprintf(o.Out, "setting: RPS on outer's rx-0 steers Linux forwarding to CPU %d (mask %x), for its runs only\n", o.GateCPU, 1<<o.GateCPU)
 	if o.TxBudget != 0 {
 		fmt.Fprintf(o.Out, "setting: xskgate's XDP_MAX_TX_SKB_BUDGET %d\n", o.TxBudget)
@@ -273,13 +281,18 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 			res[i].Offered = append(res[i].Offered, offered)
 			res[i].EngineDrop = append(res[i].EngineDrop, drops)
 			res[i].Busy = append(res[i].Busy, sm.busy)
+			napi := ""
+			if sm.napi.Frames > 0 {
+				res[i].NAPI = append(res[i].NAPI, sm.napi)
+				napi = "; " + sm.napi.String()
+			}
 			switch {
 			case v.Flood != "":
 				res[i].Floods = append(res[i].Floods, sm.flood)
-				fmt.Fprintf(o.Out, "  run %d %-22s %s\n", run+1, v.Name, sm.flood)
+				fmt.Fprintf(o.Out, "  run %d %-22s %s%s\n", run+1, v.Name, sm.flood, napi)
 				continue
 			case v.Ceiling:
-				fmt.Fprintf(o.Out, "  run %d %-22s %6.3f Mpps reached the %s sink on outer (generator counted %.3f Mpps)\n", run+1, v.Name, pps/1e6, sinkName(v), offered/1e6)
+				fmt.Fprintf(o.Out, "  run %d %-22s %6.3f Mpps reached the %s sink on outer (generator counted %.3f Mpps)%s\n", run+1, v.Name, pps/1e6, sinkName(v), offered/1e6, napi)
 				continue
 			}
 			if v.AckFlood {
@@ -354,6 +367,7 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 	}
 	report(o.Out, o.Variants, res, o)
 	reportFloods(o.Out, o.Variants, res)
+	reportNAPI(o.Out, o, res)
 	if o.Legit {
 		if err := b.legit(ctx, res); err != nil {
 			return res, err

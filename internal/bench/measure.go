@@ -56,6 +56,7 @@ type sample struct {
 	busy                  float64 // GateCPU's busy share
 	kicks, polls, iters   uint64  // the gate's sendto kicks, poll sleeps, loop iterations
 	flood                 FloodSample
+	napi                  NAPICost // with Options.NAPIThread, for floods and the XDP_DROP ceiling
 }
 
 // frameFor returns the variant's frames (sent in turn) and what varies in
@@ -99,6 +100,12 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 		return sm, err
 	}
 	defer undo()
+	var napi *napiThreads
+	if b.o.NAPIThread && (v.Flood != "" || (v.Ceiling && !v.TCSink)) {
+		if napi, err = b.napiThread(b.o.GateCPU); err != nil {
+			return sm, err
+		}
+	}
 	frames, vary := b.frameFor(v)
 	gen, err := newSource(l, b.gen, frames, vary, b.o.Warmup+b.o.Window+time.Minute, b.o.GenNice)
 	if err != nil {
@@ -161,6 +168,12 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 			return sm, err
 		}
 	}
+	var n0 napiSnap
+	if napi != nil {
+		if n0, err = b.napiSnap(napi); err != nil {
+			return sm, err
+		}
+	}
 	c0 := cpuTimes(b.o.GateCPU)
 	k0, p0, i0 := gateSyscalls(d.g)
 	s0, h0, t0 := gen.Sent(), gateRx(d.g), time.Now()
@@ -173,6 +186,13 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 	}
 	s1, h1, dt := gen.Sent(), gateRx(d.g), time.Since(t0).Seconds()
 	sm.busy = c0.busyUntil(cpuTimes(b.o.GateCPU))
+	if napi != nil {
+		n1, err := b.napiSnap(napi)
+		if err != nil {
+			return sm, err
+		}
+		sm.napi = napiCost(n0, n1, d.g != nil)
+	}
 	k1, p1, i1 := gateSyscalls(d.g)
 	sm.kicks, sm.polls, sm.iters = k1-k0, p1-p0, i1-i0
 	if v.Flood != "" {
