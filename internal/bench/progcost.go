@@ -80,7 +80,10 @@ func progCases() []progCase {
 // the cases need.
 func setupFirstLine(fl *xdpprog.FirstLine) error {
 	return errors.Join(
-		fl.Configure(xdpprog.FirstLineConfig{Stages: xdpprog.AllStages, Key0: 1, Key1: 2, MSS4: 1460, MSS6: 1440, WScale: 7, SACK: true}),
+		// As the Inspector configures it: the lists hold entries, the
+		// penalty box is empty.
+		fl.Configure(xdpprog.FirstLineConfig{Stages: xdpprog.AllStages, Key0: 1, Key1: 2, MSS4: 1460, MSS6: 1440, WScale: 7, SACK: true,
+			HasAllow: true, HasBlock: true}),
 		fl.Set(xdpprog.Scopes, netip.PrefixFrom(costServer, 32), xdpprog.ScopeOutOfState|xdpprog.ScopeChallenge),
 		fl.Set(xdpprog.Scopes, netip.PrefixFrom(costServer2, 32), xdpprog.ScopeOutOfState),
 		fl.Set(xdpprog.Blocklist, netip.PrefixFrom(costBlocked, 32), 1),

@@ -75,6 +75,9 @@ type firstLine struct {
 	// was last put in the box: each source costs one map update per
 	// penalty, not one per SYN.
 	penalized []atomic.Int64
+	// penaltyOn: a source was put in the box, so the program looks it up
+	// (until then every frame is spared that lookup).
+	penaltyOn atomic.Bool
 
 	// txErrors reads the outer driver's XDP_TX failures (nil: unknown).
 	txErrors               func() (uint64, bool)
@@ -126,18 +129,8 @@ func (i *Inspector) SetFirstLine(fl *xdpprog.FirstLine, txErrors func() (uint64,
 // apply mirrors a ruleset: stages and cookie parameters, the lists, and the
 // rule scopes (their flags kept).
 func (f *firstLine) apply(i *Inspector, rs *ruleset) error {
-	on, mon := f.stages(rs)
 	f.penalty, f.hold = int64(rs.firstLine.Penalty), int64(rs.firstLine.Hold)
-	c := xdpprog.FirstLineConfig{Stages: on, Monitor: mon, Key0: i.key.k0, Key1: i.key.k1, ClockBase: f.base,
-		MSS4: rs.proxy.mss, MSS6: rs.proxy.mss - 20, Window: rs.proxy.window, WScale: rs.proxy.wscale, SACK: rs.proxy.sack,
-		// The challenge limiter's own GCRA parameters: XDP and user space
-		// spend the budget at the same rate and burst.
-		ChallengeInterval: uint64(rs.challenge.r.interval), ChallengeTolerance: uint64(rs.challenge.r.tolerance),
-		CookieInUserSpace: f.noTx.Load()}
-	if rs.passedTTL > 0 {
-		c.PassedInterval, c.PassedTolerance = uint64(rs.passed.interval), uint64(rs.passed.tolerance)
-	}
-	if err := f.fl.Configure(c); err != nil {
+	if err := f.fl.Configure(f.config(i, rs)); err != nil {
 		return err
 	}
 	set := func(ps []netip.Prefix) map[netip.Prefix]uint32 {
@@ -168,6 +161,24 @@ func (f *firstLine) apply(i *Inspector, rs *ruleset) error {
 	}
 	f.scopes = scopes
 	return f.fl.Replace(xdpprog.Scopes, want)
+}
+
+// config is the program's configuration for rs. The list bits go with
+// it: a list is looked up only while it has entries (set before the
+// entries go in, cleared before they leave, so no entry is ever missed).
+func (f *firstLine) config(i *Inspector, rs *ruleset) xdpprog.FirstLineConfig {
+	on, mon := f.stages(rs)
+	c := xdpprog.FirstLineConfig{Stages: on, Monitor: mon, Key0: i.key.k0, Key1: i.key.k1, ClockBase: f.base,
+		MSS4: rs.proxy.mss, MSS6: rs.proxy.mss - 20, Window: rs.proxy.window, WScale: rs.proxy.wscale, SACK: rs.proxy.sack,
+		// The challenge limiter's own GCRA parameters: XDP and user space
+		// spend the budget at the same rate and burst.
+		ChallengeInterval: uint64(rs.challenge.r.interval), ChallengeTolerance: uint64(rs.challenge.r.tolerance),
+		CookieInUserSpace: f.noTx.Load(),
+		HasAllow:          len(rs.allowlist) > 0, HasBlock: len(rs.blocklist) > 0, HasPenalty: f.penaltyOn.Load()}
+	if rs.passedTTL > 0 {
+		c.PassedInterval, c.PassedTolerance = uint64(rs.passed.interval), uint64(rs.passed.tolerance)
+	}
+	return c
 }
 
 // stages are the stages on and in monitor mode for rs.
@@ -230,8 +241,9 @@ func scopeFlags(r *rule, old uint32) uint32 {
 }
 
 // penalize puts src in the box after it went over its per-source
-// threshold, at most once per half penalty.
-func (f *firstLine) penalize(slot uint64, src netip.Addr, now int64) {
+// threshold, at most once per half penalty. The first time, the program
+// is told to look the box up from now on.
+func (f *firstLine) penalize(i *Inspector, slot uint64, src netip.Addr, now int64) {
 	if f.penalty <= 0 {
 		return
 	}
@@ -242,6 +254,13 @@ func (f *firstLine) penalize(slot uint64, src netip.Addr, now int64) {
 	p.Store(now + f.penalty)
 	if err := f.fl.Penalize(src, f.base+uint64(now+f.penalty)); err != nil {
 		f.errs.Add(1)
+	}
+	if f.penaltyOn.CompareAndSwap(false, true) {
+		i.reloadMu.Lock()
+		defer i.reloadMu.Unlock()
+		if err := f.fl.Configure(f.config(i, i.rules.Load())); err != nil {
+			f.errs.Add(1)
+		}
 	}
 }
 

@@ -98,6 +98,10 @@ type FirstLineConfig struct {
 	// challenge budget, in ns as ChallengeInterval; 0 turns that
 	// exemption off.
 	PassedInterval, PassedTolerance uint64
+	// Which source lists hold entries: the program looks up only those
+	// (an empty list's stage matches nothing anyway). HasPenalty: a source
+	// was put in the penalty box since the program was loaded.
+	HasAllow, HasBlock, HasPenalty bool
 }
 
 // FirstLine feeds the first line of a Program loaded with
@@ -146,11 +150,26 @@ func (f *FirstLine) configureLocked(c FirstLineConfig) error {
 	// One budget shared by all CPUs (steer.c says why).
 	v.CookieInterval, v.CookieTolerance = c.ChallengeInterval, c.ChallengeTolerance
 	v.PassedInterval, v.PassedTolerance = c.PassedInterval, c.PassedTolerance
+	for _, l := range []struct {
+		on  bool
+		bit uint32
+	}{{c.HasAllow, listAllow}, {c.HasBlock, listBlock}, {c.HasPenalty, listPenalty}} {
+		if l.on {
+			v.Lists |= l.bit
+		}
+	}
 	if err := f.m(steerMapXskgateConfig).Put(uint32(0), v); err != nil {
 		return fmt.Errorf("first line: configure: %w", err)
 	}
 	return nil
 }
+
+// The config's list bits (steer.c: L_*).
+const (
+	listAllow uint32 = 1 << iota
+	listBlock
+	listPenalty
+)
 
 // List names a prefix list of the first line.
 type List int

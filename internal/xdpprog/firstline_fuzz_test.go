@@ -19,7 +19,7 @@ func FuzzFirstLine(f *testing.F) {
 	requireRoot(f)
 	p := loadOpts(f, 1, Options{Carrier: CarrierHead, FirstLine: true, Flows: 64})
 	fl := p.FirstLine()
-	if err := fl.Configure(FirstLineConfig{Stages: AllStages, Key0: 3, Key1: 4, MSS4: 1460, MSS6: 1440, WScale: 7, SACK: true}); err != nil {
+	if err := fl.Configure(FirstLineConfig{Stages: AllStages, Key0: 3, Key1: 4, MSS4: 1460, MSS6: 1440, WScale: 7, SACK: true, HasAllow: true, HasBlock: true, HasPenalty: true}); err != nil {
 		f.Fatal(err)
 	}
 	for _, pr := range []string{"198.18.0.0/15", "2001:2::/48"} {

@@ -62,7 +62,7 @@ func firstLineProgram(t *testing.T, monitor Stage) (*Program, *FirstLine) {
 		t.Fatal("no first line")
 	}
 	if err := f.Configure(FirstLineConfig{Stages: AllStages, Monitor: monitor, Key0: 0x0123456789abcdef, Key1: 0xfedcba9876543210,
-		MSS4: 1460, MSS6: 1440, Window: 0, WScale: 7, SACK: true}); err != nil {
+		MSS4: 1460, MSS6: 1440, Window: 0, WScale: 7, SACK: true, HasAllow: true, HasBlock: true, HasPenalty: true}); err != nil {
 		t.Fatal(err)
 	}
 	return p, f
@@ -383,4 +383,38 @@ func ktime(t *testing.T) uint64 {
 		t.Fatal(err)
 	}
 	return uint64(ts.Nano())
+}
+
+// TestFirstLineEmptyListsSkipped: a list the configuration says is empty
+// is not looked up (a flood frame would pay for it): an entry there
+// anyway matches nothing until the configuration says the list has
+// entries. The Inspector sets the bits from its lists and its first
+// penalty (protect: TestFirstLinePenaltyBox, TestFirstLineLists).
+func TestFirstLineEmptyListsSkipped(t *testing.T) {
+	p, f := firstLineProgram(t, 0)
+	fam := families[0]
+	host := func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, 32) }
+	must(t, f.Set(Blocklist, host(fam.client), 1))
+	must(t, f.Penalize(fam.other, ktime(t)+60e9))
+	must(t, f.Set(Allowlist, host(fam.server), 1)) // (a source elsewhere)
+	cfg := FirstLineConfig{Stages: AllStages, Key0: 1, Key1: 2, MSS4: 1460, MSS6: 1440, WScale: 7, SACK: true}
+	for _, tc := range []struct {
+		name            string
+		block, penalty  bool
+		client, penalts uint32 // what the client's and the penalized source's ACKs get
+	}{
+		{"lists said empty", false, false, xdpPassRet, xdpPassRet},
+		{"blocklist has entries", true, false, xdpDropRet, xdpPassRet},
+		{"a source was penalized", false, true, xdpPassRet, xdpDropRet},
+	} {
+		c := cfg
+		c.HasBlock, c.HasPenalty = tc.block, tc.penalty
+		must(t, f.Configure(c))
+		if got, _ := runFrame(t, p, tcpFrame(t, ack(fam, fam.client))); got != tc.client {
+			t.Errorf("%s: blocklisted client's ACK returned %d, want %d", tc.name, got, tc.client)
+		}
+		if got, _ := runFrame(t, p, tcpFrame(t, ack(fam, fam.other))); got != tc.penalts {
+			t.Errorf("%s: penalized source's ACK returned %d, want %d", tc.name, got, tc.penalts)
+		}
+	}
 }

@@ -36,6 +36,8 @@ type steerConfig struct {
 	CookieTolerance uint64
 	PassedInterval  uint64
 	PassedTolerance uint64
+	Lists           uint32
+	_               [4]byte
 }
 
 type steerFlowkey struct {

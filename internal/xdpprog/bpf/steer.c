@@ -119,7 +119,15 @@ struct config {
 	// (passed_interval 0: the stage ignores the map).
 	__u64 passed_interval;
 	__u64 passed_tolerance;
+	// L_* : which source lists hold entries. A flood frame pays for each
+	// lookup it makes, and a hash lookup of a random source in a large
+	// empty map is a cache miss: lists known empty are not looked up.
+	__u32 lists;
 };
+
+#define L_ALLOW (1 << 0)   // the allowlist has prefixes
+#define L_BLOCK (1 << 1)   // the blocklist has prefixes
+#define L_PENALTY (1 << 2) // a source was put in the penalty box since load
 
 // The challenge budget's theoretical arrival time, one for all CPUs.
 //
@@ -746,18 +754,18 @@ static __always_inline int first_line_verdict(struct xdp_md *ctx)
 		return -1;
 	}
 	int s = stage(c, ST_ALLOW);
-	if (s && lpm_lookup(&p, &xskgate_allow4, &xskgate_allow6, &p.src)) {
+	if (s && (c->lists & L_ALLOW) && lpm_lookup(&p, &xskgate_allow4, &xskgate_allow6, &p.src)) {
 		count(C_ALLOW_PASS);
 		return -1;
 	}
 	s = stage(c, ST_BLOCK);
-	if (s && lpm_lookup(&p, &xskgate_block4, &xskgate_block6, &p.src)) {
+	if (s && (c->lists & L_BLOCK) && lpm_lookup(&p, &xskgate_block4, &xskgate_block6, &p.src)) {
 		count(s == 1 ? C_BLOCK_DROP : C_BLOCK_WOULD);
 		if (s == 1)
 			return XDP_DROP;
 	}
 	s = stage(c, ST_PENALTY);
-	if (s) {
+	if (s && (c->lists & L_PENALTY)) {
 		__u64 *until = bpf_map_lookup_elem(&xskgate_penalty, &p.src);
 		if (until && *until > bpf_ktime_get_ns()) {
 			count(s == 1 ? C_PENALTY_DROP : C_PENALTY_WOULD);
