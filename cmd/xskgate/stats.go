@@ -35,7 +35,7 @@ func cmdStats(ctx context.Context, args []string) error {
 			fl.AllowPass, fl.BlockDrop, fl.BlockWould, fl.PenaltyDrop, fl.PenaltyWould, fl.OutOfStateDrop, fl.OutOfStateWould,
 			fl.CookieSent, fl.CookieWould, fl.CookieLimited, fl.CookieToUser, fl.CookieNoFit, fl.CookiePassed, fl.NotParsed)
 		if fl.NoXDPTx {
-			fmt.Println("  SYN cookies are answered from user space (the outer driver fails XDP_TX); XDP drops the SYNs over the challenge budget")
+			fmt.Println("  SYN cookies are answered from user space (the outer driver fails XDP_TX); XDP passes up at most first_line.user_space_rate SYNs/s (sources that passed a challenge aside) and drops the rest")
 		}
 	}
 	for _, l := range snap.Links {

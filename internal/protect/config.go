@@ -314,6 +314,10 @@ func compile(cfg *Config) (*ruleset, error) {
 	if fl.Hold == 0 {
 		fl.Hold = defaultHold
 	}
+	if fl.UserSpaceRate == 0 {
+		fl.UserSpaceRate = defaultUserSpaceRate
+	}
+	rs.userSpace = rateParams(fl.UserSpaceRate, max(fl.UserSpaceRate/10, 1))
 	rs.firstLine = fl
 	lr := cfg.Log.Rate
 	if lr == 0 {

@@ -25,6 +25,7 @@ import (
 //	  syn_cookies: true     # cookie SYN-ACKs while a scope is challenged
 //	  penalty: 60s          # how long a source stays in the box
 //	  hold: 2s              # how long a scope stays flagged after its attack
+//	  user_space_rate: 20000 # where XDP_TX fails: SYNs/s passed up to be answered
 type FirstLineConfig struct {
 	Mode       Mode          `yaml:"mode"`
 	Allowlist  *bool         `yaml:"allowlist"`
@@ -34,11 +35,21 @@ type FirstLineConfig struct {
 	SynCookies *bool         `yaml:"syn_cookies"`
 	Penalty    time.Duration `yaml:"penalty"`
 	Hold       time.Duration `yaml:"hold"`
+	// UserSpaceRate bounds, where XDP_TX fails (the cookie stage answers
+	// from user space), the SYNs per second XDP passes up to the proxy;
+	// the rest of the challenge budget is dropped in XDP (default 20000).
+	// A copy-mode worker spends about 4 µs answering a SYN, so the full
+	// budget (challenge_rate) would take the whole core from the traffic
+	// it forwards; sources that passed a challenge are not counted
+	// against it.
+	UserSpaceRate uint32 `yaml:"user_space_rate"`
 }
 
 const (
 	defaultPenalty = 60 * time.Second
 	defaultHold    = 2 * time.Second
+	// defaultUserSpaceRate: about 8% of a copy-mode worker's core.
+	defaultUserSpaceRate = 20000
 	// sweepEvery is how often flows gone from the table leave the map.
 	sweepEvery = 10 * time.Second
 	// firstLineTick is the scope controller's period.
@@ -177,6 +188,13 @@ func (f *firstLine) config(i *Inspector, rs *ruleset) xdpprog.FirstLineConfig {
 		HasAllow:          len(rs.allowlist) > 0, HasBlock: len(rs.blocklist) > 0, HasPenalty: f.penaltyOn.Load()}
 	if rs.passedTTL > 0 {
 		c.PassedInterval, c.PassedTolerance = uint64(rs.passed.interval), uint64(rs.passed.tolerance)
+	}
+	if c.CookieInUserSpace {
+		// The worker answers what XDP passes up: at most what it can
+		// take beside its traffic (FirstLineConfig.UserSpaceRate).
+		if u := rs.userSpace; u.interval > rs.challenge.r.interval {
+			c.ChallengeInterval, c.ChallengeTolerance = uint64(u.interval), uint64(u.tolerance)
+		}
 	}
 	return c
 }

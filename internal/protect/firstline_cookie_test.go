@@ -84,3 +84,33 @@ func TestFirstLineCookieInterop(t *testing.T) {
 		})
 	}
 }
+
+// TestFirstLineUserSpaceBudget: where XDP_TX fails, XDP passes up no more
+// SYNs than first_line.user_space_rate (the worker answers them all),
+// never more than the challenge budget; where it works, XDP spends the
+// whole challenge budget itself.
+func TestFirstLineUserSpaceBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		userRate      uint32
+		noTx          bool
+		wantPerSecond uint64
+	}{
+		{"XDP_TX works", 0, false, 200000},
+		{"XDP_TX fails, default", 0, true, 20000},
+		{"XDP_TX fails, set", 5000, true, 5000},
+		{"XDP_TX fails, above the budget", 500000, true, 200000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig(ModeMitigate)
+			cfg.FirstLine.UserSpaceRate = tc.userRate
+			i, _ := newTestInspector(t, cfg)
+			f := &firstLine{}
+			f.noTx.Store(tc.noTx)
+			c := f.config(i, i.rules.Load())
+			if c.CookieInUserSpace != tc.noTx || c.ChallengeInterval == 0 || uint64(1e9)/c.ChallengeInterval != tc.wantPerSecond {
+				t.Fatalf("config %+v: want %d SYNs/s, cookies in user space %v", c, tc.wantPerSecond, tc.noTx)
+			}
+		})
+	}
+}

@@ -28,8 +28,11 @@ type ruleset struct {
 	passedTTL               time.Duration
 	passedRate, passedBurst uint32
 	passed                  rate
-	firstLine               FirstLineConfig // defaults applied
-	onFull                  TableFullAction // default applied
+	// userSpace is the first line's budget of SYNs passed up to be
+	// answered where XDP_TX fails (first_line.user_space_rate).
+	userSpace rate
+	firstLine FirstLineConfig // defaults applied
+	onFull    TableFullAction // default applied
 	// rtMaxAll is the longest retransmit window of any rule: a recorded
 	// first SYN older than that can match no rule (retrans.go).
 	rtMaxAll time.Duration
