@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
 	"github.com/xskgate/xskgate/internal/lab"
@@ -17,12 +15,7 @@ import (
 // with the frames it receives; it goes with the program.
 func TestNAPIThread(t *testing.T) {
 	l := lab.ForTest(t, lab.Config{Queues: 1})
-	drop, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "xskgate_drop", Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1 /* XDP_DROP */), asm.Return()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer drop.Close()
+	drop := returnProgram(t, "xskgate_drop", 1 /* XDP_DROP */)
 	b := &bencher{l: l, o: Options{GateCPU: 0}}
 	att, err := b.attachXDP(l.GateNS, l.OuterIndex, drop)
 	if err != nil {

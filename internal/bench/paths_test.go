@@ -16,12 +16,7 @@ import (
 // outer), and its undo detaches them again, direct or through a cpumap.
 func TestKernelRedirectAttaches(t *testing.T) {
 	l := lab.ForTest(t, lab.Config{Queues: 1})
-	pass, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "xskgate_pass", Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2 /* XDP_PASS */), asm.Return()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pass.Close()
+	pass := returnProgram(t, "xskgate_pass", 2 /* XDP_PASS */)
 	b := &bencher{l: l, pass: pass}
 	attached := func(ns string, idx int) bool {
 		t.Helper()
@@ -51,4 +46,17 @@ func TestKernelRedirectAttaches(t *testing.T) {
 			t.Fatalf("direct %v: a program stays attached after the undo", direct)
 		}
 	}
+}
+
+// returnProgram loads an XDP program that returns action, closed when the
+// test ends.
+func returnProgram(t *testing.T, name string, action int32) *ebpf.Program {
+	t.Helper()
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: name, Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, action), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
 }
