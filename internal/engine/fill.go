@@ -8,8 +8,28 @@ import (
 // Stage 2 of an iteration: FILL topped up from the free list; the priming
 // before start; the planted FILL-while-on-TX bug; the Checker's vetoes.
 
-// refill tops the FILL ring up to the target from the free list.
+// refill tops the FILL ring up to the target from the free list, a batch
+// at a time. All the way, not one batch per iteration: while the worker
+// runs one iteration, NAPI may take more than a batch from FILL (a TCP
+// burst arrives at the kernel's pace, and the worker's own sendto runs the
+// receiver's stack in its softirq meanwhile), and a ring topped up by one
+// batch per iteration can run dry under a burst while frames wait on the
+// free list: the kernel drops what finds FILL empty (rx_dropped), and each
+// is a retransmission for TCP.
 func (w *Worker) refill(p *port) error {
+	for {
+		before := p.fillOut
+		if err := w.refillBatch(p); err != nil {
+			return err
+		}
+		if p.fillOut == before || p.fillOut >= w.target {
+			return nil
+		}
+	}
+}
+
+// refillBatch posts up to one batch of free frames to FILL.
+func (w *Worker) refillBatch(p *port) error {
 	want := min(w.target-p.fillOut, len(w.free), w.batch)
 	if want <= 0 {
 		if len(w.free) == 0 && p.fillOut < w.target {
@@ -55,11 +75,8 @@ func (w *Worker) refill(p *port) error {
 func (e *Engine) Prime() {
 	for _, w := range e.workers {
 		for i := range w.ports {
-			for w.ports[i].fillOut < w.target && len(w.free) > 0 {
-				before := w.ports[i].fillOut
-				if err := w.refill(&w.ports[i]); err != nil || w.ports[i].fillOut == before {
-					break
-				}
+			if err := w.refill(&w.ports[i]); err != nil {
+				break
 			}
 		}
 		w.publish()
