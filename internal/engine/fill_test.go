@@ -5,7 +5,6 @@ import (
 
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/kmodel"
-	"github.com/xskgate/xskgate/internal/xsk"
 )
 
 // TestFillAbsorbsBurst: a burst that arrives while the worker is away is
@@ -15,27 +14,12 @@ import (
 // of the frames on FILL (the previous default), 476 of them were dropped
 // for want of FILL while 2048 frames waited on the free list.
 func TestFillAbsorbsBurst(t *testing.T) {
-	const frames, fs, burst = 4096, 4096, 1500
-	area := make([]byte, frames*fs)
-	u, err := xsk.UmemOn(area, xsk.UmemConfig{FrameSize: fs, NumFrames: frames})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mk := func(name string) *kmodel.Port {
-		p, err := kmodel.NewPort(kmodel.Config{Umem: area, FrameSize: fs, Ifname: name,
-			FillSize: 2048, CompSize: 2048, RxSize: 2048, TxSize: 2048})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		return p
-	}
-	outer, inner := mk("outer"), mk("inner")
-	e, err := engine.New(u, []engine.Pair{{Outer: outer, Inner: inner}}, engine.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Prime()
+	const frames, burst = 4096, 1500
+	g := buildModelGate(t, 1, frames, engine.Config{}, func(c *kmodel.Config) {
+		c.FillSize, c.CompSize, c.RxSize, c.TxSize = 2048, 2048, 2048, 2048
+	})
+	g.e.Prime()
+	outer := g.outer[0]
 	src := newSource(kmodel.Traffic{Seed: 1})
 	for sent := 0; sent < burst; {
 		for ; sent < burst && outer.Deliver(src.t.Frame(src.buf, src.seq)); sent++ {

@@ -22,6 +22,20 @@ type modelGate struct {
 
 func newModelGate(t testing.TB, queues int, frames uint32, cfg engine.Config, mods ...func(*kmodel.Config)) *modelGate {
 	t.Helper()
+	g := buildModelGate(t, queues, frames, cfg, mods...)
+	g.e.Prime()
+	for q := range g.outer {
+		g.outer[q].Start()
+		g.inner[q].Start()
+	}
+	g.e.Start()
+	return g
+}
+
+// buildModelGate is newModelGate without priming or starting anything:
+// the ports' softirqs and the workers run only when the test says.
+func buildModelGate(t testing.TB, queues int, frames uint32, cfg engine.Config, mods ...func(*kmodel.Config)) *modelGate {
+	t.Helper()
 	const fs = 4096
 	area := make([]byte, int(frames)*fs)
 	u, err := xsk.UmemOn(area, xsk.UmemConfig{FrameSize: fs, NumFrames: frames})
@@ -52,12 +66,6 @@ func newModelGate(t testing.TB, queues int, frames uint32, cfg engine.Config, mo
 	if g.e, err = engine.New(u, pairs, cfg); err != nil {
 		t.Fatal(err)
 	}
-	g.e.Prime()
-	for q := range g.outer {
-		g.outer[q].Start()
-		g.inner[q].Start()
-	}
-	g.e.Start()
 	return g
 }
 
