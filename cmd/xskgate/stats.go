@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -34,6 +35,9 @@ func cmdStats(ctx context.Context, args []string) error {
 		fmt.Printf("  allowlist pass %d; blocklist drop %d (would %d); penalty box drop %d (would %d); out of state drop %d (would %d); SYN cookies answered %d (would %d, over budget %d, to user space %d, no fit %d, outside the budget for passed sources %d); not parsed %d\n",
 			fl.AllowPass, fl.BlockDrop, fl.BlockWould, fl.PenaltyDrop, fl.PenaltyWould, fl.OutOfStateDrop, fl.OutOfStateWould,
 			fl.CookieSent, fl.CookieWould, fl.CookieLimited, fl.CookieToUser, fl.CookieNoFit, fl.CookiePassed, fl.NotParsed)
+		if len(fl.Lookups) > 0 {
+			fmt.Printf("  source lists XDP looks up: %s (the others are empty)\n", strings.Join(fl.Lookups, ", "))
+		}
 		if fl.NoXDPTx {
 			fmt.Println("  SYN cookies are answered from user space (the outer driver fails XDP_TX); XDP passes up at most first_line.user_space_rate SYNs/s (sources that passed a challenge aside) and drops the rest")
 		}

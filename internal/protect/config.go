@@ -188,6 +188,8 @@ const (
 	defaultChallengeBurst = 20000
 	defaultPassedTTL      = 10 * time.Minute
 	defaultPassedRate     = 100
+	maxPassedTTL          = 24 * time.Hour
+	maxPassedRate         = 1000000 // per source; far above any real client
 	defaultLogRate        = 10
 	defaultRetransmitMin  = 500 * time.Millisecond
 	defaultRetransmitWin  = 3 * time.Second
@@ -288,10 +290,13 @@ func compile(cfg *Config) (*ruleset, error) {
 	rs.challengeRate, rs.challengeBurst = cr, cb
 	rs.passedTTL = defaultPassedTTL
 	if sp.PassedTTL != nil {
-		if *sp.PassedTTL < 0 {
-			return nil, fmt.Errorf("protection.syn_proxy.passed_ttl: %s is negative (0 turns the exemption off)", *sp.PassedTTL)
+		if d := *sp.PassedTTL; d != 0 && (d < time.Second || d > maxPassedTTL) {
+			return nil, fmt.Errorf("protection.syn_proxy.passed_ttl: %s is out of range [1s, %s] (0 turns the exemption off)", d, maxPassedTTL)
 		}
 		rs.passedTTL = *sp.PassedTTL
+	}
+	if sp.PassedRate > maxPassedRate || sp.PassedBurst > maxPassedRate {
+		return nil, fmt.Errorf("protection.syn_proxy.passed_rate/passed_burst: %d/%d: at most %d", sp.PassedRate, sp.PassedBurst, maxPassedRate)
 	}
 	rs.passedRate, rs.passedBurst = sp.PassedRate, sp.PassedBurst
 	if rs.passedRate == 0 {

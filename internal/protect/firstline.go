@@ -87,8 +87,15 @@ type firstLine struct {
 	// penalty, not one per SYN.
 	penalized []atomic.Int64
 	// penaltyOn: a source was put in the box, so the program looks it up
-	// (until then every frame is spared that lookup).
-	penaltyOn atomic.Bool
+	// (until then every frame is spared that lookup). listsDirty: that, or
+	// the first passed source (Inspector.passedAny), changed what the
+	// program must look up; the controller reconfigures it at its next
+	// tick, so that no worker waits for reloadMu on its packet path.
+	penaltyOn  atomic.Bool
+	listsDirty atomic.Bool
+	// lookups are the source lists the program's configuration says it
+	// looks up (FirstLineStats.Lookups).
+	lookups atomic.Pointer[[]string]
 
 	// txErrors reads the outer driver's XDP_TX failures (nil: unknown).
 	txErrors               func() (uint64, bool)
@@ -141,7 +148,7 @@ func (i *Inspector) SetFirstLine(fl *xdpprog.FirstLine, txErrors func() (uint64,
 // rule scopes (their flags kept).
 func (f *firstLine) apply(i *Inspector, rs *ruleset) error {
 	f.penalty, f.hold = int64(rs.firstLine.Penalty), int64(rs.firstLine.Hold)
-	if err := f.fl.Configure(f.config(i, rs)); err != nil {
+	if err := f.configure(f.config(i, rs)); err != nil {
 		return err
 	}
 	set := func(ps []netip.Prefix) map[netip.Prefix]uint32 {
@@ -175,8 +182,11 @@ func (f *firstLine) apply(i *Inspector, rs *ruleset) error {
 }
 
 // config is the program's configuration for rs. The list bits go with
-// it: a list is looked up only while it has entries (set before the
-// entries go in, cleared before they leave, so no entry is ever missed).
+// it: a list is looked up only while it has entries. The allowlist's and
+// blocklist's are set before their entries go in and cleared before they
+// leave; the penalty box's and the passed sources' are set within a
+// controller tick of the first entry (until then user space acts on
+// those sources, as it always does).
 func (f *firstLine) config(i *Inspector, rs *ruleset) xdpprog.FirstLineConfig {
 	on, mon := f.stages(rs)
 	c := xdpprog.FirstLineConfig{Stages: on, Monitor: mon, Key0: i.key.k0, Key1: i.key.k1, ClockBase: f.base,
@@ -185,7 +195,8 @@ func (f *firstLine) config(i *Inspector, rs *ruleset) xdpprog.FirstLineConfig {
 		// spend the budget at the same rate and burst.
 		ChallengeInterval: uint64(rs.challenge.r.interval), ChallengeTolerance: uint64(rs.challenge.r.tolerance),
 		CookieInUserSpace: f.noTx.Load(),
-		HasAllow:          len(rs.allowlist) > 0, HasBlock: len(rs.blocklist) > 0, HasPenalty: f.penaltyOn.Load()}
+		HasAllow:          len(rs.allowlist) > 0, HasBlock: len(rs.blocklist) > 0, HasPenalty: f.penaltyOn.Load(),
+		HasPassed: i.passedAny.Load()}
 	if rs.passedTTL > 0 {
 		c.PassedInterval, c.PassedTolerance = uint64(rs.passed.interval), uint64(rs.passed.tolerance)
 	}
@@ -197,6 +208,24 @@ func (f *firstLine) config(i *Inspector, rs *ruleset) xdpprog.FirstLineConfig {
 		}
 	}
 	return c
+}
+
+// configure hands c to the program and remembers which lists it looks up.
+func (f *firstLine) configure(c xdpprog.FirstLineConfig) error {
+	if err := f.fl.Configure(c); err != nil {
+		return err
+	}
+	var l []string
+	for _, x := range []struct {
+		on   bool
+		name string
+	}{{c.HasAllow, "allowlist"}, {c.HasBlock, "blocklist"}, {c.HasPenalty, "penalty_box"}, {c.HasPassed, "passed"}} {
+		if x.on {
+			l = append(l, x.name)
+		}
+	}
+	f.lookups.Store(&l)
+	return nil
 }
 
 // stages are the stages on and in monitor mode for rs.
@@ -260,8 +289,8 @@ func scopeFlags(r *rule, old uint32) uint32 {
 
 // penalize puts src in the box after it went over its per-source
 // threshold, at most once per half penalty. The first time, the program
-// is told to look the box up from now on.
-func (f *firstLine) penalize(i *Inspector, slot uint64, src netip.Addr, now int64) {
+// is told (by the controller, within a tick) to look the box up.
+func (f *firstLine) penalize(slot uint64, src netip.Addr, now int64) {
 	if f.penalty <= 0 {
 		return
 	}
@@ -273,12 +302,8 @@ func (f *firstLine) penalize(i *Inspector, slot uint64, src netip.Addr, now int6
 	if err := f.fl.Penalize(src, f.base+uint64(now+f.penalty)); err != nil {
 		f.errs.Add(1)
 	}
-	if f.penaltyOn.CompareAndSwap(false, true) {
-		i.reloadMu.Lock()
-		defer i.reloadMu.Unlock()
-		if err := f.fl.Configure(f.config(i, i.rules.Load())); err != nil {
-			f.errs.Add(1)
-		}
+	if !f.penaltyOn.Load() && f.penaltyOn.CompareAndSwap(false, true) {
+		f.listsDirty.Store(true)
 	}
 }
 
@@ -323,6 +348,13 @@ func (i *Inspector) RunFirstLine(ctx context.Context) {
 		now := i.clock()
 		rs := i.rules.Load()
 		i.checkTx(f, rs)
+		if f.listsDirty.Swap(false) {
+			i.reloadMu.Lock()
+			if err := f.configure(f.config(i, i.rules.Load())); err != nil {
+				f.errs.Add(1)
+			}
+			i.reloadMu.Unlock()
+		}
 		f.control(rs, now)
 		if now-lastSweep >= int64(sweepEvery) {
 			lastSweep = now
@@ -419,6 +451,9 @@ type FirstLineStats struct {
 	// NoXDPTx: the cookie stage stopped answering in XDP because the
 	// driver failed its XDP_TX (it still enforces the challenge budget).
 	NoXDPTx bool
+	// Lookups are the source lists the program looks up: allowlist,
+	// blocklist, penalty_box, passed (the others are empty).
+	Lookups []string
 }
 
 // FirstLineStats reads the first line's counters; ok is false without one.
@@ -435,6 +470,9 @@ func (i *Inspector) FirstLineStats() (FirstLineStats, bool) {
 	st := FirstLineStats{FirstLineCounters: c, Stages: on.String(), Monitor: mon.String(),
 		Flows: int(f.flowsN.Load()), Penalized: f.fl.Penalized(), Flagged: map[string]uint32{}, Errors: f.errs.Load(),
 		NoXDPTx: f.noTx.Load(), MonitorOn: map[string]bool{}}
+	if l := f.lookups.Load(); l != nil {
+		st.Lookups = *l
+	}
 	for _, n := range xdpprog.StageNames(on) {
 		st.StagesOn = append(st.StagesOn, n)
 		st.MonitorOn[n] = len(xdpprog.StageNames(mon&stageByName(n))) > 0

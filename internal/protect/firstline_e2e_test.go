@@ -3,6 +3,7 @@ package protect
 import (
 	"math"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -320,6 +321,9 @@ func TestFirstLinePassedSources(t *testing.T) {
 			if us := r.i.Stats(); us.Cookies["valid"] == 0 {
 				t.Fatalf("the first connection passed no challenge: %+v", us.Cookies)
 			}
+			// The controller tells the program to look passed sources up
+			// within a tick.
+			waitFL(t, r, "XDP looks passed sources up", func(s FirstLineStats) bool { return slices.Contains(s.Lookups, "passed") })
 			// Now the flood runs on (bounded: 2M SYNs or 60 s) while
 			// the client connects again and again.
 			stop := make(chan struct{})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -67,6 +68,8 @@ func TestFirstLinePenaltyBox(t *testing.T) {
 	snd := newRawSender(t, r.l)
 	snd.flood(t, r.l, 200, fromSpoofed(packet.SYN))
 	waitFL(t, r, "the source is penalized", func(s FirstLineStats) bool { return s.Penalized >= 1 })
+	// The controller tells the program to look the box up within a tick.
+	waitFL(t, r, "XDP looks the penalty box up", func(s FirstLineStats) bool { return slices.Contains(s.Lookups, "penalty_box") })
 	before, _ := r.i.FirstLineStats()
 	snd.flood(t, r.l, 100, fromSpoofed(packet.ACK))
 	st := waitFL(t, r, "XDP drops the penalized source", func(s FirstLineStats) bool { return s.PenaltyDrop >= before.PenaltyDrop+100 })

@@ -65,8 +65,14 @@ func (i *Inspector) pass(rs *ruleset, src netip.Addr, now int64) {
 		return
 	}
 	until := now + ttl
-	i.passedAny.Store(true)
-	s.entry.Store(tag<<32 | uint64(until/1e9))
+	if !i.passedAny.Load() && i.passedAny.CompareAndSwap(false, true) {
+		if f := i.first.Load(); f != nil {
+			f.listsDirty.Store(true) // the program starts looking sources up
+		}
+	}
+	// Whole seconds, rounded up: a pass never ends before its TTL (at
+	// most 24 h, so the 32 bits hold it for 136 years of uptime).
+	s.entry.Store(tag<<32 | uint64((until+1e9-1)/1e9))
 	if e>>32 != tag {
 		s.tat.Store(0) // a new source starts with its whole burst
 	}

@@ -21,7 +21,7 @@ func (i *Inspector) synFlood(w *workerState, rs *ruleset, r *rule, pk *engine.Pa
 		if hit(&i.srcTat[h&(srcSlots-1)], r.srcRate, now) {
 			over = true
 			if f := i.first.Load(); f != nil && r.synMode == ModeMitigate {
-				f.penalize(i, h, p.Src, now)
+				f.penalize(h, p.Src, now)
 			}
 		}
 	}

@@ -101,7 +101,8 @@ type FirstLineConfig struct {
 	// Which source lists hold entries: the program looks up only those
 	// (an empty list's stage matches nothing anyway). HasPenalty: a source
 	// was put in the penalty box since the program was loaded.
-	HasAllow, HasBlock, HasPenalty bool
+	// HasPassed: a source was passed (Pass) since then.
+	HasAllow, HasBlock, HasPenalty, HasPassed bool
 }
 
 // FirstLine feeds the first line of a Program loaded with
@@ -153,7 +154,7 @@ func (f *FirstLine) configureLocked(c FirstLineConfig) error {
 	for _, l := range []struct {
 		on  bool
 		bit uint32
-	}{{c.HasAllow, listAllow}, {c.HasBlock, listBlock}, {c.HasPenalty, listPenalty}} {
+	}{{c.HasAllow, listAllow}, {c.HasBlock, listBlock}, {c.HasPenalty, listPenalty}, {c.HasPassed, listPassed}} {
 		if l.on {
 			v.Lists |= l.bit
 		}
@@ -169,6 +170,7 @@ const (
 	listAllow uint32 = 1 << iota
 	listBlock
 	listPenalty
+	listPassed
 )
 
 // List names a prefix list of the first line.

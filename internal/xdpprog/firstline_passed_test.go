@@ -20,6 +20,7 @@ func TestFirstLinePassedSources(t *testing.T) {
 			p, f := cookieProgram(t, 0, budgetRate, burst, mode.userSpace)
 			cfg := cookieConfig(budgetRate, burst, mode.userSpace)
 			cfg.PassedInterval, cfg.PassedTolerance = gcra(budgetRate, passedBurst)
+			cfg.HasPassed = true
 			must(t, f.Configure(cfg))
 			k := 0
 			syn := func(fam family, from bool) uint32 {
@@ -82,6 +83,26 @@ func TestFirstLinePassedSources(t *testing.T) {
 			}
 			if n := f.PassedSources(); n != 2 {
 				t.Errorf("PassedSources = %d, want 2", n)
+			}
+			// Passing again renews the pass, not the rate: the burst
+			// spent stays spent.
+			for _, fam := range families {
+				must(t, f.Pass(fam.client, ktime(t)+60e9))
+				if ret := syn(fam, true); ret != xdpDropRet {
+					t.Errorf("%s: SYN after the pass was renewed returned %d, want XDP_DROP (its rate spent)", fam.name, ret)
+				}
+			}
+			// Until the configuration says a source passed, the map is not
+			// looked up.
+			fresh := cfg
+			fresh.HasPassed = false
+			must(t, f.Configure(fresh))
+			clear(answered)
+			for _, fam := range families {
+				must(t, f.Pass(fam.other, ktime(t)+60e9)) // a pass with its whole burst
+				if ret := syn(fam, false); ret != xdpDropRet {
+					t.Errorf("%s: passed SYN returned %d with HasPassed off, want XDP_DROP (over budget)", fam.name, ret)
+				}
 			}
 		})
 	}

@@ -418,3 +418,24 @@ func TestFirstLineEmptyListsSkipped(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstLineAllowBit: an allowlisted source skips the out-of-state drop
+// only while the configuration says the allowlist has entries.
+func TestFirstLineAllowBit(t *testing.T) {
+	p, f := firstLineProgram(t, 0)
+	fam := families[0]
+	must(t, f.Set(Allowlist, netip.PrefixFrom(fam.client, 32), 1))
+	must(t, f.Set(Scopes, netip.PrefixFrom(fam.server, 32), ScopeOutOfState))
+	cfg := FirstLineConfig{Stages: AllStages, Key0: 1, Key1: 2, MSS4: 1460, MSS6: 1440, WScale: 7, SACK: true}
+	for _, tc := range []struct {
+		has  bool
+		want uint32
+	}{{true, xdpPassRet}, {false, xdpDropRet}} {
+		c := cfg
+		c.HasAllow = tc.has
+		must(t, f.Configure(c))
+		if got, _ := runFrame(t, p, tcpFrame(t, ack(fam, fam.client))); got != tc.want {
+			t.Errorf("HasAllow %v: the allowlisted client's untracked ACK returned %d, want %d", tc.has, got, tc.want)
+		}
+	}
+}

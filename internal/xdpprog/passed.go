@@ -7,10 +7,19 @@ import (
 
 // passLocked is Pass with the program held open.
 func (f *FirstLine) passLocked(src netip.Addr, until uint64) error {
-	// A new entry starts with its whole burst (tat 0); user space renews
-	// a source at most once per half its time, so this cannot be used to
-	// refill a source's rate.
-	if err := f.m(steerMapXskgatePassed).Put(addr16(src.Unmap()), steerPassed{Until: until}); err != nil {
+	// A new entry starts with its whole burst (tat 0); a renewal keeps the
+	// source's GCRA, so passing again (each valid cookie ACK may, where
+	// sources share a slot of user space's table) never refills its rate.
+	// A SYN spending the rate between the lookup and the update is lost
+	// to the renewal: the source gets one SYN-ACK more, not a burst.
+	m := f.m(steerMapXskgatePassed)
+	k := addr16(src.Unmap())
+	var v steerPassed
+	if err := m.Lookup(k, &v); err != nil {
+		v = steerPassed{}
+	}
+	v.Until = until
+	if err := m.Put(k, v); err != nil {
 		return fmt.Errorf("first line: pass %s: %w", src, err)
 	}
 	return nil

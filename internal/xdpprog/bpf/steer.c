@@ -128,6 +128,7 @@ struct config {
 #define L_ALLOW (1 << 0)   // the allowlist has prefixes
 #define L_BLOCK (1 << 1)   // the blocklist has prefixes
 #define L_PENALTY (1 << 2) // a source was put in the penalty box since load
+#define L_PASSED (1 << 3)  // a source passed a challenge since load
 
 // The challenge budget's theoretical arrival time, one for all CPUs.
 //
@@ -662,21 +663,26 @@ static __always_inline int write_synack(struct xdp_md *ctx, int v4, const struct
 }
 
 // passed_source reports whether src passed a challenge and is within its
-// own rate, which it then spends. The GCRA update is a plain read and write:
-// two CPUs racing on one source can each let a SYN-ACK through, never more.
+// own rate, which it then spends. The source's GCRA is updated by
+// compare-and-swap as the budget's is: a spoofed passed address whose SYNs
+// RSS spreads over every CPU gets no more than its rate, and a CAS lost a
+// few times in a row counts as over it.
 static __always_inline int passed_source(const struct config *c, const struct addr16 *src, __u64 now)
 {
-	if (!c->passed_interval)
+	if (!c->passed_interval || !(c->lists & L_PASSED))
 		return 0;
 	struct passed *v = bpf_map_lookup_elem(&xskgate_passed, src);
 	if (!v || v->until <= now)
 		return 0;
-	__u64 t = v->tat;
-	__u64 base = t > now ? t : now;
-	if (base - now > c->passed_tolerance)
-		return 0;
-	v->tat = base + c->passed_interval;
-	return 1;
+	for (int i = 0; i < BUDGET_TRIES; i++) {
+		__u64 t = *(volatile __u64 *)&v->tat;
+		__u64 base = t > now ? t : now;
+		if (base - now > c->passed_tolerance)
+			return 0;
+		if (__sync_val_compare_and_swap(&v->tat, t, base + c->passed_interval) == t)
+			return 1;
+	}
+	return 0;
 }
 
 // cookie_answer answers the SYN in p within the challenge budget (free: a
@@ -792,17 +798,19 @@ static __always_inline int first_line_verdict(struct xdp_md *ctx)
 			}
 			__u64 now = bpf_ktime_get_ns();
 			int free = passed_source(c, &p.src, now);
-			if (free)
-				count(C_COOKIE_PASSED);
 			switch (cookie_answer(ctx, &p, c, now, free)) {
 			case ANS_TX:
 				count(C_COOKIE_SENT);
+				if (free)
+					count(C_COOKIE_PASSED);
 				return XDP_TX;
 			case ANS_LIMITED:
 				count(C_COOKIE_LIMITED);
 				return XDP_DROP;
 			case ANS_USER:
 				count(C_COOKIE_TO_USER);
+				if (free)
+					count(C_COOKIE_PASSED);
 				return -1;
 			}
 			count(C_COOKIE_NOFIT);
