@@ -105,6 +105,7 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 		if napi, err = b.napiThread(b.o.GateCPU); err != nil {
 			return sm, err
 		}
+		defer napi.Close()
 	}
 	frames, vary := b.frameFor(v)
 	gen, err := newSource(l, b.gen, frames, vary, b.o.Warmup+b.o.Window+time.Minute, b.o.GenNice)

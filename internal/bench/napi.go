@@ -73,10 +73,10 @@ func (b *bencher) napiSnap(n *napiThreads) (napiSnap, error) {
 // gate's worker ran (its CPU time counts).
 func napiCost(a, c napiSnap, gate bool) NAPICost {
 	dt := c.at.Sub(a.at).Seconds()
-	frames := float64(c.xdp - a.xdp)
-	if frames == 0 || dt <= 0 {
-		return NAPICost{}
+	if c.xdp <= a.xdp || c.runtime < a.runtime || dt <= 0 {
+		return NAPICost{} // no frames, or a thread went away: no figure
 	}
+	frames := float64(c.xdp - a.xdp)
 	nc := NAPICost{Frames: frames / dt, NAPINs: float64(c.runtime-a.runtime) / frames, NAPICPU: float64(c.runtime-a.runtime) / 1e9 / dt}
 	if gate {
 		nc.WorkerNs = float64(c.ticks-a.ticks) / clkTck * 1e9 / frames
@@ -117,34 +117,56 @@ func reportNAPI(w io.Writer, o Options, res []*Result) {
 var napiComm = "napi/" + lab.OuterName + "-"
 
 // napiThreads are outer's NAPI threads while a variant runs.
-type napiThreads struct{ pids []int }
+type napiThreads struct {
+	b    *bencher
+	pids []int
+}
 
 // napiThread makes outer's NAPI a thread pinned to cpu at SCHED_FIFO 1.
 // Call it once the variant's XDP program is attached (veth has NAPI only
-// then); the thread goes with the program.
+// then); the thread goes with the program, and Close turns threaded NAPI
+// off again, so that the variants after this one run as veth does by
+// default.
 func (b *bencher) napiThread(cpu int) (*napiThreads, error) {
+	// Threads of an earlier variant may still be exiting: not ours.
+	old := map[int]bool{}
+	for _, pid := range commPIDs(napiComm) {
+		old[pid] = true
+	}
 	if err := b.gateSh("echo 1 > /sys/class/net/" + lab.OuterName + "/threaded"); err != nil {
 		return nil, fmt.Errorf("threaded NAPI on outer: %w", err)
 	}
-	n := &napiThreads{}
+	n := &napiThreads{b: b}
 	for deadline := time.Now().Add(2 * time.Second); len(n.pids) == 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("threaded NAPI on outer: no %s* thread within 2s", napiComm)
+			n.Close()
+			return nil, fmt.Errorf("threaded NAPI on outer: no new %s* thread within 2s", napiComm)
 		}
-		n.pids = commPIDs(napiComm)
+		for _, pid := range commPIDs(napiComm) {
+			if !old[pid] {
+				n.pids = append(n.pids, pid)
+			}
+		}
 	}
 	var set unix.CPUSet
 	set.Set(cpu)
 	for _, pid := range n.pids {
 		if err := unix.SchedSetaffinity(pid, &set); err != nil {
+			n.Close()
 			return nil, fmt.Errorf("pin NAPI thread %d to CPU %d: %w", pid, cpu, err)
 		}
 		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1}
 		if err := unix.SchedSetAttr(pid, &attr, 0); err != nil {
+			n.Close()
 			return nil, fmt.Errorf("NAPI thread %d at SCHED_FIFO: %w", pid, err)
 		}
 	}
 	return n, nil
+}
+
+// Close turns outer's threaded NAPI off.
+func (n *napiThreads) Close() error {
+	return n.b.gateSh("echo 0 > /sys/class/net/" + lab.OuterName + "/threaded")
 }
 
 // runtime is the threads' time on a CPU so far, in ns.

@@ -26,6 +26,7 @@ func TestNAPIThread(t *testing.T) {
 		att.Close()
 		t.Fatal(err)
 	}
+	defer n.Close()
 	for _, pid := range n.pids {
 		var set unix.CPUSet
 		if err := unix.SchedGetaffinity(pid, &set); err != nil || set.Count() != 1 || !set.IsSet(0) {

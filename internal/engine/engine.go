@@ -250,15 +250,16 @@ func newWorker(e *Engine, id int, p Pair, first, n uint32) (*Worker, error) {
 	}
 	w.target = int(e.cfg.FillTarget)
 	if w.target == 0 {
-		// Post all but an eighth of the share to the two FILL rings. Only
-		// frames on FILL absorb a burst: the kernel drops what arrives
-		// while FILL is empty (rx_dropped), however many frames wait on
-		// the free list. The eighth kept free covers frames in flight on
-		// TX and COMPLETION and the Inspector's spare frames. Half the
+		// Post all but an eighth of the share (at least two batches) to
+		// the two FILL rings. Only frames on FILL absorb a burst: the
+		// kernel drops what arrives while FILL is empty (rx_dropped),
+		// however many frames wait on the free list. What is kept free
+		// covers frames in flight on TX and COMPLETION and the
+		// Inspector's spare frames (refused below a batch free). Half the
 		// share on FILL (the previous default) let a single iperf3 stream
 		// through the lab lose 1.5-2% of its frames at outer while 2048
 		// frames sat free; with 7/16 of it per ring, 0.1-0.35%.
-		w.target = (int(n) - int(n)/8) / 2
+		w.target = (int(n) - max(int(n)/8, 2*e.cfg.Batch)) / 2
 	}
 	for s := range w.ports {
 		w.target = min(w.target, int(w.ports[s].fill.Size()))

@@ -17,15 +17,23 @@ import (
 // free list: the kernel drops what finds FILL empty (rx_dropped), and each
 // is a retransmission for TCP.
 func (w *Worker) refill(p *port) error {
+	start := p.fillOut
 	for {
 		before := p.fillOut
 		if err := w.refillBatch(p); err != nil {
 			return err
 		}
 		if p.fillOut == before || p.fillOut >= w.target {
-			return nil
+			break
 		}
 	}
+	if p.fillOut != start {
+		// One wakeup for all that was posted, not one per batch: the
+		// kernel's need-wakeup flag stays up until its NAPI runs.
+		p.fillWoken = false
+		w.wakeFill(p)
+	}
+	return nil
 }
 
 // refillBatch posts up to one batch of free frames to FILL.
@@ -64,8 +72,6 @@ func (w *Worker) refillBatch(p *port) error {
 	p.fill.Submit()
 	w.free = w.free[:len(w.free)-int(n)]
 	p.fillOut += int(n)
-	p.fillWoken = false // new entries: a wakeup, if needed, is due again
-	w.wakeFill(p)
 	return nil
 }
 
