@@ -123,7 +123,9 @@ func TestStarveAndOverflowConcurrent(t *testing.T) {
 		}
 	}
 	deliverAll(100)
-	s := mustStats(t, p)
+	// RxFrames counts a frame when the softirq takes it, its drop a moment
+	// later: wait for the counters to settle, then check them.
+	s := statsEventually(t, p, func(s xsk.Statistics) bool { return s.RxDropped >= 100 })
 	if s.RxFillRingEmptyDescs != 100 || s.RxDropped != 100 || s.RxRingFull != 0 {
 		t.Fatalf("starved: %+v", s)
 	}
@@ -133,11 +135,25 @@ func TestStarveAndOverflowConcurrent(t *testing.T) {
 	}
 	putFill(t, p, addrs...)
 	deliverAll(50)
-	s = mustStats(t, p)
+	s = statsEventually(t, p, func(s xsk.Statistics) bool { return s.RxRingFull >= 50-16 })
 	if s.RxRingFull != 50-16 || s.RxDropped != 100 {
 		t.Fatalf("overflow: %+v", s)
 	}
 	if d := getRx(t, p); len(d) != 16 {
 		t.Fatalf("RX holds %d", len(d))
+	}
+}
+
+// statsEventually returns p's statistics once done says they are complete,
+// or after 5 s (the caller's checks then fail with what was counted).
+func statsEventually(t *testing.T, p *Port, done func(xsk.Statistics) bool) xsk.Statistics {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := mustStats(t, p)
+		if done(s) || time.Now().After(deadline) {
+			return s
+		}
+		runtime.Gosched()
 	}
 }
