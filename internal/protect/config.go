@@ -171,6 +171,12 @@ type SynProxyConfig struct {
 	PassedTTL   *time.Duration `yaml:"passed_ttl"`
 	PassedRate  uint32         `yaml:"passed_rate"`  // default 100
 	PassedBurst uint32         `yaml:"passed_burst"` // default 2 x rate
+	// PassedTotalRate/Burst bound the SYN-ACKs all passed sources get
+	// outside the budget together (default: challenge_rate and
+	// challenge_burst, so passed sources at most double what the gate
+	// can reflect).
+	PassedTotalRate  uint32 `yaml:"passed_total_rate"`
+	PassedTotalBurst uint32 `yaml:"passed_total_burst"`
 }
 
 // LogConfig bounds the sampled drop log.
@@ -306,6 +312,13 @@ func compile(cfg *Config) (*ruleset, error) {
 		rs.passedBurst = 2 * rs.passedRate
 	}
 	rs.passed = rateParams(rs.passedRate, rs.passedBurst)
+	tr, tb := sp.PassedTotalRate, sp.PassedTotalBurst
+	if tr == 0 {
+		tr, tb = cr, cb
+	} else if tb == 0 {
+		tb = max(tr/10, 1)
+	}
+	rs.passedAll.init(tr, tb)
 	fl := cfg.FirstLine
 	if fl.Mode != ModeUnset && !fl.Mode.valid() {
 		return nil, fmt.Errorf("protection.first_line.mode: %q: use mitigate, monitor or disabled", fl.Mode)

@@ -199,6 +199,7 @@ func (f *firstLine) config(i *Inspector, rs *ruleset) xdpprog.FirstLineConfig {
 		HasPassed: i.passedAny.Load()}
 	if rs.passedTTL > 0 {
 		c.PassedInterval, c.PassedTolerance = uint64(rs.passed.interval), uint64(rs.passed.tolerance)
+		c.PassedAllInterval, c.PassedAllTolerance = uint64(rs.passedAll.r.interval), uint64(rs.passedAll.r.tolerance)
 	}
 	if c.CookieInUserSpace {
 		// The worker answers what XDP passes up: at most what it can

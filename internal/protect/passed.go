@@ -48,7 +48,7 @@ func (i *Inspector) passedAllow(rs *ruleset, src netip.Addr, now int64) bool {
 	if e>>32 != tag || int64(uint32(e))*1e9 <= now {
 		return false
 	}
-	return allowAt(&s.tat, rs.passed, now)
+	return allowAt(&s.tat, rs.passed, now) && rs.passedAll.allow(now)
 }
 
 // pass records that src passed a challenge at now. A source already

@@ -11,19 +11,30 @@ import (
 
 // TestPassedSources: a source whose cookie ACK was valid is answered
 // outside the spent challenge budget, up to its own burst, until its pass
-// expires; other sources stay limited; passed_ttl 0 exempts nobody.
+// expires; other sources stay limited; passed_ttl 0 exempts nobody; and
+// all passed sources together get no more than passed_total_rate.
 func TestPassedSources(t *testing.T) {
 	const passedBurst = 3
 	flood := netip.MustParseAddr("198.19.200.1")
 	for _, tc := range []struct {
-		name   string
-		ttl    time.Duration
-		exempt bool
-	}{{"ttl 10m", 10 * time.Minute, true}, {"ttl 0", 0, false}} {
+		name       string
+		ttl        time.Duration
+		totalBurst uint32 // passed_total_burst at 1/s (0: 1000/s, no cap here)
+		exempt     bool
+		want       int // answered of 2*passedBurst
+	}{
+		{"ttl 10m", 10 * time.Minute, 0, true, passedBurst + 1}, // a GCRA admits burst + 1 at once
+		{"ttl 0", 0, 0, false, 0},
+		{"total cap", 10 * time.Minute, 1, false, 2},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := baseConfig(ModeMitigate)
 			c.SynProxy.ChallengeRate, c.SynProxy.ChallengeBurst = 1, 2
 			c.SynProxy.PassedTTL, c.SynProxy.PassedRate, c.SynProxy.PassedBurst = &tc.ttl, 1, passedBurst
+			c.SynProxy.PassedTotalRate, c.SynProxy.PassedTotalBurst = 1000, 1000
+			if tc.totalBurst > 0 {
+				c.SynProxy.PassedTotalRate, c.SynProxy.PassedTotalBurst = 1, tc.totalBurst
+			}
 			i, clk := newTestInspector(t, c)
 			// The client solves one challenge: it has passed.
 			cookie := parsed(t, run(i, engine.Outer, synFrom(cli4, 1000, 77).frame())).TCP.Seq
@@ -44,10 +55,7 @@ func TestPassedSources(t *testing.T) {
 					answered++
 				}
 			}
-			want := 0
-			if tc.exempt {
-				want = passedBurst + 1 // a GCRA admits burst + 1 at once
-			}
+			want := tc.want
 			if answered != want {
 				t.Fatalf("the client got %d of %d SYNs answered with the budget spent, want %d", answered, 2*passedBurst, want)
 			}

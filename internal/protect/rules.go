@@ -28,6 +28,7 @@ type ruleset struct {
 	passedTTL               time.Duration
 	passedRate, passedBurst uint32
 	passed                  rate
+	passedAll               limiter // all passed sources together
 	// userSpace is the first line's budget of SYNs passed up to be
 	// answered where XDP_TX fails (first_line.user_space_rate).
 	userSpace rate

@@ -98,6 +98,9 @@ type FirstLineConfig struct {
 	// challenge budget, in ns as ChallengeInterval; 0 turns that
 	// exemption off.
 	PassedInterval, PassedTolerance uint64
+	// PassedAllInterval and PassedAllTolerance are the GCRA of all passed
+	// sources' answers together (0: no cap).
+	PassedAllInterval, PassedAllTolerance uint64
 	// Which source lists hold entries: the program looks up only those
 	// (an empty list's stage matches nothing anyway). HasPenalty: a source
 	// was put in the penalty box since the program was loaded.
@@ -151,6 +154,7 @@ func (f *FirstLine) configureLocked(c FirstLineConfig) error {
 	// One budget shared by all CPUs (steer.c says why).
 	v.CookieInterval, v.CookieTolerance = c.ChallengeInterval, c.ChallengeTolerance
 	v.PassedInterval, v.PassedTolerance = c.PassedInterval, c.PassedTolerance
+	v.PassedAllInterval, v.PassedAllTolerance = c.PassedAllInterval, c.PassedAllTolerance
 	for _, l := range []struct {
 		on  bool
 		bit uint32

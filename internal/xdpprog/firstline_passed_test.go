@@ -1,6 +1,7 @@
 package xdpprog
 
 import (
+	"net/netip"
 	"testing"
 )
 
@@ -105,5 +106,46 @@ func TestFirstLinePassedSources(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFirstLinePassedTotal: all passed sources together get no more than
+// the total GCRA outside the spent challenge budget, whatever each one's
+// own rate allows.
+func TestFirstLinePassedTotal(t *testing.T) {
+	const totalBurst = 1
+	p, f := cookieProgram(t, 0, budgetRate, 0, false)
+	cfg := cookieConfig(budgetRate, 0, false)
+	cfg.PassedInterval, cfg.PassedTolerance = gcra(budgetRate, 100)
+	cfg.PassedAllInterval, cfg.PassedAllTolerance = gcra(budgetRate, totalBurst)
+	cfg.HasPassed = true
+	must(t, f.Configure(cfg))
+	k := 0
+	send := func(src netip.Addr, fam family) uint32 {
+		k++
+		s := linuxSYN(fam, k)
+		s.src = src
+		ret, _ := runFrame(t, p, tcpFrame(t, s))
+		return ret
+	}
+	fam := families[0]
+	for range 5 { // spend the challenge budget
+		send(fam.other, fam)
+	}
+	start := ktime(t)
+	for _, fam := range families {
+		must(t, f.Pass(fam.client, ktime(t)+60e9))
+	}
+	answered := 0
+	for range 5 {
+		for _, fam := range families {
+			if send(fam.client, fam) == xdpTxRet {
+				answered++
+			}
+		}
+	}
+	elapsed := float64(ktime(t)-start) / 1e9
+	if most := totalBurst + 1 + int(elapsed*budgetRate) + 1; answered < totalBurst+1 || answered > most {
+		t.Fatalf("two passed sources got %d SYN-ACKs with the budget spent, want the total's burst + 1 (%d), at most %d", answered, totalBurst+1, most)
 	}
 }

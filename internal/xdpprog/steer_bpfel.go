@@ -19,25 +19,27 @@ type steerAddr16 struct {
 }
 
 type steerConfig struct {
-	_               structs.HostLayout
-	Stages          uint32
-	Monitor         uint32
-	Key0            uint64
-	Key1            uint64
-	ClockBase       uint64
-	Mss4            uint16
-	Mss6            uint16
-	Window          uint16
-	Wscale          uint8
-	Sack            uint8
-	CookieUser      uint8
-	_               [7]byte
-	CookieInterval  uint64
-	CookieTolerance uint64
-	PassedInterval  uint64
-	PassedTolerance uint64
-	Lists           uint32
-	_               [4]byte
+	_                  structs.HostLayout
+	Stages             uint32
+	Monitor            uint32
+	Key0               uint64
+	Key1               uint64
+	ClockBase          uint64
+	Mss4               uint16
+	Mss6               uint16
+	Window             uint16
+	Wscale             uint8
+	Sack               uint8
+	CookieUser         uint8
+	_                  [7]byte
+	CookieInterval     uint64
+	CookieTolerance    uint64
+	PassedInterval     uint64
+	PassedTolerance    uint64
+	PassedAllInterval  uint64
+	PassedAllTolerance uint64
+	Lists              uint32
+	_                  [4]byte
 }
 
 type steerFlowkey struct {

@@ -119,6 +119,11 @@ struct config {
 	// (passed_interval 0: the stage ignores the map).
 	__u64 passed_interval;
 	__u64 passed_tolerance;
+	// ...and all passed sources together (0: no cap), so that many of them
+	// (a botnet whose members each passed, or spoofed passed addresses)
+	// cannot draw an unbounded number of answers outside the budget.
+	__u64 passed_all_interval;
+	__u64 passed_all_tolerance;
 	// L_* : which source lists hold entries. A flood frame pays for each
 	// lookup it makes, and a hash lookup of a random source in a large
 	// empty map is a cache miss: lists known empty are not looked up.
@@ -147,7 +152,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, __u64);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2); // 0: the challenge budget; 1: passed sources, all together
 } xskgate_budget SEC(".maps");
 
 // budget_left reports whether a cookie could be taken at now, reading only.
@@ -160,18 +165,26 @@ static __always_inline int budget_left(const struct config *c, const __u64 *tat,
 
 #define BUDGET_TRIES 4
 
-// budget_take spends one cookie of the budget, if one is left.
-static __always_inline int budget_take(const struct config *c, __u64 *tat, __u64 now)
+// gcra_take spends one event of the GCRA at tat (interval and tolerance in
+// ns), if one is left; a compare-and-swap lost BUDGET_TRIES times in a row
+// counts as none left.
+static __always_inline int gcra_take(__u64 *tat, __u64 now, __u64 interval, __u64 tolerance)
 {
 	for (int i = 0; i < BUDGET_TRIES; i++) {
 		__u64 t = *(volatile __u64 *)tat;
 		__u64 base = t > now ? t : now;
-		if (base - now > c->cookie_tolerance)
+		if (base - now > tolerance)
 			return 0;
-		if (__sync_val_compare_and_swap(tat, t, base + c->cookie_interval) == t)
+		if (__sync_val_compare_and_swap(tat, t, base + interval) == t)
 			return 1;
 	}
 	return 0;
+}
+
+// budget_take spends one cookie of the budget, if one is left.
+static __always_inline int budget_take(const struct config *c, __u64 *tat, __u64 now)
+{
+	return gcra_take(tat, now, c->cookie_interval, c->cookie_tolerance);
 }
 
 struct {
@@ -663,10 +676,12 @@ static __always_inline int write_synack(struct xdp_md *ctx, int v4, const struct
 }
 
 // passed_source reports whether src passed a challenge and is within its
-// own rate, which it then spends. The source's GCRA is updated by
-// compare-and-swap as the budget's is: a spoofed passed address whose SYNs
-// RSS spreads over every CPU gets no more than its rate, and a CAS lost a
-// few times in a row counts as over it.
+// own rate and the rate of all passed sources together, which it then
+// spends. The GCRAs are updated by compare-and-swap as the budget's is: a
+// spoofed passed address whose SYNs RSS spreads over every CPU gets no
+// more than its rate, and a CAS lost a few times in a row counts as over
+// it. A source over the total has spent its own token for nothing: it
+// falls back to the challenge budget like any other.
 static __always_inline int passed_source(const struct config *c, const struct addr16 *src, __u64 now)
 {
 	if (!c->passed_interval || !(c->lists & L_PASSED))
@@ -674,15 +689,13 @@ static __always_inline int passed_source(const struct config *c, const struct ad
 	struct passed *v = bpf_map_lookup_elem(&xskgate_passed, src);
 	if (!v || v->until <= now)
 		return 0;
-	for (int i = 0; i < BUDGET_TRIES; i++) {
-		__u64 t = *(volatile __u64 *)&v->tat;
-		__u64 base = t > now ? t : now;
-		if (base - now > c->passed_tolerance)
-			return 0;
-		if (__sync_val_compare_and_swap(&v->tat, t, base + c->passed_interval) == t)
-			return 1;
-	}
-	return 0;
+	if (!gcra_take(&v->tat, now, c->passed_interval, c->passed_tolerance))
+		return 0;
+	if (!c->passed_all_interval)
+		return 1;
+	__u32 one = 1;
+	__u64 *all = bpf_map_lookup_elem(&xskgate_budget, &one);
+	return all && gcra_take(all, now, c->passed_all_interval, c->passed_all_tolerance);
 }
 
 // cookie_answer answers the SYN in p within the challenge budget (free: a
