@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -54,9 +56,18 @@ func TestNAPIThread(t *testing.T) {
 		copy(f, l.ServerMAC)
 		copy(f[6:], l.ClientMAC)
 		f[12], f[13] = 0x88, 0xb5 // local experimental EtherType
-		for range frames {
-			if err := unix.Sendto(fd, f, 0, sa); err != nil {
-				return err
+		// veth's ring holds 256 frames: when the NAPI thread is behind,
+		// send(2) says ENOBUFS and the frame was not sent; wait and retry.
+		deadline := time.Now().Add(10 * time.Second)
+		for sent := 0; sent < frames; {
+			err := unix.Sendto(fd, f, 0, sa)
+			switch {
+			case err == nil:
+				sent++
+			case errors.Is(err, unix.ENOBUFS) && time.Now().Before(deadline):
+				time.Sleep(time.Millisecond)
+			default:
+				return fmt.Errorf("sendto after %d of %d frames: %w", sent, frames, err)
 			}
 		}
 		return nil
