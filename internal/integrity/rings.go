@@ -283,6 +283,12 @@ func (k *Checker) Completed(side engine.Side, addrs []uint64, out []engine.Dispo
 		ci, _, ok := k.chunk(a)
 		cls := noClass
 		var detail string
+		// The frame last received into the chunk goes with the report
+		// only if the kernel cannot be writing the chunk now: one that
+		// is in a FILL ring (ours or, for a foreign chunk, another
+		// worker's) may be receiving a frame this instant, so its bytes
+		// prove nothing, and reading them races with the device.
+		readable := false
 		switch {
 		case a == xsk.Poison && k.on(CheckPoison):
 			cls, detail = UnwrittenSlot, "COMPLETION slot still poisoned: published without being written"
@@ -296,6 +302,7 @@ func (k *Checker) Completed(side engine.Side, addrs []uint64, out []engine.Dispo
 			}
 		default:
 			st := k.own[ci-k.lo]
+			readable = st&stKind != stFill && st&stKind != stLost
 			if st&^stAgeMask == txOf(side) {
 				// Also after a tx_overdue report: late, not lost.
 				k.own[ci-k.lo] = compOf(side)
@@ -312,7 +319,11 @@ func (k *Checker) Completed(side engine.Side, addrs []uint64, out []engine.Dispo
 		if cls == BadAddr {
 			v.Expected, v.Got = k.c.size, a
 		}
-		k.violate(s, v, k.lastFrame(a))
+		var frame []byte
+		if readable {
+			frame = k.lastFrame(a)
+		}
+		k.violate(s, v, frame)
 		out[i] = engine.Quarantine
 		nbad++
 	}
