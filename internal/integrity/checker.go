@@ -317,12 +317,20 @@ func (k *Checker) frameAt(addr uint64, n uint32) []byte {
 	return k.area[addr:end]
 }
 
-// lastFrame returns, for an address-only entry (COMPLETION), the frame last
-// received into its chunk if its metadata says how long it was.
+// lastFrame returns, for an address-only entry (COMPLETION, FILL), the
+// frame last received into its chunk if its metadata says how long it was,
+// and only if the kernel cannot be writing the chunk now: one that is in a
+// FILL ring (or whose FILL entry the kernel consumed), or another worker's
+// whose state this checker does not know, may be receiving a frame this
+// instant, so its bytes prove nothing and reading them races with the
+// device.
 func (k *Checker) lastFrame(addr uint64) []byte {
 	ci, _, ok := k.chunk(addr)
 	ro := k.c.cfg.RxOffset
-	if !ok || ro == 0 || ro >= k.c.fs {
+	if !ok || ro == 0 || ro >= k.c.fs || !k.mine(ci) {
+		return nil
+	}
+	if st := k.own[ci-k.lo] & stKind; st == stFill || st == stLost {
 		return nil
 	}
 	a := k.base(ci) + ro

@@ -190,7 +190,8 @@ func (k *Checker) PostFill(side engine.Side, addrs []uint64, out []engine.Dispos
 				cls = FillWhileTx
 			}
 			// The bytes in the chunk are the frame it is busy with (on
-			// TX, or received): capture those.
+			// TX, or received): capture those (lastFrame leaves out a
+			// chunk in FILL, which the kernel may be writing).
 			k.violate(s, &Violation{Class: cls, Ring: xsk.KindFill, Addr: a,
 				Detail: "chunk is " + k.stateString(st)}, k.lastFrame(a))
 			out[i] = engine.Quarantine
@@ -283,12 +284,6 @@ func (k *Checker) Completed(side engine.Side, addrs []uint64, out []engine.Dispo
 		ci, _, ok := k.chunk(a)
 		cls := noClass
 		var detail string
-		// The frame last received into the chunk goes with the report
-		// only if the kernel cannot be writing the chunk now: one that
-		// is in a FILL ring (ours or, for a foreign chunk, another
-		// worker's) may be receiving a frame this instant, so its bytes
-		// prove nothing, and reading them races with the device.
-		readable := false
 		switch {
 		case a == xsk.Poison && k.on(CheckPoison):
 			cls, detail = UnwrittenSlot, "COMPLETION slot still poisoned: published without being written"
@@ -302,7 +297,6 @@ func (k *Checker) Completed(side engine.Side, addrs []uint64, out []engine.Dispo
 			}
 		default:
 			st := k.own[ci-k.lo]
-			readable = st&stKind != stFill && st&stKind != stLost
 			if st&^stAgeMask == txOf(side) {
 				// Also after a tx_overdue report: late, not lost.
 				k.own[ci-k.lo] = compOf(side)
@@ -319,11 +313,7 @@ func (k *Checker) Completed(side engine.Side, addrs []uint64, out []engine.Dispo
 		if cls == BadAddr {
 			v.Expected, v.Got = k.c.size, a
 		}
-		var frame []byte
-		if readable {
-			frame = k.lastFrame(a)
-		}
-		k.violate(s, v, frame)
+		k.violate(s, v, k.lastFrame(a))
 		out[i] = engine.Quarantine
 		nbad++
 	}
