@@ -140,13 +140,19 @@ func TestFirstLineCookieMinimalSYN(t *testing.T) {
 // linuxSYN is a SYN with Linux's options: long enough for the SYN-ACK.
 func linuxSYN(fam family, k int) seg {
 	return seg{src: fam.client, dst: fam.server, sport: uint16(30000 + k), dport: 80, syn: true, seq: uint32(k) * 2654435761,
-		opts: []layers.TCPOption{
-			{OptionType: layers.TCPOptionKindMSS, OptionLength: 4, OptionData: []byte{0x05, 0xb4}},
-			{OptionType: layers.TCPOptionKindSACKPermitted, OptionLength: 2},
-			{OptionType: layers.TCPOptionKindTimestamps, OptionLength: 10, OptionData: make([]byte, 8)},
-			{OptionType: layers.TCPOptionKindNop},
-			{OptionType: layers.TCPOptionKindWindowScale, OptionLength: 3, OptionData: []byte{7}},
-		}}
+		opts: linuxSYNOpts()}
+}
+
+// linuxSYNOpts are the options of Linux's SYN: MSS 1460, SACK permitted,
+// timestamps, window scale 7.
+func linuxSYNOpts() []layers.TCPOption {
+	return []layers.TCPOption{
+		{OptionType: layers.TCPOptionKindMSS, OptionLength: 4, OptionData: []byte{0x05, 0xb4}},
+		{OptionType: layers.TCPOptionKindSACKPermitted, OptionLength: 2},
+		{OptionType: layers.TCPOptionKindTimestamps, OptionLength: 10, OptionData: make([]byte, 8)},
+		{OptionType: layers.TCPOptionKindNop},
+		{OptionType: layers.TCPOptionKindWindowScale, OptionLength: 3, OptionData: []byte{7}},
+	}
 }
 
 // budgetRate is one cookie a second: a test's runtime adds at most one or

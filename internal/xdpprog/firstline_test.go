@@ -271,13 +271,7 @@ func TestFirstLineCookieSYNACK(t *testing.T) {
 			p, f := firstLineProgram(t, 0)
 			must(t, f.Set(Scopes, netip.PrefixFrom(fam.server, fam.bits), ScopeChallenge|ScopeOutOfState))
 			syn := seg{src: fam.client, dst: fam.server, sport: 40001, dport: 443, syn: true, seq: 0x11223344,
-				opts: []layers.TCPOption{
-					{OptionType: layers.TCPOptionKindMSS, OptionLength: 4, OptionData: []byte{0x05, 0xb4}},
-					{OptionType: layers.TCPOptionKindSACKPermitted, OptionLength: 2},
-					{OptionType: layers.TCPOptionKindTimestamps, OptionLength: 10, OptionData: make([]byte, 8)},
-					{OptionType: layers.TCPOptionKindNop},
-					{OptionType: layers.TCPOptionKindWindowScale, OptionLength: 3, OptionData: []byte{7}},
-				}}
+				opts: linuxSYNOpts()}
 			ret, out := runFrame(t, p, tcpFrame(t, syn))
 			if ret != xdpTxRet {
 				t.Fatalf("returned %d, want XDP_TX", ret)
