@@ -340,8 +340,8 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 						res[i].TCPErr = err.Error()
 						continue
 					}
-					runs[i][j] = append(runs[i][j], g)
-					fmt.Fprintf(o.Out, "  tcp round %d %-26s -P%-2d %6.2f Gbit/s, load %s\n", r+1, v.Name, p, g, loadavg())
+					runs[i][j] = append(runs[i][j], g.Gbps)
+					fmt.Fprintf(o.Out, "  tcp round %d %-26s -P%-2d %s, load %s\n", r+1, v.Name, p, g, loadavg())
 				}
 			}
 		}

@@ -216,17 +216,31 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 	return sm, nil
 }
 
+// tcpResult is one iperf3 run: goodput and what the senders' TCP saw,
+// which says whether a path holds TCP back by loss (retransmits), delay
+// (RTT) or window (cwnd).
+type tcpResult struct {
+	Gbps        float64
+	Retransmits int
+	MeanRTT     time.Duration // mean over streams of iperf3's mean_rtt
+	MaxCwnd     int           // bytes, the largest over streams
+}
+
+func (r tcpResult) String() string {
+	return fmt.Sprintf("%6.2f Gbit/s, retrans %d, rtt %v, max cwnd %d KB", r.Gbps, r.Retransmits, r.MeanRTT, r.MaxCwnd>>10)
+}
+
 // tcp runs iperf3 from client to server through the variant's path.
-func (b *bencher) tcp(ctx context.Context, v Variant, streams int) (float64, error) {
+func (b *bencher) tcp(ctx context.Context, v Variant, streams int) (tcpResult, error) {
 	l := b.l
 	d, err := b.setup(v)
 	if err != nil {
-		return 0, err
+		return tcpResult{}, err
 	}
 	defer d.teardown()
 	srv := l.Command(ctx, l.ServerNS, "iperf3", "-s", "-1", "-B", l.ServerIP4.String())
 	if err := srv.Start(); err != nil {
-		return 0, fmt.Errorf("start iperf3 (apt-get install iperf3): %w", err)
+		return tcpResult{}, fmt.Errorf("start iperf3 (apt-get install iperf3): %w", err)
 	}
 	defer srv.Wait()
 	defer srv.Process.Kill()
@@ -234,17 +248,39 @@ func (b *bencher) tcp(ctx context.Context, v Variant, streams int) (float64, err
 	secs := strconv.Itoa(int(b.o.TCPTime.Seconds()))
 	out, err := l.Command(ctx, l.ClientNS, "iperf3", "-c", l.ServerIP4.String(), "-t", secs, "-P", strconv.Itoa(streams), "-J").Output()
 	if err != nil {
-		return 0, fmt.Errorf("iperf3 client: %w", err)
+		return tcpResult{}, fmt.Errorf("iperf3 client: %w", err)
 	}
+	return parseIperf3(out)
+}
+
+// parseIperf3 reads iperf3 -J's client output.
+func parseIperf3(out []byte) (tcpResult, error) {
 	var r struct {
 		End struct {
+			Streams []struct {
+				Sender struct {
+					Retransmits int `json:"retransmits"`
+					MaxCwnd     int `json:"max_snd_cwnd"`
+					MeanRTT     int `json:"mean_rtt"` // µs
+				} `json:"sender"`
+			} `json:"streams"`
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
 	if err := json.Unmarshal(out, &r); err != nil {
-		return 0, fmt.Errorf("parse iperf3 output: %w", err)
+		return tcpResult{}, fmt.Errorf("parse iperf3 output: %w", err)
 	}
-	return r.End.SumReceived.BitsPerSecond / 1e9, nil
+	res := tcpResult{Gbps: r.End.SumReceived.BitsPerSecond / 1e9}
+	var rtt time.Duration
+	for _, s := range r.End.Streams {
+		res.Retransmits += s.Sender.Retransmits
+		res.MaxCwnd = max(res.MaxCwnd, s.Sender.MaxCwnd)
+		rtt += time.Duration(s.Sender.MeanRTT) * time.Microsecond
+	}
+	if n := len(r.End.Streams); n > 0 {
+		res.MeanRTT = rtt / time.Duration(n)
+	}
+	return res, nil
 }
