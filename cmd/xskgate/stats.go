@@ -55,7 +55,7 @@ func cmdStats(ctx context.Context, args []string) error {
 			l.Side, l.Iface, since, l.OperState, l.Downs)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "worker\tiface\tqueue\tbind\trx pkts\trx bytes\ttx pkts\tforward\tbounce\tdrop\tdrops(other)\tEAGAIN\tEBUSY\trx_dropped\tfill_empty\tfill_wakeups\tmeta_fallback\tcsum_completed\t")
+	fmt.Fprintln(tw, "worker\tiface\tqueue\tbind\trx pkts\trx bytes\ttx pkts\tforward\tbounce\tdrop\tdrops(other)\tEAGAIN\tEBUSY\trx_dropped\tfill_empty\tfill_wakeups\tmeta_fallback\tcsum_completed\tcsum_by_kernel\t")
 	for _, w := range ws {
 		for _, p := range w.Ports {
 			other := uint64(0)
@@ -68,9 +68,9 @@ func cmdStats(ctx context.Context, args []string) error {
 			if bind == "" {
 				bind = "?"
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", w.Worker, p.Iface, p.Queue, bind,
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", w.Worker, p.Iface, p.Queue, bind,
 				p.RxPackets, p.RxBytes, p.TxPackets, p.Verdicts["forward"], p.Verdicts["bounce"], p.Verdicts["drop"],
-				other, p.KickAgain, p.KickBusy, p.XDP.RxDropped, p.XDP.RxFillRingEmptyDescs, p.FillWakeups, p.MetaFallback, p.ChecksumsCompleted)
+				other, p.KickAgain, p.KickBusy, p.XDP.RxDropped, p.XDP.RxFillRingEmptyDescs, p.FillWakeups, p.MetaFallback, p.ChecksumsCompleted, p.ChecksumsOffloaded)
 		}
 	}
 	tw.Flush()

@@ -63,6 +63,9 @@ type Variant struct {
 	// Carrier is how the XDP program hands over its record (default: the
 	// best the kernel allows).
 	Carrier xdpprog.Carrier
+	// SoftwareChecksums: xskgate completes the neighbours' partial
+	// checksums in software even where the kernel could at TX.
+	SoftwareChecksums bool
 	// Ceiling measures the generator alone: no gate; an XDP_DROP program
 	// on outer, the generator's peer (or with TCSink a tc drop program at
 	// its ingress), sinks every frame, and outer's kernel counter says how

@@ -168,7 +168,7 @@ func (b *bencher) openGate(v Variant, protection, firstLine bool, flows int) (*d
 		var err error
 		g, err = gate.Open(gate.Config{Outer: lab.OuterName, Inner: lab.InnerName, Queues: 1, TxBudget: cmp.Or(v.TxBudget, b.o.TxBudget),
 			Umem: xsk.UmemConfig{NumFrames: 4096}, Engine: cfg, Integrity: ic, Logger: b.o.Logger, Carrier: v.Carrier,
-			FirstLine: protection && firstLine, FirstLineFlows: flows})
+			FirstLine: protection && firstLine, FirstLineFlows: flows, SoftwareChecksums: v.SoftwareChecksums})
 		return err
 	})
 	if err != nil {

@@ -167,6 +167,7 @@ type port struct {
 	fd             int        // for poll(2); -1 when the port cannot be polled
 	waker          rxWaker    // wakes a zero-copy driver's RX; nil if the port cannot
 	fillWoken      bool       // woken since FILL was last posted to (wake.go)
+	txCsum         bool       // can ask the kernel to complete a checksum (checksum.go)
 	txq            []xsk.Desc // to transmit at the end of this iteration
 	stats          *PortStats
 	fillOut, txOut int // frames posted to FILL / TX not back yet
@@ -187,6 +188,9 @@ type Worker struct {
 	insp   Inspector
 	batch  int
 	target int
+
+	txCsum    bool      // a port can ask the kernel to complete checksums
+	offloaded [2]uint64 // ChecksumsOffloaded not yet published, by side
 
 	// scratch, sized once
 	parsed packet.Packet // for checksum completion
@@ -246,6 +250,10 @@ func newWorker(e *Engine, id int, p Pair, first, n uint32) (*Worker, error) {
 			pt.fd = pl.FD()
 		}
 		pt.waker, _ = pp.(rxWaker)
+		if c, ok := pp.(txChecksummer); ok && c.TxChecksum() {
+			pt.txCsum = true
+			w.txCsum = true
+		}
 		w.ports[s] = pt
 	}
 	w.target = int(e.cfg.FillTarget)

@@ -38,7 +38,11 @@ func buildModelGate(t testing.TB, queues int, frames uint32, cfg engine.Config, 
 	t.Helper()
 	const fs = 4096
 	area := make([]byte, int(frames)*fs)
-	u, err := xsk.UmemOn(area, xsk.UmemConfig{FrameSize: fs, NumFrames: frames})
+	var probe kmodel.Config
+	for _, m := range mods {
+		m(&probe)
+	}
+	u, err := xsk.UmemOn(area, xsk.UmemConfig{FrameSize: fs, NumFrames: frames, TxMetadata: probe.TxMetadataLen > 0})
 	if err != nil {
 		t.Fatal(err)
 	}

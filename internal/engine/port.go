@@ -20,9 +20,14 @@ type Port interface {
 // pollable ports can be waited on with poll(2) when idle.
 type pollable interface{ FD() int }
 
+// txChecksummer ports can ask the kernel to complete a partial checksum
+// at TX (checksum.go).
+type txChecksummer interface{ TxChecksum() bool }
+
 var (
-	_ Port    = (*xsk.Socket)(nil)
-	_ rxWaker = (*xsk.Socket)(nil)
+	_ Port          = (*xsk.Socket)(nil)
+	_ rxWaker       = (*xsk.Socket)(nil)
+	_ txChecksummer = (*xsk.Socket)(nil)
 )
 
 // Side says which interface a port belongs to.

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"github.com/xskgate/xskgate/internal/packet"
 	"github.com/xskgate/xskgate/internal/xdpprog"
 	"github.com/xskgate/xskgate/internal/xsk"
 )
@@ -67,7 +66,7 @@ func (w *Worker) receive(p *port) (int, error) {
 	if len(pkts) == 0 {
 		return n, nil
 	}
-	w.completeChecksums(p, pkts)
+	w.partialChecksums(p, pkts)
 	w.insp.Inspect(w.id, p.side, pkts)
 	other := &w.ports[p.side.Other()]
 	var vc [numVerdicts]uint64
@@ -80,9 +79,9 @@ func (w *Worker) receive(p *port) (int, error) {
 		vc[v]++
 		switch v {
 		case Forward:
-			other.txq = append(other.txq, xsk.Desc{Addr: pk.Desc.Addr, Len: pk.Len})
+			other.txq = append(other.txq, w.txDesc(other, pk))
 		case Bounce:
-			p.txq = append(p.txq, xsk.Desc{Addr: pk.Desc.Addr, Len: pk.Len})
+			p.txq = append(p.txq, w.txDesc(p, pk))
 		default:
 			base, _ := umem.Chunk(pk.Desc.Addr)
 			w.free = append(w.free, base)
@@ -92,6 +91,12 @@ func (w *Worker) receive(p *port) (int, error) {
 	for v, c := range vc {
 		if c > 0 {
 			p.stats.Verdicts[v].Add(c)
+		}
+	}
+	for s, c := range w.offloaded {
+		if c > 0 {
+			w.ports[s].stats.ChecksumsOffloaded.Add(c)
+			w.offloaded[s] = 0
 		}
 	}
 	return n, nil
@@ -116,21 +121,4 @@ func (w *Worker) strip(p *port, d xsk.Desc, base uint64) (xsk.Desc, bool) {
 		p.stats.MetaFallback.Add(1)
 	}
 	return xsk.Desc{Addr: d.Addr + uint64(n), Len: d.Len - n, Options: d.Options}, true
-}
-
-// completeChecksums completes the partial checksums of a batch (see
-// packet.CompletePartial), counted per port.
-func (w *Worker) completeChecksums(p *port, pkts []Packet) {
-	if w.e.cfg.NoChecksumCompletion {
-		return
-	}
-	var n uint64
-	for i := range pkts {
-		if w.parsed.Parse(pkts[i].Data) == nil && packet.CompletePartial(&w.parsed, pkts[i].Data) {
-			n++
-		}
-	}
-	if n > 0 {
-		p.stats.ChecksumsCompleted.Add(n)
-	}
 }

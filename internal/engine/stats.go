@@ -53,8 +53,15 @@ type PortStats struct {
 	// bpf_xdp_adjust_meta at run time and the XDP program fell back.
 	MetaFallback atomic.Uint64
 	// ChecksumsCompleted counts TCP/UDP checksums received partial (the
-	// sender offloaded them) and completed in software before forwarding.
+	// sender offloaded them): completed in software before forwarding, or
+	// by the kernel at TX (ChecksumsOffloaded, on the sending port).
 	ChecksumsCompleted atomic.Uint64
+	// ChecksumsOffloaded counts frames sent with a request that the
+	// kernel complete their partial checksum (TX metadata).
+	ChecksumsOffloaded atomic.Uint64
+	// ChecksumsStale counts frames whose partial checksum an Inspector
+	// rewrote without Packet.CompleteChecksum: sent as they were (a bug).
+	ChecksumsStale atomic.Uint64
 	// ExtraSent counts frames the Inspector sent of its own out of this
 	// port (Extra), ExtraRefused the times it asked for a spare frame and
 	// the worker had none to spare.

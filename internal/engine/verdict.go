@@ -1,6 +1,9 @@
 package engine
 
-import "github.com/xskgate/xskgate/internal/xsk"
+import (
+	"github.com/xskgate/xskgate/internal/packet"
+	"github.com/xskgate/xskgate/internal/xsk"
+)
 
 // Verdict is what happens to a received frame.
 type Verdict uint8
@@ -26,12 +29,32 @@ func (v Verdict) String() string {
 
 // Packet is one received frame handed to the Inspector. Data aliases the
 // UMEM: the Inspector may rewrite it in place (a bounce reply), and then
-// sets Len to the new length (at most cap(Data)).
+// sets Len to the new length (at most cap(Data)). Before it writes to a
+// frame it calls CompleteChecksum.
 type Packet struct {
 	Desc    xsk.Desc
 	Data    []byte // Data[:Desc.Len]; cap reaches the end of the chunk
 	Verdict Verdict
 	Len     uint32 // length to transmit; starts as Desc.Len
+
+	// A partial checksum left for the kernel to complete at TX
+	// (checksum.go): the segment starts at csumStart and the field is at
+	// csumField, which held csumWant. csumField 0: none.
+	csumStart, csumField, csumWant uint16
+}
+
+// CompleteChecksum completes in software a checksum the worker left
+// partial for the kernel to complete at TX (checksum.go). An Inspector
+// calls it before it writes to Data: a rewritten field would no longer be
+// the pseudo-header sum the kernel's completion needs, and a partial field
+// in a frame rewritten around it would go out unfinished.
+func (pk *Packet) CompleteChecksum() {
+	if pk.csumField == 0 {
+		return
+	}
+	udp := pk.csumField-pk.csumStart == 6
+	packet.CompleteAt(pk.Data[pk.csumStart:pk.Desc.Len], int(pk.csumField-pk.csumStart), udp)
+	pk.csumField = 0
 }
 
 // Inspector decides per frame. It is called by every worker concurrently,

@@ -29,6 +29,12 @@ const port = 5201
 // kernel refuses the carrier.
 func openGate(t *testing.T, l *lab.Lab, c xdpprog.Carrier, skew int32) *gate.Gate {
 	t.Helper()
+	return openGateWith(t, l, c, skew, nil)
+}
+
+// openGateWith is openGate with the configuration changed by mod first.
+func openGateWith(t *testing.T, l *lab.Lab, c xdpprog.Carrier, skew int32, mod func(*gate.Config)) *gate.Gate {
+	t.Helper()
 	if _, _, err := xdpprog.ChooseCarrier(c); err != nil {
 		t.Skipf("carrier %s: %v", c, err)
 	}
@@ -36,8 +42,12 @@ func openGate(t *testing.T, l *lab.Lab, c xdpprog.Carrier, skew int32) *gate.Gat
 	var g *gate.Gate
 	if err := l.Do(l.GateNS, func() error {
 		var err error
-		g, err = gate.Open(gate.Config{Outer: lab.OuterName, Inner: lab.InnerName, Queues: 2,
-			Carrier: c, LenSkew: skew, Integrity: &ic})
+		cfg := gate.Config{Outer: lab.OuterName, Inner: lab.InnerName, Queues: 2,
+			Carrier: c, LenSkew: skew, Integrity: &ic}
+		if mod != nil {
+			mod(&cfg)
+		}
+		g, err = gate.Open(cfg)
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -48,6 +48,10 @@ type Config struct {
 	FirstLine      bool
 	FirstLineFlows int
 	Engine         engine.Config
+	// SoftwareChecksums completes partial checksums in software even where
+	// the kernel could at TX (engine/checksum.go): for comparisons, and
+	// for a device whose checksum offload is suspect.
+	SoftwareChecksums bool
 	// Integrity, when set, checks every ring hand-over (package integrity).
 	Integrity *integrity.Config
 	Drain     time.Duration // how long Close waits for TX completions (default 1s)
@@ -142,6 +146,9 @@ func Open(cfg Config) (g *Gate, err error) {
 			g = nil
 		}
 	}()
+	// Partial checksums are left to the kernel where it can complete them
+	// (engine/checksum.go): that needs a TX metadata area in the UMEM.
+	cfg.Umem.TxMetadata = !cfg.Engine.NoChecksumCompletion && !cfg.SoftwareChecksums
 	if g.Umem, err = xsk.NewUmem(cfg.Umem); err != nil {
 		return nil, err
 	}
@@ -167,6 +174,7 @@ func Open(cfg Config) (g *Gate, err error) {
 		cfg.Engine.Logger = cfg.Logger
 	}
 	zeroCopy := g.readBindModes()
+	g.logTxChecksum()
 	if cfg.Integrity != nil {
 		ic := *cfg.Integrity
 		if ic.Logger == nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xskgate/xskgate/internal/gate"
 	"github.com/xskgate/xskgate/internal/lab"
 	"github.com/xskgate/xskgate/internal/traffic"
 	"github.com/xskgate/xskgate/internal/xdpprog"
@@ -19,8 +20,20 @@ import (
 // checksum offload on, as every container has), so their TCP and UDP
 // leave with partial checksums. Through the gate: verified TCP (SHA-256
 // both ways, IPv4 and IPv6) and UDP both ways arrive intact, and the
-// counters show the checksums the gate completed on each side.
+// counters show the checksums the gate completed on each side: by the
+// kernel at TX where it takes AF_XDP TX metadata (Linux 6.8+), and in
+// software when asked (SoftwareChecksums).
 func TestDefaultOffloads(t *testing.T) {
+	for _, software := range []bool{false, true} {
+		name := "kernel"
+		if software {
+			name = "software"
+		}
+		t.Run(name, func(t *testing.T) { testDefaultOffloads(t, software) })
+	}
+}
+
+func testDefaultOffloads(t *testing.T, software bool) {
 	l := lab.ForTest(t, lab.Config{Queues: 2, StaticNeighbors: true})
 	for _, ns := range []string{l.ClientNS, l.ServerNS} {
 		out, err := l.Command(t.Context(), ns, "ethtool", "-k", lab.HostIfName).CombinedOutput()
@@ -28,7 +41,11 @@ func TestDefaultOffloads(t *testing.T) {
 			t.Fatalf("%s: the lab changed the host end's offloads:\n%s", ns, out)
 		}
 	}
-	g := openGate(t, l, xdpprog.CarrierAuto, 0)
+	g := openGateWith(t, l, xdpprog.CarrierAuto, 0, func(c *gate.Config) { c.SoftwareChecksums = software })
+	kernel := g.Umem.TxMetadataLen() > 0
+	if !software && !kernel {
+		t.Skip("this kernel refuses AF_XDP TX metadata (XDP_UMEM_TX_METADATA_LEN, Linux 6.8+): the software subtest covers it")
+	}
 	l.ServeForTest(t, port)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -64,19 +81,30 @@ func TestDefaultOffloads(t *testing.T) {
 	for _, srv := range []netip.Addr{l.ServerIP4, l.ServerIP6} {
 		udpEcho(t, l, srv)
 	}
-	var completed [2]uint64 // outer, inner
+	var completed, offloaded, stale [2]uint64 // outer, inner
 	for _, w := range g.Stats() {
 		for _, p := range w.Ports {
+			s := 1
 			if p.Iface == lab.OuterName {
-				completed[0] += p.ChecksumsCompleted
-			} else {
-				completed[1] += p.ChecksumsCompleted
+				s = 0
 			}
+			completed[s] += p.ChecksumsCompleted
+			offloaded[s] += p.ChecksumsOffloaded
+			stale[s] += p.ChecksumsStale
 		}
 	}
-	t.Logf("checksums completed: %d from the client side, %d from the server side", completed[0], completed[1])
+	t.Logf("partial checksums: %d from the client side, %d from the server side; completed by the kernel at TX on inner %d, on outer %d",
+		completed[0], completed[1], offloaded[1], offloaded[0])
 	if completed[0] == 0 || completed[1] == 0 {
 		t.Fatalf("no partial checksum completed (outer %d, inner %d): are the neighbours' offloads on?", completed[0], completed[1])
+	}
+	switch {
+	case stale != [2]uint64{}:
+		t.Fatalf("stale partial checksums %v", stale)
+	case software && offloaded != [2]uint64{}:
+		t.Fatalf("asked for software checksums, yet %v left to the kernel", offloaded)
+	case !software && (offloaded[0] == 0 || offloaded[1] == 0):
+		t.Fatalf("the kernel completed no checksum on one side (outer %d, inner %d)", offloaded[0], offloaded[1])
 	}
 }
 

@@ -38,8 +38,13 @@ type PortSnapshot struct {
 	// the driver refused XDP metadata at run time (carrier meta).
 	MetaFallback uint64 `json:"meta_fallback"`
 	// ChecksumsCompleted: partial TCP/UDP checksums (sender offload)
-	// completed before forwarding.
+	// received, completed in software or by the kernel at TX.
 	ChecksumsCompleted uint64 `json:"checksums_completed"`
+	// ChecksumsOffloaded: frames sent asking the kernel to complete a
+	// partial checksum (AF_XDP TX metadata); ChecksumsStale: partial
+	// checksums an Inspector rewrote without completing (a bug).
+	ChecksumsOffloaded uint64 `json:"checksums_offloaded"`
+	ChecksumsStale     uint64 `json:"checksums_stale,omitempty"`
 	// ExtraSent, ExtraRefused: frames the Inspector sent of its own
 	// (engine.Extra), and requests the worker had no spare frame for.
 	ExtraSent    uint64         `json:"extra_sent"`
@@ -159,6 +164,7 @@ func (g *Gate) Stats() []WorkerSnapshot {
 				Kicks: st.Kicks.Load(), KickAgain: st.KickAgain.Load(),
 				KickBusy: st.KickBusy.Load(), KickErrors: st.KickErrors.Load(),
 				MetaFallback: st.MetaFallback.Load(), ChecksumsCompleted: st.ChecksumsCompleted.Load(),
+				ChecksumsOffloaded: st.ChecksumsOffloaded.Load(), ChecksumsStale: st.ChecksumsStale.Load(),
 				ExtraSent: st.ExtraSent.Load(), ExtraRefused: st.ExtraRefused.Load(),
 			}
 			for v := engine.Forward; v <= engine.Drop; v++ {

@@ -78,10 +78,16 @@ type Checker struct {
 	worker int
 	socks  [2]sock
 
-	ready     bool
-	lo, hi    uint32  // the worker's share: chunk indices [lo, hi)
-	share     uint32  // chunks per worker, to name a foreign chunk's owner
-	own       []uint8 // state of chunk lo+i
+	ready  bool
+	lo, hi uint32  // the worker's share: chunk indices [lo, hi)
+	share  uint32  // chunks per worker, to name a foreign chunk's owner
+	own    []uint8 // state of chunk lo+i
+	// rxAt is where in chunk lo+i the frame last received into it lies:
+	// offset<<16 | length (0: none), for the evidence of an address-only
+	// entry (lastFrame). Kept here because the bytes in front of the
+	// frame, the XDP program's record included, may be overwritten by
+	// then (AF_XDP TX metadata for a checksum the kernel completes).
+	rxAt      []uint32
 	area      []byte
 	batch     uint64
 	now       int64  // flight recorder time of the current batch
@@ -250,6 +256,7 @@ func (k *Checker) setup() {
 	k.lo = uint32(k.worker) * k.share
 	k.hi = k.lo + k.share
 	k.own = make([]uint8, k.share)
+	k.rxAt = make([]uint32, k.share)
 	k.area = c.umem.Area
 	k.ready = true
 	k.setThread()
@@ -318,27 +325,24 @@ func (k *Checker) frameAt(addr uint64, n uint32) []byte {
 }
 
 // lastFrame returns, for an address-only entry (COMPLETION, FILL), the
-// frame last received into its chunk if its metadata says how long it was,
-// and only if the kernel cannot be writing the chunk now: one that is in a
-// FILL ring (or whose FILL entry the kernel consumed), or another worker's
-// whose state this checker does not know, may be receiving a frame this
-// instant, so its bytes prove nothing and reading them races with the
-// device.
+// frame last received into its chunk, and only if the kernel cannot be
+// writing the chunk now: one that is in a FILL ring (or whose FILL entry
+// the kernel consumed), or another worker's whose state this checker does
+// not know, may be receiving a frame this instant, so its bytes prove
+// nothing and reading them races with the device.
 func (k *Checker) lastFrame(addr uint64) []byte {
 	ci, _, ok := k.chunk(addr)
-	ro := k.c.cfg.RxOffset
-	if !ok || ro == 0 || ro >= k.c.fs || !k.mine(ci) {
+	if !ok || !k.mine(ci) {
 		return nil
 	}
 	if st := k.own[ci-k.lo] & stKind; st == stFill || st == stLost {
 		return nil
 	}
-	a := k.base(ci) + ro
-	m, strip, ok := k.c.cfg.Carrier.Locate(k.area, a, uint32(k.c.fs-ro), ro)
-	if !ok {
+	at := k.rxAt[ci-k.lo]
+	if at == 0 {
 		return nil
 	}
-	return k.frameAt(a+uint64(strip), m.Len)
+	return k.frameAt(k.base(ci)+uint64(at>>16), at&0xffff)
 }
 
 func (k *Checker) violate(s *sock, v *Violation, frame []byte) {

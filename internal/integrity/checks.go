@@ -113,6 +113,7 @@ type Checks struct {
 	size    uint64 // UMEM bytes
 	fs      uint64 // chunk size, a power of two
 	shift   uint   // log2(fs): chunk index = address >> shift
+	txMeta  uint64 // TX metadata bytes the kernel wants before each TX frame
 	nframes uint32
 
 	enabled  atomic.Uint32 // bit per Check
@@ -190,7 +191,7 @@ func New(umem *xsk.Umem, cfg Config) (*Checks, error) {
 		cfg.TxAgeLimit = DefaultTxAgeLimit
 	}
 	c := &Checks{umem: umem, cfg: cfg, log: cfg.Logger, size: uint64(umem.NumFrames()) * fs, fs: fs, shift: uint(bits.TrailingZeros64(fs)),
-		nframes: umem.NumFrames(), thaw: make(chan struct{}), sweepEvery: int64(cfg.TxAgeLimit / 2)}
+		nframes: umem.NumFrames(), txMeta: uint64(umem.TxMetadataLen()), thaw: make(chan struct{}), sweepEvery: int64(cfg.TxAgeLimit / 2)}
 	if cfg.TxAgeLimit < 0 {
 		c.sweepEvery = math.MaxInt64
 	}

@@ -229,7 +229,12 @@ func (k *Checker) PostTx(side engine.Side, descs []xsk.Desc, out []engine.Dispos
 				cls, exp, got = BadAddr, k.c.size, d.Addr
 			case d.Len == 0 || off+uint64(d.Len) > fs:
 				cls, exp, got = BadLen, fs-off, uint64(d.Len)
-			case d.Options != 0:
+			case off < k.c.txMeta:
+				// The kernel reads TX metadata before every frame of a
+				// UMEM that has it, and refuses a frame too close to its
+				// chunk's start (xp_aligned_validate_desc).
+				cls, exp, got = BadAddr, k.c.txMeta, off
+			case d.Options != 0 && (k.c.txMeta == 0 || d.Options != xsk.OptTxMetadata):
 				cls, got = BadOptions, uint64(d.Options)
 			}
 		}
@@ -252,10 +257,16 @@ func (k *Checker) PostTx(side engine.Side, descs []xsk.Desc, out []engine.Dispos
 				v.Detail = "chunk is " + k.stateString(k.own[ci-k.lo])
 			case BadAddr:
 				v.Detail = "TX address beyond the UMEM"
+				if ok {
+					v.Detail = "TX frame leaves no room for the UMEM's TX metadata before it in its chunk"
+				}
 			case BadLen:
 				v.Detail = "TX length zero or crossing the chunk end"
 			case BadOptions:
-				v.Detail = "TX options set"
+				v.Detail = "TX options other than XDP_TX_METADATA on a UMEM with TX metadata"
+				if k.c.txMeta == 0 {
+					v.Detail = "TX options set on a UMEM without TX metadata"
+				}
 			}
 			k.violate(s, v, k.frameAt(d.Addr, d.Len))
 			out[i] = engine.Quarantine

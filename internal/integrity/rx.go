@@ -188,6 +188,11 @@ func (k *Checker) rxTaken(s *sock, d xsk.Desc, slot, ci uint32, off uint64, m xd
 	c := k.c
 	s.owed = 0
 	k.own[ci-k.lo] = rxOf(s.side)
+	if start, n := off+uint64(strip), d.Len-strip; start <= 0xffff && n <= 0xffff && n <= d.Len {
+		k.rxAt[ci-k.lo] = uint32(start)<<16 | n
+	} else {
+		k.rxAt[ci-k.lo] = 0
+	}
 	if haveMeta {
 		if s.haveSeq {
 			s.seqGaps += uint64(m.Seq - s.lastSeq - 1)

@@ -35,6 +35,10 @@ const (
 
 	optContd      = 1 // XDP_PKT_CONTD
 	optTxMetadata = 2 // XDP_TX_METADATA
+
+	txmdTimestamp  = 1 // XDP_TXMD_FLAGS_TIMESTAMP
+	txmdChecksum   = 2 // XDP_TXMD_FLAGS_CHECKSUM
+	txmdLaunchTime = 4 // XDP_TXMD_FLAGS_LAUNCH_TIME
 )
 
 // Config describes one port.
@@ -44,6 +48,13 @@ type Config struct {
 	Umem      []byte
 	FrameSize uint32 // chunk size, a power of two >= 2048; default 4096
 	Headroom  uint32 // UMEM headroom (xdp_umem_reg.headroom)
+	// TxMetadataLen is the UMEM's TX metadata area
+	// (xdp_umem_reg.tx_metadata_len; 0: none, a multiple of 8 below 256).
+	// With it, a TX descriptor with XDP_TX_METADATA may ask for its
+	// checksum to be completed (XDP_TXMD_FLAGS_CHECKSUM), as copy mode's
+	// CHECKSUM_PARTIAL skb gets it from the device: the peer receives the
+	// frame with the sum in place (the UMEM is not written).
+	TxMetadataLen uint32
 
 	Ifname string // default "kmodel0"
 	Queue  int
@@ -130,6 +141,9 @@ func (c *Config) validate() error {
 	// shared info and 128 bytes of slack.
 	if c.Headroom > fs-PacketHeadroom-320-128 {
 		return fmt.Errorf("kmodel: headroom %d too large for %d-byte chunks", c.Headroom, fs)
+	}
+	if md := c.TxMetadataLen; md%8 != 0 || md >= 256 {
+		return fmt.Errorf("kmodel: TX metadata length %d: must be a multiple of 8 below 256", md)
 	}
 	for _, r := range []struct {
 		name string

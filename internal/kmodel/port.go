@@ -24,6 +24,7 @@ type Port struct {
 	fs     uint64 // chunk size
 	rxOff  uint64 // Headroom + XDP_PACKET_HEADROOM
 	maxRx  int    // RX frame size: chunk - headroom - 256
+	txSkb  []byte // the frame as sent, when TX metadata changes it (tx.go)
 	prefix int    // bytes the modelled program prepends to every frame (RecordHead)
 	// racePending: a veth race was drawn for a frame alone in its poll
 	// and waits for the next frame that has a successor.
@@ -190,6 +191,7 @@ func NewPort(cfg Config) (*Port, error) {
 		umem:  cfg.Umem,
 		fs:    uint64(cfg.FrameSize),
 		rxOff: uint64(cfg.Headroom) + PacketHeadroom,
+		txSkb: make([]byte, cfg.FrameSize),
 		maxRx: int(cfg.FrameSize - cfg.Headroom - PacketHeadroom),
 		held:  make([]uint64, 0, 4),
 		wake:  make(chan struct{}, 1),
@@ -265,6 +267,9 @@ func (p *Port) Ifname() string { return p.cfg.Ifname }
 // Options is XDP_OPTIONS: whether the port models a zero-copy driver.
 func (p *Port) Options() (xsk.Options, error) { return xsk.Options{ZeroCopy: p.cfg.ZeroCopy}, nil }
 func (p *Port) Queue() int                    { return p.cfg.Queue }
+
+// TxChecksum is xsk.Socket.TxChecksum: a UMEM with TX metadata, copy mode.
+func (p *Port) TxChecksum() bool { return p.cfg.TxMetadataLen > 0 && !p.cfg.ZeroCopy }
 
 // TxBatch is the number of descriptors one Kick moves at most.
 func (p *Port) TxBatch() uint32 { return p.cfg.TxBudget }

@@ -1,10 +1,12 @@
 package kmodel
 
 import (
+	"encoding/binary"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xskgate/xskgate/internal/packet"
 	"github.com/xskgate/xskgate/internal/xsk"
 )
 
@@ -19,13 +21,14 @@ import (
 //     full (the descriptor stays on TX for the retry);
 //   - EBUSY: the peer dropped the frame (veth_xmit's NET_XMIT_DROP, input
 //     queue full); the descriptor is still completed;
-//   - EINVAL: XDP_TX_METADATA without tx_metadata_len; the descriptor stays,
+//   - EINVAL: XDP_TX_METADATA without tx_metadata_len (or with metadata the
+//     kernel refuses: unknown flags, a checksum beyond the frame); the descriptor stays,
 //     yet its address is added to COMPLETION on every attempt (the hazard
 //     of afxdp-kernel-notes §7.4, present in 6.18 and on the project kernel);
 //   - ENETDOWN: the port is closed.
 //
-// A descriptor is valid as xp_validate_desc says in aligned mode with
-// tx_metadata_len 0: len != 0, the bytes within one chunk, addr inside the
+// A descriptor is valid as xp_validate_desc says in aligned mode: len !=
+// 0, tx_metadata_len bytes before addr and the frame within one chunk, addr inside the
 // UMEM, no options beyond XDP_PKT_CONTD|XDP_TX_METADATA. An invalid one
 // counts in tx_invalid_descs, is completed with its raw addr (the project
 // kernel does so; stock 6.18 leaks it) and ends the batch. COMPLETION and
@@ -75,13 +78,16 @@ func (p *Port) xmit() unix.Errno {
 		if p.comp.prodFree(1) == 0 {
 			return unix.EAGAIN
 		}
-		if d.Options&optTxMetadata != 0 {
-			// xsk_build_skb fails after the destructor that completes the
-			// address is installed: completed, yet left on TX.
-			p.complete(d.Addr)
-			return unix.EINVAL
-		}
 		frame := p.umem[d.Addr : d.Addr+uint64(d.Len)]
+		if d.Options&optTxMetadata != 0 {
+			var ok bool
+			if frame, ok = p.txMetadata(d.Addr, frame); !ok {
+				// xsk_build_skb fails after the destructor that completes
+				// the address is installed: completed, yet left on TX.
+				p.complete(d.Addr)
+				return unix.EINVAL
+			}
+		}
 		ok := true
 		if p.peer != nil {
 			ok = p.peer.Deliver(frame)
@@ -101,8 +107,45 @@ func (p *Port) xmit() unix.Errno {
 	}
 }
 
+// txMetadata applies the TX metadata before the frame at addr as
+// xsk_skb_metadata does, and returns the frame the peer receives. A
+// checksum request is what the device does with the CHECKSUM_PARTIAL skb
+// it makes: the ones'-complement sum from csum_start to the end, field
+// included, stored complemented at csum_start+csum_offset, in the skb's
+// copy (the UMEM is not written). false: EINVAL (no metadata area, unknown
+// flags, a checksum beyond the frame).
+func (p *Port) txMetadata(addr uint64, frame []byte) ([]byte, bool) {
+	md := uint64(p.cfg.TxMetadataLen)
+	if md == 0 {
+		return nil, false
+	}
+	m := p.umem[addr-md : addr]
+	flags := binary.NativeEndian.Uint64(m)
+	if flags&^(txmdTimestamp|txmdChecksum|txmdLaunchTime) != 0 {
+		return nil, false
+	}
+	if flags&txmdChecksum == 0 {
+		return frame, true
+	}
+	start, off := int(binary.NativeEndian.Uint16(m[8:])), int(binary.NativeEndian.Uint16(m[10:]))
+	if start+off+2 > len(frame) {
+		return nil, false
+	}
+	skb := p.txSkb[:len(frame)]
+	copy(skb, frame)
+	c := packet.Checksum(skb[start:], 0)
+	if c == 0 {
+		c = 0xffff // CSUM_MANGLED_0
+	}
+	binary.BigEndian.PutUint16(skb[start+off:], c)
+	return skb, true
+}
+
 func (p *Port) validTx(d xsk.Desc) bool {
-	return d.Len != 0 &&
+	// With a TX metadata area, every frame needs room for it before its
+	// address in its chunk (xp_aligned_validate_desc).
+	md := uint64(p.cfg.TxMetadataLen)
+	return d.Len != 0 && d.Addr&(p.fs-1) >= md &&
 		d.Addr&(p.fs-1)+uint64(d.Len) <= p.fs &&
 		d.Addr < uint64(len(p.umem)) &&
 		d.Options&^(optContd|optTxMetadata) == 0

@@ -433,6 +433,7 @@ func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, clie
 			pk.Verdict = engine.Drop
 			return decision{reason: rProxyPending, verdict: vDrop, outcome: vDrop, rule: r}
 		}
+		pk.CompleteChecksum() // before any rewrite (engine.Packet)
 		translate(pk.Data, p, true, v.SeqAdjust)
 	}
 	if v.Action == flow.Pass {
@@ -494,6 +495,7 @@ func (i *Inspector) outbound(w *workerState, rs *ruleset, pk *engine.Packet, now
 				return d
 			}
 		}
+		pk.CompleteChecksum()
 		translate(pk.Data, p, false, v.SeqAdjust)
 	}
 	return decision{reason: reason(v.Reason)}

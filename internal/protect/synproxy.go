@@ -60,6 +60,7 @@ func (i *Inspector) bounceCookie(w *workerState, rs *ruleset, r *rule, pk *engin
 		pk.Verdict = engine.Drop
 		return decision{reason: rChallengeRateLimited, verdict: vChallenge, outcome: vDrop, rule: r}
 	}
+	pk.CompleteChecksum() // before any rewrite (engine.Packet)
 	n := i.challenge(w, rs, pk.Data, now)
 	if n == 0 {
 		pk.Verdict = engine.Drop
@@ -214,6 +215,7 @@ func (i *Inspector) resendSyn(w *workerState, pk *engine.Packet, cookie uint32, 
 func synToServer(pk *engine.Packet, p *packet.Packet, isn uint32, o cookieOpts) bool {
 	var ob [12]byte
 	n := synOpts(ob[:], mssTable[o.mssIdx], o.wscale, o.sack)
+	pk.CompleteChecksum()
 	l := forwardAs(pk.Data, p, tcpFields{seq: isn, flags: packet.SYN, window: clientWindow(p, o)}, ob[:n])
 	if l == 0 {
 		return false
@@ -265,6 +267,7 @@ func (i *Inspector) serverSynAck(w *workerState, rs *ruleset, pk *engine.Packet,
 		// carries its real window.
 		win = uint16(max(65535>>o.wscale, 1))
 	}
+	pk.CompleteChecksum()
 	n := reply(pk.Data, p, tcpFields{seq: p.TCP.Ack, ack: p.TCP.Seq + 1, flags: packet.ACK, window: win}, nil)
 	if n == 0 {
 		pk.Verdict = engine.Drop

@@ -104,6 +104,7 @@ func (u *Umem) Open(cfg SocketConfig) (_ *Socket, err error) {
 		}
 	}()
 
+	var regFlags uint32 // of the UMEM registration this socket made
 	if u.owner == nil {
 		reg := unix.XDPUmemReg{
 			Addr:     uint64(uintptr(unsafe.Pointer(unsafe.SliceData(u.Area)))),
@@ -114,13 +115,26 @@ func (u *Umem) Open(cfg SocketConfig) (_ *Socket, err error) {
 		if u.cfg.Unaligned {
 			reg.Flags |= unix.XDP_UMEM_UNALIGNED_CHUNK_FLAG
 		}
+		if u.cfg.TxMetadata {
+			reg.Flags |= unix.XDP_UMEM_TX_METADATA_LEN
+			reg.Tx_metadata_len = TxMetadataLen
+		}
 		// Pass all 32 bytes: a 24-byte (v1) option silently ignores flags.
-		if err := setsockopt(fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
+		err := setsockopt(fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg))
+		if errors.Is(err, unix.EINVAL) && u.cfg.TxMetadata {
+			// A kernel before 6.8 does not know the flag: register
+			// without TX metadata (TxMetadataLen says so).
+			reg.Flags &^= unix.XDP_UMEM_TX_METADATA_LEN
+			reg.Tx_metadata_len = 0
+			err = setsockopt(fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg))
+		}
+		if err != nil {
 			if errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EPERM) {
 				return nil, fmt.Errorf("register %d-byte UMEM: %w: over the locked-memory limit; run as root with CAP_IPC_LOCK or raise RLIMIT_MEMLOCK", len(u.Area), err)
 			}
 			return nil, fmt.Errorf("register UMEM (frame size %d, headroom %d): %w", u.cfg.FrameSize, u.cfg.Headroom, err)
 		}
+		regFlags = reg.Flags
 	}
 	if err := setsockoptInt(fd, unix.XDP_UMEM_FILL_RING, u.cfg.FillSize); err != nil {
 		return nil, fmt.Errorf("create fill ring of %d entries: %w", u.cfg.FillSize, err)
@@ -231,6 +245,10 @@ func (u *Umem) Open(cfg SocketConfig) (_ *Socket, err error) {
 	}
 	if u.owner == nil {
 		u.owner = s
+		u.txMeta = 0
+		if u.cfg.TxMetadata && regFlags&unix.XDP_UMEM_TX_METADATA_LEN != 0 {
+			u.txMeta = TxMetadataLen
+		}
 	}
 	u.socks = append(u.socks, s)
 	return s, nil
@@ -339,6 +357,17 @@ func (s *Socket) Stats() (Statistics, error) {
 // Options mirrors struct xdp_options.
 type Options struct {
 	ZeroCopy bool
+}
+
+// TxChecksum tells whether a frame sent on this socket can ask the kernel
+// to complete its checksum (SetTxChecksum): the UMEM has a TX metadata
+// area and the socket is in copy mode, where the kernel hands the request
+// to the device as an ordinary CHECKSUM_PARTIAL skb (xsk_build_skb), which
+// the device's offload or the stack's software fallback completes. In
+// zero-copy mode the driver must implement the request itself, and one
+// that does not ignores it, so zero-copy sockets say no.
+func (s *Socket) TxChecksum() bool {
+	return s.umem.txMeta > 0 && !s.zeroCopy()
 }
 
 func (s *Socket) zeroCopy() bool {

@@ -1,6 +1,7 @@
 package xsk
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -59,7 +60,24 @@ type UmemConfig struct {
 
 	Mode         Mode
 	NoNeedWakeup bool // disable XDP_USE_NEED_WAKEUP (on by default)
+
+	// TxMetadata asks for TxMetadataLen bytes of AF_XDP TX metadata
+	// before every TX frame (XDP_UMEM_TX_METADATA_LEN, Linux 6.8+), so
+	// that a frame can ask the kernel to complete its checksum
+	// (SetTxChecksum). A kernel that refuses the flag gets a UMEM
+	// without it: Umem.TxMetadataLen says which.
+	TxMetadata bool
 }
+
+// TxMetadataLen is the TX metadata area the UMEM asks for:
+// sizeof(struct xsk_tx_metadata), a u64 of flags and a 16-byte request.
+const TxMetadataLen = 24
+
+// XDP_TX_METADATA (descriptor option) and XDP_TXMD_FLAGS_CHECKSUM.
+const (
+	OptTxMetadata     = 2
+	txmdFlagsChecksum = 2
+)
 
 // PacketHeadroom is XDP_PACKET_HEADROOM: in copy mode the kernel puts a
 // received frame at chunk + Headroom + PacketHeadroom.
@@ -122,6 +140,7 @@ type Umem struct {
 	Area []byte
 	cfg  UmemConfig
 
+	txMeta  uint32  // TX metadata bytes registered before each TX frame
 	foreign bool    // memory from UmemOn: never registered with a kernel
 	owner   *Socket // socket that registered the UMEM (XDP_UMEM_REG)
 	socks   []*Socket
@@ -130,6 +149,12 @@ type Umem struct {
 
 // ErrClosed is returned by operations on a closed UMEM or socket.
 var ErrClosed = errors.New("xsk: closed")
+
+// TxMetadataLen is the TX metadata area registered before each TX frame:
+// TxMetadataLen when the config asked for it and the kernel took it, else
+// 0. Every TX descriptor then needs that many bytes before its address
+// in its chunk (the kernel's xp_aligned_validate_desc).
+func (u *Umem) TxMetadataLen() uint32 { return u.txMeta }
 
 // Config returns the configuration with defaults applied.
 func (u *Umem) Config() UmemConfig { return u.cfg }
@@ -201,5 +226,25 @@ func UmemOn(area []byte, cfg UmemConfig) (*Umem, error) {
 	if uint64(len(area)) != uint64(cfg.NumFrames)*uint64(cfg.FrameSize) {
 		return nil, fmt.Errorf("area of %d bytes is not %d frames of %d", len(area), cfg.NumFrames, cfg.FrameSize)
 	}
-	return &Umem{Area: area, cfg: cfg, foreign: true, unmap: func([]byte) error { return nil }}, nil
+	u := &Umem{Area: area, cfg: cfg, foreign: true, unmap: func([]byte) error { return nil }}
+	if cfg.TxMetadata {
+		u.txMeta = TxMetadataLen // the caller's kernel model takes it
+	}
+	return u, nil
+}
+
+// SetTxChecksum writes, in the TX metadata area before the frame at addr,
+// a request that the kernel complete the frame's checksum: the
+// ones'-complement sum from start (bytes from addr) to the frame's end,
+// stored at start+offset. The field must hold the pseudo-header sum, as a
+// stack's CHECKSUM_PARTIAL packet does. The TX descriptor then carries
+// Options XDP_TX_METADATA. The UMEM must have a TX metadata area
+// (TxMetadataLen > 0) and addr at least that far into its chunk.
+func (u *Umem) SetTxChecksum(addr uint64, start, offset uint16) {
+	m := u.Area[addr-TxMetadataLen : addr : addr]
+	// struct xsk_tx_metadata: u64 flags; request {u16 csum_start,
+	// csum_offset; u64 launch_time (read only with its flag)}.
+	binary.NativeEndian.PutUint64(m[0:], txmdFlagsChecksum)
+	binary.NativeEndian.PutUint16(m[8:], start)
+	binary.NativeEndian.PutUint16(m[10:], offset)
 }
