@@ -47,6 +47,7 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	fs.BoolVar(&o.TCP, "tcp", true, "also measure TCP with iperf3")
 	fs.DurationVar(&o.TCPTime, "tcp-time", 3e9, "iperf3 duration")
 	fs.IntVar(&o.TCPRounds, "tcp-rounds", 1, "interleaved iperf3 rounds per path and stream count")
+	tcpPin := fs.Bool("tcp-pin", true, "pin iperf3's client and server to --gen-cpu (iperf3 -A), leaving --gate-cpu to the device under test; false leaves them to the scheduler")
 	gen := fs.String("gen", "auto", "generator: auto (live frames if the kernel allows them, else ring), live, ring")
 	fs.IntVar(&o.GenNice, "gen-nice", -10, "nice value of the generator's thread (0: unchanged): others' work on its CPU would set the offered rate")
 	fs.IntVar(&o.DUTNice, "dut-nice", -10, "nice value of xskgate's worker thread (0: unchanged): others' work on its CPU would set its rate")
@@ -101,6 +102,7 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	if err = fs.Parse(args); err != nil {
 		return err
 	}
+	o.TCPFree = !*tcpPin
 	switch o.Gen = bench.GenKind(*gen); o.Gen {
 	case bench.GenAuto, bench.GenLive, bench.GenRing:
 	default:

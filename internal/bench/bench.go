@@ -105,7 +105,13 @@ type Options struct {
 	// TCPRounds is how many interleaved rounds of iperf3 per path and
 	// stream count (default 1).
 	TCPRounds int
-	Variants  []Variant // default: linux, xskgate
+	// TCPFree leaves iperf3's client and server to the scheduler. By
+	// default both are pinned to GenCPU (iperf3 -A), as the generator is:
+	// GateCPU is the device under test's, whatever the path (without
+	// pinning, the endpoints took GateCPU beside Linux's forwarding and
+	// GenCPU beside xskgate's worker).
+	TCPFree  bool
+	Variants []Variant // default: linux, xskgate
 	// Gen picks the generator (default GenAuto: live frames if the
 	// kernel allows them, else the TX ring).
 	Gen GenKind
@@ -331,6 +337,11 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 		runs := make([][][]float64, len(o.Variants)) // [variant][streams][round]
 		for i := range runs {
 			runs[i] = make([][]float64, len(o.TCPStreams))
+		}
+		if o.TCPFree {
+			fmt.Fprintf(o.Out, "tcp: iperf3 client and server left to the scheduler (--tcp-pin=false)\n")
+		} else {
+			fmt.Fprintf(o.Out, "tcp: iperf3 client and server pinned to CPU %d (iperf3 -A), the device under test alone on CPU %d\n", o.GenCPU, o.GateCPU)
 		}
 		for r := 0; r < max(1, o.TCPRounds); r++ {
 			for i, v := range o.Variants {

@@ -224,10 +224,17 @@ type tcpResult struct {
 	Retransmits int
 	MeanRTT     time.Duration // mean over streams of iperf3's mean_rtt
 	MaxCwnd     int           // bytes, the largest over streams
+	// Busy is each CPU's busy share while iperf3 ran (endpoints, gate
+	// and kernel together: the lab has no other cores).
+	Busy [2]float64
 }
 
 func (r tcpResult) String() string {
-	return fmt.Sprintf("%6.2f Gbit/s, retrans %d, rtt %v, max cwnd %d KB", r.Gbps, r.Retransmits, r.MeanRTT, r.MaxCwnd>>10)
+	s := fmt.Sprintf("%6.2f Gbit/s, retrans %d, rtt %v, max cwnd %d KB", r.Gbps, r.Retransmits, r.MeanRTT, r.MaxCwnd>>10)
+	if r.Busy != [2]float64{} && r.Gbps > 0 {
+		s += fmt.Sprintf(", CPU0 %.0f%% CPU1 %.0f%% (%.2f cores per 10 Gbit/s)", 100*r.Busy[0], 100*r.Busy[1], 10*(r.Busy[0]+r.Busy[1])/r.Gbps)
+	}
+	return s
 }
 
 // tcp runs iperf3 from client to server through the variant's path.
@@ -238,7 +245,11 @@ func (b *bencher) tcp(ctx context.Context, v Variant, streams int) (tcpResult, e
 		return tcpResult{}, err
 	}
 	defer d.teardown()
-	srv := l.Command(ctx, l.ServerNS, "iperf3", "-s", "-1", "-B", l.ServerIP4.String())
+	var pin []string
+	if !b.o.TCPFree {
+		pin = []string{"-A", strconv.Itoa(b.o.GenCPU)}
+	}
+	srv := l.Command(ctx, l.ServerNS, "iperf3", append([]string{"-s", "-1", "-B", l.ServerIP4.String()}, pin...)...)
 	if err := srv.Start(); err != nil {
 		return tcpResult{}, fmt.Errorf("start iperf3 (apt-get install iperf3): %w", err)
 	}
@@ -246,11 +257,14 @@ func (b *bencher) tcp(ctx context.Context, v Variant, streams int) (tcpResult, e
 	defer srv.Process.Kill()
 	time.Sleep(300 * time.Millisecond)
 	secs := strconv.Itoa(int(b.o.TCPTime.Seconds()))
-	out, err := l.Command(ctx, l.ClientNS, "iperf3", "-c", l.ServerIP4.String(), "-t", secs, "-P", strconv.Itoa(streams), "-J").Output()
+	c0, c1 := cpuTimes(0), cpuTimes(1)
+	out, err := l.Command(ctx, l.ClientNS, "iperf3", append([]string{"-c", l.ServerIP4.String(), "-t", secs, "-P", strconv.Itoa(streams), "-J"}, pin...)...).Output()
 	if err != nil {
 		return tcpResult{}, fmt.Errorf("iperf3 client: %w", err)
 	}
-	return parseIperf3(out)
+	r, err := parseIperf3(out)
+	r.Busy = [2]float64{c0.busyUntil(cpuTimes(0)), c1.busyUntil(cpuTimes(1))}
+	return r, err
 }
 
 // parseIperf3 reads iperf3 -J's client output.
