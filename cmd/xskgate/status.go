@@ -92,6 +92,9 @@ func printStatus(w io.Writer, r statusReply) {
 	g := r.Gate
 	fmt.Fprintf(w, "%s\n", r.Version)
 	fmt.Fprintf(w, "record carrier: %s (%s)\n", g.Carrier, g.CarrierWhy)
+	if g.Checksums != "" {
+		fmt.Fprintf(w, "partial checksums: %s (%s)\n", g.Checksums, g.ChecksumsWhy)
+	}
 	fmt.Fprintf(w, "UMEM: %d frames of %d bytes, headroom %d\n", g.Frames, g.FrameSize, g.Headroom)
 	for _, i := range g.Interfaces {
 		fl := ""

@@ -79,6 +79,7 @@ func TestStatus(t *testing.T) {
 	}
 	want := []string{
 		"record carrier: ",
+		"partial checksums: kernel at TX (AF_XDP TX metadata, copy mode)",
 		fmt.Sprintf("outer: %s (ifindex %d)", lab.OuterName, l.OuterIndex),
 		fmt.Sprintf("inner: %s (ifindex %d)", lab.InnerName, l.InnerIndex),
 		fmt.Sprintf(", id %d, bpf_link ", ids[lab.OuterName]),

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/xsk"
@@ -68,29 +69,33 @@ func (g *Gate) BindMode(s engine.Side, q int) string {
 	return g.bindModes[s][q]
 }
 
-// logTxChecksum says who completes the partial checksums of frames sent
-// by neighbours with checksum offload (engine/checksum.go).
-func (g *Gate) logTxChecksum() {
+// checksumMode says who completes the partial checksums of frames sent by
+// neighbours with checksum offload (engine/checksum.go), and why.
+func (g *Gate) checksumMode() (mode, why string) {
 	switch {
 	case g.cfg.Engine.NoChecksumCompletion:
-		g.log.Info("partial checksums: left alone (checksum completion off)")
+		return "left alone", "checksum completion off"
 	case g.cfg.SoftwareChecksums:
-		g.log.Info("partial checksums: completed in software (asked)")
+		return "software", "asked"
 	case g.Umem.TxMetadataLen() == 0:
-		g.log.Info("partial checksums: completed in software", "why", "kernel refuses AF_XDP TX metadata (XDP_UMEM_TX_METADATA_LEN, Linux 6.8+)")
-	default:
-		var sw []string
-		for side, socks := range [2][]*xsk.Socket{g.Outer, g.Inner} {
-			for _, s := range socks {
-				if !s.TxChecksum() {
-					sw = append(sw, fmt.Sprintf("%s q%d", engine.Side(side), s.Queue()))
-				}
+		return "software", "kernel refuses AF_XDP TX metadata (XDP_UMEM_TX_METADATA_LEN, Linux 6.8+)"
+	}
+	var sw []string
+	for side, socks := range [2][]*xsk.Socket{g.Outer, g.Inner} {
+		for _, s := range socks {
+			if !s.TxChecksum() {
+				sw = append(sw, fmt.Sprintf("%s q%d", engine.Side(side), s.Queue()))
 			}
 		}
-		if len(sw) == 0 {
-			g.log.Info("partial checksums: completed by the kernel at TX (AF_XDP TX metadata, copy mode)")
-		} else {
-			g.log.Info("partial checksums: completed by the kernel at TX, in software on zero-copy sockets", "software", sw)
-		}
 	}
+	if len(sw) == 0 {
+		return "kernel at TX", "AF_XDP TX metadata, copy mode"
+	}
+	return "kernel at TX, software on zero-copy sockets", "zero-copy: " + strings.Join(sw, ", ")
+}
+
+// logTxChecksum logs checksumMode once, at start.
+func (g *Gate) logTxChecksum() {
+	mode, why := g.checksumMode()
+	g.log.Info("partial checksums: "+mode, "why", why)
 }

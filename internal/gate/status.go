@@ -15,12 +15,17 @@ import (
 // XDP program and how it is attached, per socket the bind mode the kernel
 // granted.
 type Status struct {
-	Carrier    string        `json:"carrier"`
-	CarrierWhy string        `json:"carrier_why"`
-	Frames     uint32        `json:"umem_frames"`
-	FrameSize  uint32        `json:"umem_frame_size"`
-	Headroom   uint32        `json:"umem_headroom"`
-	Interfaces []IfaceStatus `json:"interfaces"`
+	Carrier    string `json:"carrier"`
+	CarrierWhy string `json:"carrier_why"`
+	// Checksums says who completes partial checksums (the neighbours'
+	// TX checksum offload): "kernel at TX" (AF_XDP TX metadata) or
+	// "software", and why.
+	Checksums    string        `json:"partial_checksums"`
+	ChecksumsWhy string        `json:"partial_checksums_why"`
+	Frames       uint32        `json:"umem_frames"`
+	FrameSize    uint32        `json:"umem_frame_size"`
+	Headroom     uint32        `json:"umem_headroom"`
+	Interfaces   []IfaceStatus `json:"interfaces"`
 }
 
 // IfaceStatus is one interface's XDP program and sockets.
@@ -71,6 +76,7 @@ func (g *Gate) Status() Status {
 	uc := g.Umem.Config()
 	st := Status{Carrier: g.carrier.String(), CarrierWhy: g.carrierWhy,
 		Frames: uc.NumFrames, FrameSize: uc.FrameSize, Headroom: uc.Headroom}
+	st.Checksums, st.ChecksumsWhy = g.checksumMode()
 	var h *netlink.Handle
 	if g.links != nil {
 		// A handle of its own: the link watch's is used by its loop.
