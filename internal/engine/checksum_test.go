@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -46,7 +47,7 @@ func (c *capture) wait(t *testing.T, n int) [][]byte {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.frames
+	return slices.Clone(c.frames)
 }
 
 // l4Frame builds an Ethernet frame holding a TCP (or UDP) segment of
@@ -247,7 +248,7 @@ func startCaptureGate(t *testing.T, md uint32, cfg engine.Config) *captureGate {
 
 // run sends frames in at outer one by one and returns what inner's peer
 // received, in order.
-func (g *captureGate) run(t *testing.T, frames [][]byte) [][]byte {
+func (g *captureGate) run(t *testing.T, frames [][]byte) (got [][]byte) {
 	t.Helper()
 	for i, f := range frames {
 		deadline := time.Now().Add(5 * time.Second)
@@ -257,9 +258,9 @@ func (g *captureGate) run(t *testing.T, frames [][]byte) [][]byte {
 			}
 			time.Sleep(time.Millisecond)
 		}
-		g.peer.wait(t, i+1) // in order: one at a time
+		got = g.peer.wait(t, i+1) // in order: one at a time
 	}
-	return g.peer.frames
+	return got
 }
 
 // counter is a peer that only counts the frames with a valid checksum.

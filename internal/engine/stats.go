@@ -56,8 +56,8 @@ type PortStats struct {
 	// sender offloaded them): completed in software before forwarding, or
 	// by the kernel at TX (ChecksumsOffloaded, on the sending port).
 	ChecksumsCompleted atomic.Uint64
-	// ChecksumsOffloaded counts frames sent with a request that the
-	// kernel complete their partial checksum (TX metadata).
+	// ChecksumsOffloaded counts frames queued for TX with a request that
+	// the kernel complete their partial checksum (TX metadata).
 	ChecksumsOffloaded atomic.Uint64
 	// ChecksumsStale counts frames whose partial checksum an Inspector
 	// rewrote without Packet.CompleteChecksum: sent as they were (a bug).

@@ -30,7 +30,8 @@ func (v Verdict) String() string {
 // Packet is one received frame handed to the Inspector. Data aliases the
 // UMEM: the Inspector may rewrite it in place (a bounce reply), and then
 // sets Len to the new length (at most cap(Data)). Before it writes to a
-// frame it calls CompleteChecksum.
+// frame (any byte: the addresses and lengths of the pseudo-header too) it
+// calls CompleteChecksum.
 type Packet struct {
 	Desc    xsk.Desc
 	Data    []byte // Data[:Desc.Len]; cap reaches the end of the chunk
@@ -52,8 +53,10 @@ func (pk *Packet) CompleteChecksum() {
 	if pk.csumField == 0 {
 		return
 	}
-	udp := pk.csumField-pk.csumStart == 6
-	packet.CompleteAt(pk.Data[pk.csumStart:pk.Desc.Len], int(pk.csumField-pk.csumStart), udp)
+	if f := pk.Data[:cap(pk.Data)]; int(pk.Desc.Len) <= len(f) {
+		udp := pk.csumField-pk.csumStart == 6
+		packet.CompleteAt(f[pk.csumStart:pk.Desc.Len], int(pk.csumField-pk.csumStart), udp)
+	}
 	pk.csumField = 0
 }
 

@@ -78,7 +78,7 @@ func (g *Gate) checksumMode() (mode, why string) {
 	case g.cfg.SoftwareChecksums:
 		return "software", "asked"
 	case g.Umem.TxMetadataLen() == 0:
-		return "software", "kernel refuses AF_XDP TX metadata (XDP_UMEM_TX_METADATA_LEN, Linux 6.8+)"
+		return "software", "kernel refuses AF_XDP TX metadata (XDP_UMEM_TX_METADATA_LEN, Linux 6.11+)"
 	}
 	var sw []string
 	for side, socks := range [2][]*xsk.Socket{g.Outer, g.Inner} {

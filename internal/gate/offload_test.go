@@ -21,7 +21,7 @@ import (
 // leave with partial checksums. Through the gate: verified TCP (SHA-256
 // both ways, IPv4 and IPv6) and UDP both ways arrive intact, and the
 // counters show the checksums the gate completed on each side: by the
-// kernel at TX where it takes AF_XDP TX metadata (Linux 6.8+), and in
+// kernel at TX where it takes AF_XDP TX metadata (Linux 6.11+), and in
 // software when asked (SoftwareChecksums).
 func TestDefaultOffloads(t *testing.T) {
 	for _, software := range []bool{false, true} {
@@ -44,7 +44,7 @@ func testDefaultOffloads(t *testing.T, software bool) {
 	g := openGateWith(t, l, xdpprog.CarrierAuto, 0, func(c *gate.Config) { c.SoftwareChecksums = software })
 	kernel := g.Umem.TxMetadataLen() > 0
 	if !software && !kernel {
-		t.Skip("this kernel refuses AF_XDP TX metadata (XDP_UMEM_TX_METADATA_LEN, Linux 6.8+): the software subtest covers it")
+		t.Skip("this kernel refuses AF_XDP TX metadata (XDP_UMEM_TX_METADATA_LEN, Linux 6.11+): the software subtest covers it")
 	}
 	l.ServeForTest(t, port)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -40,7 +40,7 @@ type PortSnapshot struct {
 	// ChecksumsCompleted: partial TCP/UDP checksums (sender offload)
 	// received, completed in software or by the kernel at TX.
 	ChecksumsCompleted uint64 `json:"checksums_completed"`
-	// ChecksumsOffloaded: frames sent asking the kernel to complete a
+	// ChecksumsOffloaded: frames queued for TX asking the kernel to complete a
 	// partial checksum (AF_XDP TX metadata); ChecksumsStale: partial
 	// checksums an Inspector rewrote without completing (a bug).
 	ChecksumsOffloaded uint64 `json:"checksums_offloaded"`

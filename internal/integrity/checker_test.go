@@ -23,14 +23,20 @@ type unit struct {
 	checks *Checks
 	k      engine.Checker
 	ports  [2]*fakePort
+	umem   *xsk.Umem
 	area   []byte
 	seq    [2]uint32
 	out    []engine.Disposition
 }
 
 func newUnit(tb testing.TB, cfg Config, workers int) *unit {
+	return newUnitMeta(tb, cfg, workers, false)
+}
+
+// newUnitMeta is newUnit, on a UMEM with a TX metadata area if txMeta.
+func newUnitMeta(tb testing.TB, cfg Config, workers int, txMeta bool) *unit {
 	area := make([]byte, unitFrames*unitFS)
-	u, err := xsk.UmemOn(area, xsk.UmemConfig{FrameSize: unitFS, NumFrames: unitFrames})
+	u, err := xsk.UmemOn(area, xsk.UmemConfig{FrameSize: unitFS, NumFrames: unitFrames, TxMetadata: txMeta})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -41,7 +47,7 @@ func newUnit(tb testing.TB, cfg Config, workers int) *unit {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { c.Close() })
-	x := &unit{t: tb, checks: c, area: area, out: make([]engine.Disposition, 256)}
+	x := &unit{t: tb, checks: c, umem: u, area: area, out: make([]engine.Disposition, 256)}
 	x.ports = [2]*fakePort{newFakePort(tb, "outer", 256), newFakePort(tb, "inner", 256)}
 	x.k = c.NewChecker(0, x.ports[0], x.ports[1])
 	for w := 1; w < workers; w++ {
@@ -387,6 +393,56 @@ func TestNames(t *testing.T) {
 // unitCase is one step of the chunk state machine, legal or not, on a unit
 // (two sockets, no engine): the dispositions the checks give the faulty
 // step, and the one violation expected (noClass: none).
+// TestTxMetadataChecks: on a UMEM with a TX metadata area, a TX frame
+// may carry XDP_TX_METADATA with a request the kernel takes, needs the
+// area's room before it in its chunk, and is refused what the kernel
+// would refuse (unknown flags, a checksum beyond the frame: EINVAL, the
+// descriptor left on TX); without the area, any option is refused.
+func TestTxMetadataChecks(t *testing.T) {
+	const O, I = engine.Outer, engine.Inner
+	// received returns a frame of chunk 1 received on outer.
+	received := func(x *unit) xsk.Desc {
+		x.fill(O, 1)
+		d := x.frame(O, 1, 100)
+		x.recv(O, d)
+		return d
+	}
+	tests := []unitCase{
+		{name: "checksum request", meta: true, cls: noClass, want: []engine.Disposition{K},
+			run: func(x *unit) []engine.Disposition {
+				d := received(x)
+				x.umem.SetTxChecksum(d.Addr, 34, 16)
+				d.Options = xsk.OptTxMetadata
+				return x.tx(I, d)
+			}},
+		{name: "checksum beyond the frame", meta: true, cls: BadOptions, want: []engine.Disposition{Q}, in: "kernel refuses",
+			run: func(x *unit) []engine.Disposition {
+				d := received(x)
+				x.umem.SetTxChecksum(d.Addr, 90, 16)
+				d.Options = xsk.OptTxMetadata
+				return x.tx(I, d)
+			}},
+		{name: "unknown metadata flag", meta: true, cls: BadOptions, want: []engine.Disposition{Q}, in: "kernel refuses",
+			run: func(x *unit) []engine.Disposition {
+				d := received(x)
+				x.umem.SetTxChecksum(d.Addr, 34, 16)
+				x.area[d.Addr-xsk.TxMetadataLen] |= 0x80
+				d.Options = xsk.OptTxMetadata
+				return x.tx(I, d)
+			}},
+		{name: "no room for the metadata", meta: true, cls: BadAddr, want: []engine.Disposition{Q}, exp: xsk.TxMetadataLen, got: 8,
+			in:  "no room for the UMEM's TX metadata",
+			run: func(x *unit) []engine.Disposition { return x.tx(O, xsk.Desc{Addr: base(1) + 8, Len: 60}) }},
+		{name: "metadata option without the area", cls: BadOptions, want: []engine.Disposition{Q}, in: "without TX metadata",
+			run: func(x *unit) []engine.Disposition {
+				d := received(x)
+				d.Options = xsk.OptTxMetadata
+				return x.tx(I, d)
+			}},
+	}
+	runUnitCases(t, tests)
+}
+
 type unitCase struct {
 	name string
 	run  func(x *unit) []engine.Disposition // the dispositions of the faulty step
@@ -395,6 +451,7 @@ type unitCase struct {
 	exp  uint64
 	got  uint64
 	in   string // substring of the detail
+	meta bool   // a UMEM with a TX metadata area
 }
 
 // runUnitCases runs each case on a fresh unit: the dispositions must be
@@ -403,7 +460,7 @@ func runUnitCases(t *testing.T, tests []unitCase) {
 	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			x := newUnit(t, DefaultConfig(), 2)
+			x := newUnitMeta(t, DefaultConfig(), 2, tt.meta)
 			got := tt.run(x)
 			if len(got) != len(tt.want) {
 				t.Fatalf("dispositions %v, want %v", got, tt.want)

@@ -57,6 +57,39 @@ func TestNoFault(t *testing.T) {
 	}
 }
 
+// TestTxMetadata: with partial UDP checksums (the neighbours' checksum
+// offload) on a UMEM with a TX metadata area, the engine leaves every
+// checksum to the kernel, and the checks, with every carrier, see no
+// violation: XDP_TX_METADATA is allowed there, every frame has the room
+// for it, and the records the metadata overwrites are not needed again.
+// Every frame arrives with its checksum complete.
+func TestTxMetadata(t *testing.T) {
+	const frames = 20_000
+	for _, rec := range records {
+		t.Run(carrierOf(rec).String(), func(t *testing.T) {
+			g := newGate(t, gateOpts{record: rec, txMeta: true, poison: true,
+				traffic: kmodel.Traffic{Seed: 9, MinLen: 60, MaxLen: 1500, Partial: true}})
+			g.send(t, frames)
+			g.settleAll(t, frames)
+			g.stop(t)
+			if vs := g.checks.Violations(); len(vs) > 0 {
+				t.Fatalf("%d violations, first: %v", len(vs), vs[0])
+			}
+			st, kd := g.sink.Stats(), g.kernelDrops()
+			if st.Unique+kd != frames || st.Duplicates != 0 || st.Malformed != 0 {
+				t.Fatalf("sink %+v + %d kernel drops, want %d unique, none malformed (%v)", st, kd, frames, g.sink.Err())
+			}
+			var off uint64
+			for _, w := range g.e.Workers() {
+				off += w.Stats[engine.Inner].ChecksumsOffloaded.Load()
+			}
+			if off != st.Unique {
+				t.Fatalf("%d checksums left to the kernel, %d frames delivered", off, st.Unique)
+			}
+		})
+	}
+}
+
 // TestCarriers forwards fault-free traffic with each way the XDP program
 // may hand over its record, including a driver that refuses metadata at
 // run time (the program falls back to a record in front of the frame while

@@ -56,6 +56,9 @@ type gateOpts struct {
 	driverRing int
 	xdpDrop    float64
 	rxRing     uint32
+	// txMeta gives the UMEM a TX metadata area, which the engine uses to
+	// leave partial checksums to the (modelled) kernel.
+	txMeta bool
 }
 
 // carrierOf is the xdpprog carrier that reads what kmodel writes with r.
@@ -81,7 +84,7 @@ func newGate(tb testing.TB, o gateOpts) *gate {
 		o.ring = 1024
 	}
 	area := make([]byte, int(o.frames)*fs)
-	u, err := xsk.UmemOn(area, xsk.UmemConfig{FrameSize: fs, NumFrames: o.frames, Headroom: o.headroom})
+	u, err := xsk.UmemOn(area, xsk.UmemConfig{FrameSize: fs, NumFrames: o.frames, Headroom: o.headroom, TxMetadata: o.txMeta})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -119,7 +122,7 @@ func newGate(tb testing.TB, o gateOpts) *gate {
 		mk := func(name string, f kmodel.Faults) *kmodel.Port {
 			p, err := kmodel.NewPort(kmodel.Config{Umem: area, FrameSize: fs, Headroom: o.headroom, Ifname: name, Queue: q,
 				FillSize: o.ring, CompSize: o.ring, RxSize: o.rxRing, TxSize: o.ring, Faults: f, Record: o.record,
-				ZeroCopy: o.zeroCopy, DriverRing: o.driverRing, XDPDrop: o.xdpDrop})
+				ZeroCopy: o.zeroCopy, DriverRing: o.driverRing, XDPDrop: o.xdpDrop, TxMetadataLen: u.TxMetadataLen()})
 			if err != nil {
 				tb.Fatal(err)
 			}

@@ -1,7 +1,10 @@
 package integrity
 
 import (
+	"encoding/binary"
 	"fmt"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/flightrec"
@@ -223,6 +226,7 @@ func (k *Checker) PostTx(side engine.Side, descs []xsk.Desc, out []engine.Dispos
 		ci, off, ok := k.chunk(d.Addr)
 		cls := noClass
 		var exp, got uint64
+		badMeta := false
 		if k.on(CheckBounds) {
 			switch {
 			case !ok:
@@ -236,6 +240,8 @@ func (k *Checker) PostTx(side engine.Side, descs []xsk.Desc, out []engine.Dispos
 				cls, exp, got = BadAddr, k.c.txMeta, off
 			case d.Options != 0 && (k.c.txMeta == 0 || d.Options != xsk.OptTxMetadata):
 				cls, got = BadOptions, uint64(d.Options)
+			case d.Options != 0 && !k.txMetadataOK(d):
+				cls, got, badMeta = BadOptions, uint64(d.Options), true
 			}
 		}
 		if cls == noClass && ok && k.on(CheckOwnership) {
@@ -263,9 +269,13 @@ func (k *Checker) PostTx(side engine.Side, descs []xsk.Desc, out []engine.Dispos
 			case BadLen:
 				v.Detail = "TX length zero or crossing the chunk end"
 			case BadOptions:
-				v.Detail = "TX options other than XDP_TX_METADATA on a UMEM with TX metadata"
-				if k.c.txMeta == 0 {
+				switch {
+				case badMeta:
+					v.Detail = "TX metadata the kernel refuses (unknown flags, or a checksum beyond the frame): the descriptor would stay on TX"
+				case k.c.txMeta == 0:
 					v.Detail = "TX options set on a UMEM without TX metadata"
+				default:
+					v.Detail = "TX options other than XDP_TX_METADATA on a UMEM with TX metadata"
 				}
 			}
 			k.violate(s, v, k.frameAt(d.Addr, d.Len))
@@ -372,4 +382,21 @@ func (k *Checker) Spare(side engine.Side, addrs []uint64, out []engine.Dispositi
 	}
 	k.end()
 	return nbad
+}
+
+// txMetadataOK says whether the kernel accepts the TX metadata before the
+// frame of d (xsk_skb_metadata): known flags only, and a checksum request
+// within the frame. A refusal is EINVAL with the descriptor left on TX
+// and its address completed on every retry (afxdp-kernel-notes §7.4).
+func (k *Checker) txMetadataOK(d xsk.Desc) bool {
+	m := k.area[d.Addr-k.c.txMeta : d.Addr]
+	flags := binary.NativeEndian.Uint64(m)
+	if flags&^(unix.XDP_TXMD_FLAGS_TIMESTAMP|unix.XDP_TXMD_FLAGS_CHECKSUM|unix.XDP_TXMD_FLAGS_LAUNCH_TIME) != 0 {
+		return false
+	}
+	if flags&unix.XDP_TXMD_FLAGS_CHECKSUM == 0 {
+		return true
+	}
+	start, off := uint32(binary.NativeEndian.Uint16(m[8:])), uint32(binary.NativeEndian.Uint16(m[10:]))
+	return start+off+2 <= d.Len
 }

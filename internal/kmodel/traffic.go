@@ -18,6 +18,10 @@ type Traffic struct {
 	Seed   uint64
 	MinLen int // frame length bounds (no FCS); MinLen defaults to 64,
 	MaxLen int // MaxLen to MinLen. Both at least MinFrameLen.
+	// Partial leaves each frame's UDP checksum partial (the folded
+	// pseudo-header sum), as a sender with checksum offload hands it to
+	// its device; Check then wants it complete and valid.
+	Partial bool
 }
 
 const (
@@ -38,8 +42,11 @@ var (
 	ErrShort    = errors.New("kmodel: frame too short")
 	ErrHeader   = errors.New("kmodel: Ethernet/IPv4/UDP header is not the pattern's")
 	ErrChecksum = errors.New("kmodel: bad IPv4 header checksum")
-	ErrLength   = errors.New("kmodel: frame length does not match its sequence number")
-	ErrPayload  = errors.New("kmodel: payload bytes differ from the pattern")
+	// ErrUDPChecksum: a Partial pattern's frame arrived with its UDP
+	// checksum not completed, or wrong.
+	ErrUDPChecksum = errors.New("kmodel: UDP checksum not complete and valid")
+	ErrLength      = errors.New("kmodel: frame length does not match its sequence number")
+	ErrPayload     = errors.New("kmodel: payload bytes differ from the pattern")
 )
 
 func (t Traffic) bounds() (lo, hi int) {
@@ -86,7 +93,21 @@ func (t Traffic) Frame(buf []byte, seq uint64) []byte {
 			fill[j] = byte(x >> (8 * (j - w)))
 		}
 	}
+	if t.Partial {
+		binary.BigEndian.PutUint16(f[ethLen+ipLen+6:], ^packet.Checksum(nil, udpPseudo(f)))
+	}
 	return f
+}
+
+// udpPseudo is the unfolded pseudo-header sum of a pattern frame's UDP
+// datagram.
+func udpPseudo(f []byte) uint32 {
+	ip := f[ethLen : ethLen+ipLen]
+	var s uint32
+	for i := 12; i < 20; i += 2 {
+		s += uint32(binary.BigEndian.Uint16(ip[i:]))
+	}
+	return s + packet.ProtoUDP + uint32(len(f)-ethLen-ipLen)
 }
 
 // putHeader writes the first MinFrameLen bytes of a frame of n bytes.
@@ -128,6 +149,12 @@ func (t Traffic) Check(frame []byte) (seq uint64, err error) {
 	}
 	var h [MinFrameLen]byte
 	putHeader(h[:], seq, len(frame))
+	if t.Partial {
+		if packet.Checksum(frame[ethLen+ipLen:], udpPseudo(frame)) != 0 {
+			return seq, ErrUDPChecksum
+		}
+		copy(h[ethLen+ipLen+6:ethLen+ipLen+8], frame[ethLen+ipLen+6:])
+	}
 	if !bytes.Equal(h[:], frame[:MinFrameLen]) {
 		return seq, ErrHeader
 	}

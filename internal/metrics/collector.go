@@ -136,7 +136,9 @@ var (
 	descCsum = prometheus.NewDesc(ns+"checksums_completed_total",
 		"TCP/UDP checksums received partial (the sender offloaded them): completed in software before forwarding, or by the kernel at TX (checksums_offloaded_total).", portLabels, nil)
 	descCsumOffloaded = prometheus.NewDesc(ns+"checksums_offloaded_total",
-		"Frames sent asking the kernel to complete their partial checksum (AF_XDP TX metadata), counted on the sending port.", portLabels, nil)
+		"Frames queued for TX asking the kernel to complete their partial checksum (AF_XDP TX metadata), counted on the sending port.", portLabels, nil)
+	descCsumStale = prometheus.NewDesc(ns+"checksums_stale_total",
+		"Partial checksums an Inspector rewrote without completing them first (a bug): sent as the Inspector left them, on the sending port.", portLabels, nil)
 	descExtra = prometheus.NewDesc(ns+"extra_frames_total",
 		"Spare frames the Inspector asked for to send a frame of its own (the SYN proxy's window update): sent, or refused (none to spare).",
 		withPort("result"), nil)
@@ -155,7 +157,7 @@ var (
 
 var allDescs = []*prometheus.Desc{descPackets, descBytes, descVerdicts, descDrops, descKicks,
 	descCompletions, descFillEmpty, descFillWakeups, descRing, descXDP, descInfo, descFrames, descSleeps, descXDPErrors,
-	descMetaFallback, descCarrier, descXDPProg, descCsum, descCsumOffloaded, descLinkUp, descLinkDowns, descExtra, descIterations}
+	descMetaFallback, descCarrier, descXDPProg, descCsum, descCsumOffloaded, descCsumStale, descLinkUp, descLinkDowns, descExtra, descIterations}
 
 // Collector is a prometheus.Collector over a Source.
 type Collector struct {
@@ -245,6 +247,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descMetaFallback, st.MetaFallback.Load(), iface, q)
 			counter(descCsum, st.ChecksumsCompleted.Load(), iface, q)
 			counter(descCsumOffloaded, st.ChecksumsOffloaded.Load(), iface, q)
+			counter(descCsumStale, st.ChecksumsStale.Load(), iface, q)
 			counter(descExtra, st.ExtraSent.Load(), iface, q, "sent")
 			counter(descExtra, st.ExtraRefused.Load(), iface, q, "refused")
 

@@ -211,10 +211,10 @@ func TestCollectorValues(t *testing.T) {
 	}
 
 	// Series count is fixed by the queue count: per socket 1 info + 4
-	// packets/bytes + 3 verdicts + 6 drops + 4 kicks + 6 + 2 extra frames +
-	// 4 rings + 6 xdp = 36 (30 without xdp), per worker 4 frames + 1
+	// packets/bytes + 3 verdicts + 6 drops + 4 kicks + 7 + 2 extra frames +
+	// 4 rings + 6 xdp = 37 (31 without xdp), per worker 4 frames + 1
 	// sleeps, plus 1 error counter.
-	if n, want := len(got), 3*36+30+2*5+1; n != want {
+	if n, want := len(got), 3*37+31+2*5+1; n != want {
 		t.Errorf("%d series, want %d:\n%s", n, want, strings.Join(slices.Sorted(maps.Keys(got)), "\n"))
 	}
 }

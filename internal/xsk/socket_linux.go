@@ -122,7 +122,8 @@ func (u *Umem) Open(cfg SocketConfig) (_ *Socket, err error) {
 		// Pass all 32 bytes: a 24-byte (v1) option silently ignores flags.
 		err := setsockopt(fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg))
 		if errors.Is(err, unix.EINVAL) && u.cfg.TxMetadata {
-			// A kernel before 6.8 does not know the flag: register
+			// A kernel before 6.11 does not know the flag (6.8-6.10 took
+			// the length without it; older ones ignore it): register
 			// without TX metadata (TxMetadataLen says so).
 			reg.Flags &^= unix.XDP_UMEM_TX_METADATA_LEN
 			reg.Tx_metadata_len = 0

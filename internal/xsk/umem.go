@@ -62,15 +62,18 @@ type UmemConfig struct {
 	NoNeedWakeup bool // disable XDP_USE_NEED_WAKEUP (on by default)
 
 	// TxMetadata asks for TxMetadataLen bytes of AF_XDP TX metadata
-	// before every TX frame (XDP_UMEM_TX_METADATA_LEN, Linux 6.8+), so
+	// before every TX frame (XDP_UMEM_TX_METADATA_LEN, Linux 6.11+), so
 	// that a frame can ask the kernel to complete its checksum
 	// (SetTxChecksum). A kernel that refuses the flag gets a UMEM
 	// without it: Umem.TxMetadataLen says which.
 	TxMetadata bool
 }
 
-// TxMetadataLen is the TX metadata area the UMEM asks for:
-// sizeof(struct xsk_tx_metadata), a u64 of flags and a 16-byte request.
+// TxMetadataLen is the TX metadata area the UMEM asks for: struct
+// xsk_tx_metadata as of Linux 6.15, a u64 of flags and a 16-byte request
+// (csum_start, csum_offset, launch_time); 16 bytes before 6.15. The kernel
+// finds the struct at addr - TxMetadataLen and reads launch_time only
+// with its flag, so the larger area suits both.
 const TxMetadataLen = 24
 
 // XDP_TX_METADATA (descriptor option) and XDP_TXMD_FLAGS_CHECKSUM.
