@@ -267,7 +267,7 @@ func TestTransitions(t *testing.T) {
 				d.Len = 70
 				return x.recv(O, d)
 			}},
-		{name: "meta magic", cls: BadMeta, want: []engine.Disposition{F}, exp: uint64(xdpprog.MetaMagic),
+		{name: "meta magic", cls: BadMeta, want: []engine.Disposition{Q}, exp: uint64(xdpprog.MetaMagic),
 			run: func(x *unit) []engine.Disposition {
 				x.fill(O, 1)
 				d := x.frame(O, 1, 60)
@@ -433,6 +433,17 @@ func TestTxMetadataChecks(t *testing.T) {
 		{name: "no room for the metadata", meta: true, cls: BadAddr, want: []engine.Disposition{Q}, exp: xsk.TxMetadataLen, got: 8,
 			in:  "no room for the UMEM's TX metadata",
 			run: func(x *unit) []engine.Disposition { return x.tx(O, xsk.Desc{Addr: base(1) + 8, Len: 60}) }},
+		{name: "stale descriptor at the FILL head, its record overwritten", meta: true, cls: BadMeta, want: []engine.Disposition{Q},
+			run: func(x *unit) []engine.Disposition {
+				d := received(x)
+				x.umem.SetTxChecksum(d.Addr, 34, 16) // over the record
+				d.Options = xsk.OptTxMetadata
+				x.tx(I, d)
+				x.comp(I, d.Addr)
+				x.fill(O, 1) // the kernel has not taken it: the descriptor is last lap's
+				d.Options = 0
+				return x.recv(O, d)
+			}},
 		{name: "metadata option without the area", cls: BadOptions, want: []engine.Disposition{Q}, in: "without TX metadata",
 			run: func(x *unit) []engine.Disposition {
 				d := received(x)

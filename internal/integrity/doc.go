@@ -58,7 +58,11 @@
 // descriptor is old: the previous descriptor repeated (duplicate), last lap's
 // value of the slot (stale_desc), or metadata older than what was already
 // received (seq_regression); then the chunk is still queued in the kernel and
-// the FILL order is left alone. An RX entry that names no usable chunk may
+// the FILL order is left alone. A descriptor at the front whose chunk holds
+// no record at all (bad_meta without a magic) may be old too: what the
+// chunk last held in front of its frame may be AF_XDP TX metadata (a
+// checksum left to the kernel) or a cleared metadata area, which carry no
+// sequence to compare, so the chunk is quarantined, not freed. An RX entry that names no usable chunk may
 // or may not have consumed a FILL entry; the checker counts it as owed, and a
 // skip of at most that many entries at the next good descriptor is
 // attributed to it rather than reported again.

@@ -224,6 +224,16 @@ func (k *Checker) rxTaken(s *sock, d xsk.Desc, slot, ci uint32, off uint64, m xd
 	if cls == noClass {
 		return engine.Keep
 	}
+	if cls == BadMeta && !haveMeta {
+		// No record at all: the kernel may never have written this chunk.
+		// A stale descriptor that names the next FILL entry passes the
+		// order check, and the bytes in front of its frame may be what
+		// the chunk last held: AF_XDP TX metadata (a checksum left to the
+		// kernel) or a cleared metadata area, not an old record whose
+		// sequence number would give it away. The FILL entry may still be
+		// the kernel's, so the chunk is withheld.
+		return k.rxViolation(s, d, slot, cls, vexp, vgot, detail, engine.Quarantine)
+	}
 	// The chunk was this socket's next FILL entry: it is provably ours
 	// and idle now, so only the packet is dropped.
 	return k.rxViolation(s, d, slot, cls, vexp, vgot, detail, engine.Free)
