@@ -1,7 +1,9 @@
 package integrity
 
 import (
+	"bytes"
 	"encoding/binary"
+	"slices"
 	"strings"
 	"testing"
 
@@ -508,5 +510,31 @@ func runUnitCases(t *testing.T, tests []unitCase) {
 				t.Errorf("String() = %q", s)
 			}
 		})
+	}
+}
+
+// TestLastFrameAfterTxMetadata: the evidence of an address-only entry
+// (COMPLETION, FILL) is the frame last received into the chunk, found
+// from where the checker saw it arrive: a checksum request written over
+// the record in front of it since does not lose it. A chunk back in FILL
+// has none (the kernel may be writing it).
+func TestLastFrameAfterTxMetadata(t *testing.T) {
+	const O, I = engine.Outer, engine.Inner
+	x := newUnitMeta(t, DefaultConfig(), 2, true)
+	k := x.k.(*Checker)
+	x.fill(O, 1)
+	d := x.frame(O, 1, 100)
+	want := slices.Clone(x.area[d.Addr : d.Addr+100])
+	x.recv(O, d)
+	x.umem.SetTxChecksum(d.Addr, 34, 16) // over the record
+	d.Options = xsk.OptTxMetadata
+	x.tx(I, d)
+	if got := k.lastFrame(base(1)); !bytes.Equal(got, want) {
+		t.Fatalf("evidence %x, want the frame received %x", got, want)
+	}
+	x.comp(I, d.Addr)
+	x.fill(O, 1)
+	if got := k.lastFrame(base(1)); got != nil {
+		t.Fatalf("evidence %x for a chunk in FILL", got)
 	}
 }
