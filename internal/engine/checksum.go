@@ -63,7 +63,8 @@ func (w *Worker) txDesc(to *port, pk *Packet) xsk.Desc {
 		return d
 	}
 	// Read from the UMEM, not Data: an Inspector may have resliced Data.
-	if pk.Len != pk.Desc.Len || binary.BigEndian.Uint16(w.e.umem.Area[pk.Desc.Addr+uint64(pk.csumField):]) != pk.csumWant {
+	f := w.e.umem.Frame(pk.Desc.Addr, pk.Desc.Len)
+	if pk.Len != pk.Desc.Len || len(f) < int(pk.csumField)+2 || binary.BigEndian.Uint16(f[pk.csumField:]) != pk.csumWant {
 		// Rewritten without CompleteChecksum (an Inspector bug): the
 		// field is no longer the pseudo-header sum a completion needs,
 		// and what it should be is not known here. Counted

@@ -244,6 +244,9 @@ func UmemOn(area []byte, cfg UmemConfig) (*Umem, error) {
 // Options XDP_TX_METADATA. The UMEM must have a TX metadata area
 // (TxMetadataLen > 0) and addr at least that far into its chunk.
 func (u *Umem) SetTxChecksum(addr uint64, start, offset uint16) {
+	if u.cfg.Unaligned {
+		addr = unalignedOffset(addr)
+	}
 	m := u.Area[addr-TxMetadataLen : addr : addr]
 	// struct xsk_tx_metadata: u64 flags; request {u16 csum_start,
 	// csum_offset; u64 launch_time (read only with its flag)}.
