@@ -339,10 +339,11 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 			runs[i] = make([][]float64, len(o.TCPStreams))
 		}
 		if o.TCPFree {
-			fmt.Fprintf(o.Out, "tcp: iperf3 client and server left to the scheduler (--tcp-pin=false)\n")
+			fmt.Fprintf(o.Out, "tcp: iperf3 client and server left to the scheduler (--tcp-pin=false)")
 		} else {
-			fmt.Fprintf(o.Out, "tcp: iperf3 client and server pinned to CPU %d (iperf3 -A), the device under test alone on CPU %d\n", o.GenCPU, o.GateCPU)
+			fmt.Fprintf(o.Out, "tcp: iperf3 client and server pinned to CPU %d (iperf3 -A), the device under test alone on CPU %d", o.GenCPU, o.GateCPU)
 		}
+		fmt.Fprintf(o.Out, "; congestion control %s (the client namespace's default)\n", b.congestionControl())
 		for r := 0; r < max(1, o.TCPRounds); r++ {
 			for i, v := range o.Variants {
 				if !v.carriesTCP() {

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xskgate/xskgate/internal/engine"
@@ -255,7 +257,9 @@ func (b *bencher) tcp(ctx context.Context, v Variant, streams int) (tcpResult, e
 	}
 	defer srv.Wait()
 	defer srv.Process.Kill()
-	time.Sleep(300 * time.Millisecond)
+	if err := waitListening(l, l.ServerNS, 5201, 5*time.Second); err != nil {
+		return tcpResult{}, fmt.Errorf("iperf3 server: %w", err)
+	}
 	secs := strconv.Itoa(int(b.o.TCPTime.Seconds()))
 	c0, c1 := cpuTimes(0), cpuTimes(1)
 	out, err := l.Command(ctx, l.ClientNS, "iperf3", append([]string{"-c", l.ServerIP4.String(), "-t", secs, "-P", strconv.Itoa(streams), "-J"}, pin...)...).Output()
@@ -297,4 +301,43 @@ func parseIperf3(out []byte) (tcpResult, error) {
 		res.MeanRTT = rtt / time.Duration(n)
 	}
 	return res, nil
+}
+
+// waitListening waits, until timeout, for a TCP socket listening on port
+// in namespace ns (its /proc/net/tcp), without connecting to it: a probe
+// connection would be iperf3's one client.
+func waitListening(l *lab.Lab, ns string, port uint16, timeout time.Duration) error {
+	want := fmt.Sprintf(":%04X 00000000:0000 0A", port) // local port, no peer, LISTEN
+	deadline := time.Now().Add(timeout)
+	for {
+		var listening bool
+		err := l.Do(ns, func() error {
+			b, err := os.ReadFile("/proc/thread-self/net/tcp")
+			listening = strings.Contains(string(b), want)
+			return err
+		})
+		switch {
+		case err != nil:
+			return err
+		case listening:
+			return nil
+		case time.Now().After(deadline):
+			return fmt.Errorf("nothing listens on port %d in %s after %v", port, ns, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// congestionControl is the TCP congestion control iperf3's client gets:
+// its namespace's default.
+func (b *bencher) congestionControl() string {
+	cc := "unknown"
+	b.l.Do(b.l.ClientNS, func() error {
+		v, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+		if err == nil {
+			cc = strings.TrimSpace(string(v))
+		}
+		return err
+	})
+	return cc
 }
