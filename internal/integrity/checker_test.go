@@ -409,29 +409,22 @@ func TestTxMetadataChecks(t *testing.T) {
 		x.recv(O, d)
 		return d
 	}
+	// txMeta sends that frame on inner asking for its TCP checksum from
+	// byte start, with flag added to the metadata's flags.
+	txMeta := func(x *unit, start uint16, flag byte) []engine.Disposition {
+		d := received(x)
+		x.umem.SetTxChecksum(d.Addr, start, 16)
+		x.area[d.Addr-xsk.TxMetadataLen] |= flag
+		d.Options = xsk.OptTxMetadata
+		return x.tx(I, d)
+	}
 	tests := []unitCase{
 		{name: "checksum request", meta: true, cls: noClass, want: []engine.Disposition{K},
-			run: func(x *unit) []engine.Disposition {
-				d := received(x)
-				x.umem.SetTxChecksum(d.Addr, 34, 16)
-				d.Options = xsk.OptTxMetadata
-				return x.tx(I, d)
-			}},
+			run: func(x *unit) []engine.Disposition { return txMeta(x, 34, 0) }},
 		{name: "checksum beyond the frame", meta: true, cls: BadOptions, want: []engine.Disposition{Q}, in: "kernel refuses",
-			run: func(x *unit) []engine.Disposition {
-				d := received(x)
-				x.umem.SetTxChecksum(d.Addr, 90, 16)
-				d.Options = xsk.OptTxMetadata
-				return x.tx(I, d)
-			}},
+			run: func(x *unit) []engine.Disposition { return txMeta(x, 90, 0) }},
 		{name: "unknown metadata flag", meta: true, cls: BadOptions, want: []engine.Disposition{Q}, in: "kernel refuses",
-			run: func(x *unit) []engine.Disposition {
-				d := received(x)
-				x.umem.SetTxChecksum(d.Addr, 34, 16)
-				x.area[d.Addr-xsk.TxMetadataLen] |= 0x80
-				d.Options = xsk.OptTxMetadata
-				return x.tx(I, d)
-			}},
+			run: func(x *unit) []engine.Disposition { return txMeta(x, 34, 0x80) }},
 		{name: "no room for the metadata", meta: true, cls: BadAddr, want: []engine.Disposition{Q}, exp: xsk.TxMetadataLen, got: 8,
 			in:  "no room for the UMEM's TX metadata",
 			run: func(x *unit) []engine.Disposition { return x.tx(O, xsk.Desc{Addr: base(1) + 8, Len: 60}) }},
