@@ -76,6 +76,7 @@ its slots are rewritten per frame (source address, port, checksums).`)
 		{Name: "xskgate", Checks: true},
 		{Name: "xdpsock-l2fwd", External: true},
 		{Name: "xdp-redirect-devmap", Redirect: true, Direct: true},
+		{Name: "xdp-redirect-both", RedirectBoth: true},
 		{Name: "xskgate-nochecks"},
 		{Name: "xskgate-budget256", Checks: true, TxBudget: 256},
 		{Name: "xskgate-budget32", Checks: true, TxBudget: 32},

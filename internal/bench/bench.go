@@ -51,6 +51,10 @@ type Variant struct {
 	TxBudget uint32
 	// Direct skips the cpumap: all of it on the generator's core.
 	Redirect, Direct bool
+	// RedirectBoth is the kernel's XDP forwarding both ways through a
+	// devmap (redirect.go), the TCP ceiling; the endpoints' TX checksum
+	// offload is off while it runs.
+	RedirectBoth bool
 	// External runs Options.External (libxdp's xdpsock l2fwd) instead of
 	// xskgate; its frames come back to the client's eth0.
 	External bool

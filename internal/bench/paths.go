@@ -29,6 +29,8 @@ type bencher struct {
 	shot *ebpf.Program // TC_ACT_SHOT, the receiver
 	drop *ebpf.Program // XDP_DROP, the generator ceiling's sink
 	gen  GenKind
+
+	saidRedirectBoth bool // the offload setting of xdp-redirect-both was printed
 }
 
 // sink makes the server's eth0 drop everything at tc ingress (a tcx BPF
@@ -85,6 +87,13 @@ func (b *bencher) setup(v Variant) (*dut, error) {
 	}
 	if v.Redirect {
 		undo, err := b.kernelRedirect(v.Direct)
+		if err != nil {
+			return nil, err
+		}
+		return &dut{teardown: undo}, nil
+	}
+	if v.RedirectBoth {
+		undo, err := b.kernelRedirectBoth()
 		if err != nil {
 			return nil, err
 		}

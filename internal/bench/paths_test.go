@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"io"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -45,6 +47,52 @@ func TestKernelRedirectAttaches(t *testing.T) {
 		if attached(l.ServerNS, l.ServerIndex) || attached(l.GateNS, l.OuterIndex) {
 			t.Fatalf("direct %v: a program stays attached after the undo", direct)
 		}
+	}
+}
+
+// TestKernelRedirectBoth: the TCP ceiling attaches a redirect on both gate
+// interfaces and XDP_PASS on both endpoints, turns the endpoints' TX
+// checksum offload off while it runs, and its undo puts everything back.
+func TestKernelRedirectBoth(t *testing.T) {
+	l := lab.ForTest(t, lab.Config{Queues: 1})
+	pass := returnProgram(t, "xskgate_pass", 2 /* XDP_PASS */)
+	b := &bencher{l: l, pass: pass, o: Options{Out: io.Discard}}
+	state := func() (xdp [4]bool, txCsum [2]bool) {
+		t.Helper()
+		for i, at := range []struct {
+			ns  string
+			idx int
+		}{{l.ClientNS, l.ClientIndex}, {l.ServerNS, l.ServerIndex}, {l.GateNS, l.OuterIndex}, {l.GateNS, l.InnerIndex}} {
+			if err := l.Do(at.ns, func() error {
+				lk, err := netlink.LinkByIndex(at.idx)
+				if err == nil {
+					xdp[i] = lk.Attrs().Xdp != nil && lk.Attrs().Xdp.Attached
+				}
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, ns := range []string{l.ClientNS, l.ServerNS} {
+			out, err := l.Command(t.Context(), ns, "ethtool", "-k", lab.HostIfName).CombinedOutput()
+			if err != nil {
+				t.Fatalf("ethtool -k: %v: %s", err, out)
+			}
+			txCsum[i] = strings.Contains(string(out), "tx-checksumming: on")
+		}
+		return xdp, txCsum
+	}
+	undo, err := b.kernelRedirectBoth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	xdp, txCsum := state()
+	undo()
+	if xdp != [4]bool{true, true, true, true} || txCsum != [2]bool{false, false} {
+		t.Fatalf("while set up: XDP on client, server, outer, inner %v, TX checksum offload on client, server %v", xdp, txCsum)
+	}
+	if xdp, txCsum = state(); xdp != [4]bool{} || txCsum != [2]bool{true, true} {
+		t.Fatalf("after the undo: XDP %v, TX checksum offload %v", xdp, txCsum)
 	}
 }
 

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
@@ -93,5 +95,71 @@ func (b *bencher) kernelRedirect(direct bool) (func(), error) {
 		return fail(fmt.Errorf("attach the redirect program to %s: %w", lab.OuterName, err))
 	}
 	closers = append(closers, outer.Close)
+	return undo, nil
+}
+
+// kernelRedirectBoth sets up the kernel's XDP forwarding both ways, the
+// TCP ceiling: outer's program redirects through a devmap to inner, and
+// inner's to outer, in NAPI on whichever core receives (no cpumap, no
+// skb at the gate); the client's and the server's eth0 get an XDP_PASS
+// for veth's NAPI. A redirected xdp_frame loses CHECKSUM_PARTIAL, so
+// TCP from neighbours with TX checksum offload (the lab's default) is
+// dropped at the receiver for a bad checksum: for this path alone the
+// bench turns the endpoints' TX checksum offload off (and says so), which
+// the product does not need.
+func (b *bencher) kernelRedirectBoth() (func(), error) {
+	l := b.l
+	var closers []func() error
+	undo := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	fail := func(err error) (func(), error) {
+		undo()
+		return nil, err
+	}
+	dev, err := ebpf.NewMap(&ebpf.MapSpec{Name: "bench_devmap2", Type: ebpf.DevMap, KeySize: 4, ValueSize: 4, MaxEntries: 2})
+	if err != nil {
+		return fail(fmt.Errorf("devmap: %w", err))
+	}
+	closers = append(closers, dev.Close)
+	if err := l.Do(l.GateNS, func() error {
+		return errors.Join(dev.Put(uint32(0), uint32(l.InnerIndex)), dev.Put(uint32(1), uint32(l.OuterIndex)))
+	}); err != nil {
+		return fail(fmt.Errorf("devmap entries for inner and outer: %w", err))
+	}
+	for _, ns := range []string{l.ClientNS, l.ServerNS} {
+		if out, err := l.Command(context.Background(), ns, "ethtool", "-K", lab.HostIfName, "tx", "off").CombinedOutput(); err != nil {
+			return fail(fmt.Errorf("turn TX checksum offload off on %s's %s: %v: %s", ns, lab.HostIfName, err, out))
+		}
+		closers = append(closers, func() error {
+			return l.Command(context.Background(), ns, "ethtool", "-K", lab.HostIfName, "tx", "on").Run()
+		})
+	}
+	for _, a := range []struct {
+		ns    string
+		idx   int
+		key   int32 // devmap entry, or -1 for XDP_PASS
+		where string
+	}{{l.ClientNS, l.ClientIndex, -1, "the client's eth0"}, {l.ServerNS, l.ServerIndex, -1, "the server's eth0"},
+		{l.GateNS, l.OuterIndex, 0, lab.OuterName}, {l.GateNS, l.InnerIndex, 1, lab.InnerName}} {
+		p := b.pass
+		if a.key >= 0 {
+			if p, err = redirectProg("bench_redirect", dev, a.key, ebpf.AttachNone); err != nil {
+				return fail(fmt.Errorf("load the devmap redirect program: %w", err))
+			}
+			closers = append(closers, p.Close)
+		}
+		att, err := b.attachXDP(a.ns, a.idx, p)
+		if err != nil {
+			return fail(fmt.Errorf("attach XDP to %s: %w", a.where, err))
+		}
+		closers = append(closers, att.Close)
+	}
+	if !b.saidRedirectBoth {
+		b.saidRedirectBoth = true
+		fmt.Fprintf(b.o.Out, "bench: xdp-redirect-both turns the client's and the server's TX checksum offload off while it runs (redirected frames lose CHECKSUM_PARTIAL)\n")
+	}
 	return undo, nil
 }
