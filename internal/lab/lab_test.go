@@ -759,15 +759,6 @@ func TestDo(t *testing.T) {
 	}
 }
 
-func countFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 // Nothing keeps a namespace alive after Down: no fd of ours leaks.
 func TestNoFDLeak(t *testing.T) {
 	needRoot(t)
@@ -794,11 +785,34 @@ func TestNoFDLeak(t *testing.T) {
 		}
 	}
 	cycle() // warm up the runtime's own fds (epoll, ...)
-	before := countFDs(t)
+	before := openFDs(t)
 	for range 3 {
 		cycle()
 	}
-	if after := countFDs(t); after != before {
-		t.Errorf("open fds %d -> %d after 3 lab cycles", before, after)
+	// A leak is an fd open now that was not before (or now names
+	// something else). One that closed meanwhile is not: an earlier
+	// test's pipe or socket may be closed late by its goroutine.
+	after := openFDs(t)
+	for fd, target := range after {
+		if before[fd] != target {
+			t.Errorf("fd %s -> %s opened by 3 lab cycles and still open (%d fds before, %d after)", fd, target, len(before), len(after))
+		}
 	}
+}
+
+// openFDs maps this process's open fds to what they point at.
+func openFDs(t *testing.T) map[string]string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := make(map[string]string, len(ents))
+	for _, e := range ents {
+		// The directory's own fd is gone by now: it reads as an error.
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil {
+			m[e.Name()] = target
+		}
+	}
+	return m
 }
