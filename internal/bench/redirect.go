@@ -37,25 +37,16 @@ func redirectProg(name string, m *ebpf.Map, key int32, attach ebpf.AttachType) (
 // runs in outer's NAPI on the generator's core.
 func (b *bencher) kernelRedirect(direct bool) (func(), error) {
 	l := b.l
-	var closers []func() error
-	undo := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
+	var closers undoStack
 	fail := func(err error) (func(), error) {
-		undo()
+		closers.run()
 		return nil, err
 	}
-	dev, err := ebpf.NewMap(&ebpf.MapSpec{Name: "bench_devmap", Type: ebpf.DevMap, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	dev, err := b.gateDevmap(l.InnerIndex)
 	if err != nil {
-		return fail(fmt.Errorf("devmap: %w", err))
+		return fail(err)
 	}
-	closers = append(closers, dev.Close)
-	// The kernel resolves the ifindex in the caller's namespace.
-	if err := l.Do(l.GateNS, func() error { return dev.Put(uint32(0), uint32(l.InnerIndex)) }); err != nil {
-		return fail(fmt.Errorf("devmap entry for inner: %w", err))
-	}
+	closers.push(dev.Close)
 	// The program on outer: straight to the devmap (direct: all of it in
 	// outer's NAPI on the generator's core), or to a cpumap entry for the
 	// DUT core, whose program then redirects through the devmap.
@@ -64,18 +55,18 @@ func (b *bencher) kernelRedirect(direct bool) (func(), error) {
 		if toOuter, err = redirectProg("bench_to_inner", dev, 0, ebpf.AttachNone); err != nil {
 			return fail(fmt.Errorf("load the devmap redirect program: %w", err))
 		}
-		closers = append(closers, toOuter.Close)
+		closers.push(toOuter.Close)
 	} else {
 		toInner, err := redirectProg("bench_to_inner", dev, 0, ebpf.AttachXDPCPUMap)
 		if err != nil {
 			return fail(fmt.Errorf("load the cpumap program: %w", err))
 		}
-		closers = append(closers, toInner.Close)
+		closers.push(toInner.Close)
 		cpus, err := ebpf.NewMap(&ebpf.MapSpec{Name: "bench_cpumap", Type: ebpf.CPUMap, KeySize: 4, ValueSize: 8, MaxEntries: uint32(b.o.GateCPU + 1)})
 		if err != nil {
 			return fail(fmt.Errorf("cpumap: %w", err))
 		}
-		closers = append(closers, cpus.Close)
+		closers.push(cpus.Close)
 		// struct bpf_cpumap_val: qsize, then the program's fd.
 		if err := cpus.Put(uint32(b.o.GateCPU), [2]uint32{2048, uint32(toInner.FD())}); err != nil {
 			return fail(fmt.Errorf("cpumap entry for CPU %d: %w", b.o.GateCPU, err))
@@ -83,19 +74,19 @@ func (b *bencher) kernelRedirect(direct bool) (func(), error) {
 		if toOuter, err = redirectProg("bench_to_cpu", cpus, int32(b.o.GateCPU), ebpf.AttachNone); err != nil {
 			return fail(fmt.Errorf("load the redirect program: %w", err))
 		}
-		closers = append(closers, toOuter.Close)
+		closers.push(toOuter.Close)
 	}
 	srv, err := b.attachXDP(l.ServerNS, l.ServerIndex, b.pass)
 	if err != nil {
 		return fail(fmt.Errorf("attach XDP_PASS to the server's eth0 (veth receives redirected frames only with NAPI): %w", err))
 	}
-	closers = append(closers, srv.Close)
+	closers.push(srv.Close)
 	outer, err := b.attachXDP(l.GateNS, l.OuterIndex, toOuter)
 	if err != nil {
 		return fail(fmt.Errorf("attach the redirect program to %s: %w", lab.OuterName, err))
 	}
-	closers = append(closers, outer.Close)
-	return undo, nil
+	closers.push(outer.Close)
+	return closers.run, nil
 }
 
 // kernelRedirectBoth sets up the kernel's XDP forwarding both ways, the
@@ -109,31 +100,21 @@ func (b *bencher) kernelRedirect(direct bool) (func(), error) {
 // the product does not need.
 func (b *bencher) kernelRedirectBoth() (func(), error) {
 	l := b.l
-	var closers []func() error
-	undo := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
+	var closers undoStack
 	fail := func(err error) (func(), error) {
-		undo()
+		closers.run()
 		return nil, err
 	}
-	dev, err := ebpf.NewMap(&ebpf.MapSpec{Name: "bench_devmap2", Type: ebpf.DevMap, KeySize: 4, ValueSize: 4, MaxEntries: 2})
+	dev, err := b.gateDevmap(l.InnerIndex, l.OuterIndex)
 	if err != nil {
-		return fail(fmt.Errorf("devmap: %w", err))
+		return fail(err)
 	}
-	closers = append(closers, dev.Close)
-	if err := l.Do(l.GateNS, func() error {
-		return errors.Join(dev.Put(uint32(0), uint32(l.InnerIndex)), dev.Put(uint32(1), uint32(l.OuterIndex)))
-	}); err != nil {
-		return fail(fmt.Errorf("devmap entries for inner and outer: %w", err))
-	}
+	closers.push(dev.Close)
 	for _, ns := range []string{l.ClientNS, l.ServerNS} {
 		if out, err := l.Command(context.Background(), ns, "ethtool", "-K", lab.HostIfName, "tx", "off").CombinedOutput(); err != nil {
 			return fail(fmt.Errorf("turn TX checksum offload off on %s's %s: %v: %s", ns, lab.HostIfName, err, out))
 		}
-		closers = append(closers, func() error {
+		closers.push(func() error {
 			return l.Command(context.Background(), ns, "ethtool", "-K", lab.HostIfName, "tx", "on").Run()
 		})
 	}
@@ -149,17 +130,50 @@ func (b *bencher) kernelRedirectBoth() (func(), error) {
 			if p, err = redirectProg("bench_redirect", dev, a.key, ebpf.AttachNone); err != nil {
 				return fail(fmt.Errorf("load the devmap redirect program: %w", err))
 			}
-			closers = append(closers, p.Close)
+			closers.push(p.Close)
 		}
 		att, err := b.attachXDP(a.ns, a.idx, p)
 		if err != nil {
 			return fail(fmt.Errorf("attach XDP to %s: %w", a.where, err))
 		}
-		closers = append(closers, att.Close)
+		closers.push(att.Close)
 	}
 	if !b.saidRedirectBoth {
 		b.saidRedirectBoth = true
 		fmt.Fprintf(b.o.Out, "bench: xdp-redirect-both turns the client's and the server's TX checksum offload off while it runs (redirected frames lose CHECKSUM_PARTIAL)\n")
 	}
-	return undo, nil
+	return closers.run, nil
+}
+
+// undoStack is what a setup must undo, run last first.
+type undoStack []func() error
+
+func (u *undoStack) push(f func() error) { *u = append(*u, f) }
+
+func (u *undoStack) run() {
+	for i := len(*u) - 1; i >= 0; i-- {
+		(*u)[i]()
+	}
+}
+
+// gateDevmap makes a devmap whose entry i is the gate interface
+// ifindexes[i]. The kernel resolves an ifindex in the caller's namespace,
+// so the entries are written from the gate's.
+func (b *bencher) gateDevmap(ifindexes ...int) (*ebpf.Map, error) {
+	dev, err := ebpf.NewMap(&ebpf.MapSpec{Name: "bench_devmap", Type: ebpf.DevMap, KeySize: 4, ValueSize: 4, MaxEntries: uint32(len(ifindexes))})
+	if err != nil {
+		return nil, fmt.Errorf("devmap: %w", err)
+	}
+	err = b.l.Do(b.l.GateNS, func() error {
+		var errs []error
+		for i, idx := range ifindexes {
+			errs = append(errs, dev.Put(uint32(i), uint32(idx)))
+		}
+		return errors.Join(errs...)
+	})
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("devmap entries for the gate's interfaces: %w", err)
+	}
+	return dev, nil
 }
