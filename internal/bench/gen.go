@@ -13,6 +13,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
+
+	"github.com/xskgate/xskgate/internal/packet"
 )
 
 // Generator sends one frame over and over out of an interface with
@@ -209,8 +211,8 @@ func ipv4Frame(dst, src net.HardwareAddr, sip, dip netip.Addr, proto uint8, l4Le
 	s, d := sip.As4(), dip.As4()
 	copy(ip[12:], s[:])
 	copy(ip[16:], d[:])
-	binary.BigEndian.PutUint16(ip[10:], ^fold(sum16(ip, 0)))
-	pseudo = sum16(d[:], sum16(s[:], 0)) + uint32(proto) + uint32(l4Len)
+	binary.BigEndian.PutUint16(ip[10:], packet.IPv4HeaderChecksum(ip))
+	pseudo = packet.PseudoHeaderSum(sip, dip, proto, l4Len)
 	return f, f[34 : 34+l4Len], pseudo
 }
 
@@ -221,7 +223,7 @@ func UDPFrame(dst, src net.HardwareAddr, sip, dip netip.Addr) []byte {
 	binary.BigEndian.PutUint16(udp[0:], 9)
 	binary.BigEndian.PutUint16(udp[2:], 9)
 	binary.BigEndian.PutUint16(udp[4:], 26)
-	binary.BigEndian.PutUint16(udp[6:], ^fold(sum16(udp, ph)))
+	binary.BigEndian.PutUint16(udp[6:], packet.Checksum(udp, ph))
 	return f
 }
 
@@ -244,23 +246,6 @@ func tcpFrame(dst, src net.HardwareAddr, sip, dip netip.Addr, sport, dport uint1
 	tcp[13] = flags
 	binary.BigEndian.PutUint16(tcp[14:], win)
 	copy(tcp[20:], opts)
-	binary.BigEndian.PutUint16(tcp[16:], ^fold(sum16(tcp, ph)))
+	binary.BigEndian.PutUint16(tcp[16:], packet.Checksum(tcp, ph))
 	return f
-}
-
-func sum16(b []byte, s uint32) uint32 {
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	return s
-}
-
-func fold(s uint32) uint16 {
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xskgate/xskgate/internal/packet"
 )
 
 // Size is what the UDP paths send: IPv4 packets of the given lengths, in
@@ -85,6 +87,6 @@ func UDPFrameIP(dst, src net.HardwareAddr, sip, dip netip.Addr, ipLen int) []byt
 	binary.BigEndian.PutUint16(udp[0:], 9)
 	binary.BigEndian.PutUint16(udp[2:], 9)
 	binary.BigEndian.PutUint16(udp[4:], uint16(l4))
-	binary.BigEndian.PutUint16(udp[6:], ^fold(sum16(udp, ph)))
+	binary.BigEndian.PutUint16(udp[6:], packet.Checksum(udp, ph))
 	return f
 }

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/xskgate/xskgate/internal/packet"
 )
 
 func TestSizes(t *testing.T) {
@@ -24,7 +26,7 @@ func TestSizes(t *testing.T) {
 		if len(f) != max(60, 14+ipLen) {
 			t.Errorf("frame of %d bytes carries a %d-byte IP packet", len(f), ipLen)
 		}
-		if fold(sum16(f[14:34], 0)) != 0xffff {
+		if packet.Checksum(f[14:34], 0) != 0 {
 			t.Errorf("%d-byte packet: bad IPv4 header checksum", ipLen)
 		}
 	}

@@ -95,20 +95,9 @@ func l4Frame(src, dst netip.Addr, udp bool, payload, pad int) []byte {
 	for i := l4; i < segLen; i++ {
 		seg[i] = byte(i*7 + payload)
 	}
-	binary.BigEndian.PutUint16(seg[field:], ^packet.Checksum(nil, pseudo(src, dst, proto, segLen)))
+	binary.BigEndian.PutUint16(seg[field:], ^packet.Checksum(nil, packet.PseudoHeaderSum(src, dst, proto, segLen)))
 	f = append(f, seg...)
 	return append(f, make([]byte, pad)...)
-}
-
-// pseudo is the unfolded pseudo-header sum.
-func pseudo(src, dst netip.Addr, proto byte, n int) uint32 {
-	var s uint32
-	for _, a := range [][]byte{src.AsSlice(), dst.AsSlice()} {
-		for i := 0; i < len(a); i += 2 {
-			s += uint32(binary.BigEndian.Uint16(a[i:]))
-		}
-	}
-	return s + uint32(proto) + uint32(n)
 }
 
 // checksumOK verifies the TCP/UDP checksum of frame as a receiver would.
@@ -119,7 +108,7 @@ func checksumOK(t *testing.T, frame []byte) bool {
 		t.Fatalf("received frame does not parse: %v", err)
 	}
 	seg := frame[p.L4Off : p.L3Off+p.IPTotalLen]
-	return packet.Checksum(seg, pseudo(p.Src, p.Dst, byte(p.Proto), len(seg))) == 0
+	return packet.Checksum(seg, packet.PseudoHeaderSum(p.Src, p.Dst, p.Proto, len(seg))) == 0
 }
 
 // TestPartialChecksums: frames with partial checksums (the neighbours'
@@ -145,7 +134,7 @@ func TestPartialChecksums(t *testing.T) {
 	full := l4Frame(v4s, v4d, false, 100, 0)
 	seg := full[34:]
 	binary.BigEndian.PutUint16(seg[16:], 0)
-	binary.BigEndian.PutUint16(seg[16:], packet.Checksum(seg, pseudo(v4s, v4d, 6, len(seg))))
+	binary.BigEndian.PutUint16(seg[16:], packet.Checksum(seg, packet.PseudoHeaderSum(v4s, v4d, packet.ProtoTCP, len(seg))))
 	frames = append(frames, full)
 	partial := uint64(len(frames) - 1)
 
@@ -270,7 +259,7 @@ func (c *counter) Deliver(f []byte) bool {
 	var p packet.Packet
 	if p.Parse(f) == nil {
 		seg := f[p.L4Off : p.L3Off+p.IPTotalLen]
-		if packet.Checksum(seg, pseudo(p.Src, p.Dst, byte(p.Proto), len(seg))) == 0 {
+		if packet.Checksum(seg, packet.PseudoHeaderSum(p.Src, p.Dst, p.Proto, len(seg))) == 0 {
 			c.ok.Add(1)
 			return true
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/bits"
+	"net/netip"
 	"sync"
 
 	"github.com/xskgate/xskgate/internal/packet"
@@ -99,15 +100,10 @@ func (t Traffic) Frame(buf []byte, seq uint64) []byte {
 	return f
 }
 
-// udpPseudo is the unfolded pseudo-header sum of a pattern frame's UDP
-// datagram.
+// udpPseudo is the pseudo-header sum of a pattern frame's UDP datagram.
 func udpPseudo(f []byte) uint32 {
 	ip := f[ethLen : ethLen+ipLen]
-	var s uint32
-	for i := 12; i < 20; i += 2 {
-		s += uint32(binary.BigEndian.Uint16(ip[i:]))
-	}
-	return s + packet.ProtoUDP + uint32(len(f)-ethLen-ipLen)
+	return packet.PseudoHeaderSum(netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20])), packet.ProtoUDP, len(f)-ethLen-ipLen)
 }
 
 // putHeader writes the first MinFrameLen bytes of a frame of n bytes.

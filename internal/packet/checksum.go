@@ -3,6 +3,7 @@ package packet
 import (
 	"encoding/binary"
 	"math/bits"
+	"net/netip"
 )
 
 // sum adds b as big-endian 16-bit words (an odd trailing byte is padded
@@ -90,16 +91,28 @@ func IPv4HeaderChecksum(hdr []byte) uint16 {
 	return ^fold(sum(hdr[12:], sum(hdr[:10], 0)))
 }
 
-// pseudoHeaderSum is the unfolded sum of the IPv4 (RFC 793) or IPv6 (RFC
-// 8200 8.1) pseudo-header for an upper-layer packet of length l.
+// PseudoHeaderSum is the sum of the IPv4 (RFC 793) or IPv6 (RFC 8200
+// 8.1) pseudo-header of an upper-layer packet of n bytes of protocol
+// proto from src to dst, folded to 16 bits: Checksum's initial value for
+// that packet.
+func PseudoHeaderSum(src, dst netip.Addr, proto uint8, n int) uint32 {
+	return uint32(fold(pseudoSum(src, dst, proto, n)))
+}
+
+// pseudoHeaderSum is the unfolded pseudo-header sum for the packet p
+// describes, with an upper-layer length of l.
 func pseudoHeaderSum(p *Packet, proto uint8, l int) uint64 {
+	return pseudoSum(p.Src, p.Dst, proto, l)
+}
+
+func pseudoSum(src, dst netip.Addr, proto uint8, l int) uint64 {
 	var s uint64
-	if p.IPVersion == 4 {
-		a, b := p.Src.As4(), p.Dst.As4()
+	if src.Is4() {
+		a, b := src.As4(), dst.As4()
 		s = sum(a[:], 0)
 		s = sum(b[:], s)
 	} else {
-		a, b := p.Src.As16(), p.Dst.As16()
+		a, b := src.As16(), dst.As16()
 		s = sum(a[:], 0)
 		s = sum(b[:], s)
 	}

@@ -18,30 +18,10 @@ const (
 	ttl     = 64
 )
 
-// pseudoSum is the unfolded sum of the TCP pseudo-header.
-func pseudoSum(src, dst netip.Addr, tcpLen int) uint32 {
-	var s uint32
-	add := func(b []byte) {
-		for i := 0; i+1 < len(b); i += 2 {
-			s += uint32(binary.BigEndian.Uint16(b[i:]))
-		}
-	}
-	if src.Is4() {
-		a, b := src.As4(), dst.As4()
-		add(a[:])
-		add(b[:])
-	} else {
-		a, b := src.As16(), dst.As16()
-		add(a[:])
-		add(b[:])
-	}
-	return s + packet.ProtoTCP + uint32(tcpLen)
-}
-
 // setTCPChecksum computes and stores the checksum of the TCP segment seg.
 func setTCPChecksum(seg []byte, src, dst netip.Addr) {
 	seg[16], seg[17] = 0, 0
-	binary.BigEndian.PutUint16(seg[16:], packet.Checksum(seg, pseudoSum(src, dst, len(seg))))
+	binary.BigEndian.PutUint16(seg[16:], packet.Checksum(seg, packet.PseudoHeaderSum(src, dst, packet.ProtoTCP, len(seg))))
 }
 
 // synOpts writes the options of a SYN or SYN-ACK into b (at least 12
