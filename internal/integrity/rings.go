@@ -1,10 +1,7 @@
 package integrity
 
 import (
-	"encoding/binary"
 	"fmt"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/xskgate/xskgate/internal/engine"
 	"github.com/xskgate/xskgate/internal/flightrec"
@@ -240,7 +237,7 @@ func (k *Checker) PostTx(side engine.Side, descs []xsk.Desc, out []engine.Dispos
 				cls, exp, got = BadAddr, k.c.txMeta, off
 			case d.Options != 0 && (k.c.txMeta == 0 || d.Options != xsk.OptTxMetadata):
 				cls, got = BadOptions, uint64(d.Options)
-			case d.Options != 0 && !k.txMetadataOK(d):
+			case d.Options != 0 && !xsk.ReadTxMetadata(k.area[d.Addr-k.c.txMeta:d.Addr]).Valid(d.Len):
 				cls, got, badMeta = BadOptions, uint64(d.Options), true
 			}
 		}
@@ -382,21 +379,4 @@ func (k *Checker) Spare(side engine.Side, addrs []uint64, out []engine.Dispositi
 	}
 	k.end()
 	return nbad
-}
-
-// txMetadataOK says whether the kernel accepts the TX metadata before the
-// frame of d (xsk_skb_metadata): known flags only, and a checksum request
-// within the frame. A refusal is EINVAL with the descriptor left on TX
-// and its address completed on every retry (afxdp-kernel-notes §7.4).
-func (k *Checker) txMetadataOK(d xsk.Desc) bool {
-	m := k.area[d.Addr-k.c.txMeta : d.Addr]
-	flags := binary.NativeEndian.Uint64(m)
-	if flags&^(unix.XDP_TXMD_FLAGS_TIMESTAMP|unix.XDP_TXMD_FLAGS_CHECKSUM|unix.XDP_TXMD_FLAGS_LAUNCH_TIME) != 0 {
-		return false
-	}
-	if flags&unix.XDP_TXMD_FLAGS_CHECKSUM == 0 {
-		return true
-	}
-	start, off := uint32(binary.NativeEndian.Uint16(m[8:])), uint32(binary.NativeEndian.Uint16(m[10:]))
-	return start+off+2 <= d.Len
 }

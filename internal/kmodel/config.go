@@ -35,10 +35,6 @@ const (
 
 	optContd      = 1 // XDP_PKT_CONTD
 	optTxMetadata = 2 // XDP_TX_METADATA
-
-	txmdTimestamp  = 1 // XDP_TXMD_FLAGS_TIMESTAMP
-	txmdChecksum   = 2 // XDP_TXMD_FLAGS_CHECKSUM
-	txmdLaunchTime = 4 // XDP_TXMD_FLAGS_LAUNCH_TIME
 )
 
 // Config describes one port.

@@ -119,18 +119,14 @@ func (p *Port) txMetadata(addr uint64, frame []byte) ([]byte, bool) {
 	if md == 0 {
 		return nil, false
 	}
-	m := p.umem[addr-md : addr]
-	flags := binary.NativeEndian.Uint64(m)
-	if flags&^(txmdTimestamp|txmdChecksum|txmdLaunchTime) != 0 {
+	m := xsk.ReadTxMetadata(p.umem[addr-md : addr])
+	if !m.Valid(uint32(len(frame))) {
 		return nil, false
 	}
-	if flags&txmdChecksum == 0 {
+	if m.Flags&xsk.TxmdChecksum == 0 {
 		return frame, true
 	}
-	start, off := int(binary.NativeEndian.Uint16(m[8:])), int(binary.NativeEndian.Uint16(m[10:]))
-	if start+off+2 > len(frame) {
-		return nil, false
-	}
+	start, off := int(m.CsumStart), int(m.CsumOffset)
 	skb := p.txSkb[:len(frame)]
 	copy(skb, frame)
 	c := packet.Checksum(skb[start:], 0)

@@ -1,7 +1,6 @@
 package xsk
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -76,11 +75,9 @@ type UmemConfig struct {
 // with its flag, so the larger area suits both.
 const TxMetadataLen = 24
 
-// XDP_TX_METADATA (descriptor option) and XDP_TXMD_FLAGS_CHECKSUM.
-const (
-	OptTxMetadata     = 2
-	txmdFlagsChecksum = 2
-)
+// OptTxMetadata is XDP_TX_METADATA, the TX descriptor option that makes
+// the kernel read the TxMetadata before the frame.
+const OptTxMetadata = 2
 
 // PacketHeadroom is XDP_PACKET_HEADROOM: in copy mode the kernel puts a
 // received frame at chunk + Headroom + PacketHeadroom.
@@ -247,10 +244,5 @@ func (u *Umem) SetTxChecksum(addr uint64, start, offset uint16) {
 	if u.cfg.Unaligned {
 		addr = unalignedOffset(addr)
 	}
-	m := u.Area[addr-TxMetadataLen : addr : addr]
-	// struct xsk_tx_metadata: u64 flags; request {u16 csum_start,
-	// csum_offset; u64 launch_time (read only with its flag)}.
-	binary.NativeEndian.PutUint64(m[0:], txmdFlagsChecksum)
-	binary.NativeEndian.PutUint16(m[8:], start)
-	binary.NativeEndian.PutUint16(m[10:], offset)
+	TxMetadata{Flags: TxmdChecksum, CsumStart: start, CsumOffset: offset}.put(u.Area[addr-TxMetadataLen : addr : addr])
 }
