@@ -80,11 +80,14 @@ func (g *Gate) checksumMode() (mode, why string) {
 	case g.Umem.TxMetadataLen() == 0:
 		return "software", "kernel refuses AF_XDP TX metadata (XDP_UMEM_TX_METADATA_LEN, Linux 6.11+)"
 	}
+	// The engine asks each socket (xsk.Socket.TxChecksum); with the
+	// metadata area there, only zero-copy sockets say no, and their modes
+	// were read at start.
 	var sw []string
-	for side, socks := range [2][]*xsk.Socket{g.Outer, g.Inner} {
-		for _, s := range socks {
-			if !s.TxChecksum() {
-				sw = append(sw, fmt.Sprintf("%s q%d", engine.Side(side), s.Queue()))
+	for side, modes := range g.bindModes {
+		for q, m := range modes {
+			if m == BindZeroCopy {
+				sw = append(sw, fmt.Sprintf("%s q%d", engine.Side(side), q))
 			}
 		}
 	}
