@@ -20,20 +20,7 @@ func TestKernelRedirectAttaches(t *testing.T) {
 	l := lab.ForTest(t, lab.Config{Queues: 1})
 	pass := returnProgram(t, "xskgate_pass", 2 /* XDP_PASS */)
 	b := &bencher{l: l, pass: pass}
-	attached := func(ns string, idx int) bool {
-		t.Helper()
-		var on bool
-		if err := l.Do(ns, func() error {
-			lk, err := netlink.LinkByIndex(idx)
-			if err == nil {
-				on = lk.Attrs().Xdp != nil && lk.Attrs().Xdp.Attached
-			}
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return on
-	}
+	attached := func(ns string, idx int) bool { return xdpAttached(t, l, ns, idx) }
 	for _, direct := range []bool{true, false} {
 		undo, err := b.kernelRedirect(direct)
 		if err != nil {
@@ -63,15 +50,7 @@ func TestKernelRedirectBoth(t *testing.T) {
 			ns  string
 			idx int
 		}{{l.ClientNS, l.ClientIndex}, {l.ServerNS, l.ServerIndex}, {l.GateNS, l.OuterIndex}, {l.GateNS, l.InnerIndex}} {
-			if err := l.Do(at.ns, func() error {
-				lk, err := netlink.LinkByIndex(at.idx)
-				if err == nil {
-					xdp[i] = lk.Attrs().Xdp != nil && lk.Attrs().Xdp.Attached
-				}
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
+			xdp[i] = xdpAttached(t, l, at.ns, at.idx)
 		}
 		for i, ns := range []string{l.ClientNS, l.ServerNS} {
 			out, err := l.Command(t.Context(), ns, "ethtool", "-k", lab.HostIfName).CombinedOutput()
@@ -94,6 +73,23 @@ func TestKernelRedirectBoth(t *testing.T) {
 	if xdp, txCsum = state(); xdp != [4]bool{} || txCsum != [2]bool{true, true} {
 		t.Fatalf("after the undo: XDP %v, TX checksum offload %v", xdp, txCsum)
 	}
+}
+
+// xdpAttached says whether interface idx of namespace ns has an XDP
+// program attached.
+func xdpAttached(t *testing.T, l *lab.Lab, ns string, idx int) bool {
+	t.Helper()
+	var on bool
+	if err := l.Do(ns, func() error {
+		lk, err := netlink.LinkByIndex(idx)
+		if err == nil {
+			on = lk.Attrs().Xdp != nil && lk.Attrs().Xdp.Attached
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return on
 }
 
 // returnProgram loads an XDP program that returns action, closed when the

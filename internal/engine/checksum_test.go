@@ -103,12 +103,20 @@ func l4Frame(src, dst netip.Addr, udp bool, payload, pad int) []byte {
 // checksumOK verifies the TCP/UDP checksum of frame as a receiver would.
 func checksumOK(t *testing.T, frame []byte) bool {
 	t.Helper()
-	var p packet.Packet
-	if err := p.Parse(frame); err != nil {
+	ok, err := l4ChecksumValid(frame)
+	if err != nil {
 		t.Fatalf("received frame does not parse: %v", err)
 	}
+	return ok
+}
+
+func l4ChecksumValid(frame []byte) (bool, error) {
+	var p packet.Packet
+	if err := p.Parse(frame); err != nil {
+		return false, err
+	}
 	seg := frame[p.L4Off : p.L3Off+p.IPTotalLen]
-	return packet.Checksum(seg, packet.PseudoHeaderSum(p.Src, p.Dst, p.Proto, len(seg))) == 0
+	return packet.Checksum(seg, packet.PseudoHeaderSum(p.Src, p.Dst, p.Proto, len(seg))) == 0, nil
 }
 
 // TestPartialChecksums: frames with partial checksums (the neighbours'
@@ -225,8 +233,15 @@ type captureGate struct {
 // md bytes (0: none).
 func startCaptureGate(t *testing.T, md uint32, cfg engine.Config) *captureGate {
 	g := &captureGate{peer: &capture{}}
-	g.modelGate = buildModelGate(t, 1, 1024, cfg, func(c *kmodel.Config) { c.TxMetadataLen = md })
-	g.inner[0].SetPeer(g.peer)
+	g.modelGate = startPeerGate(t, md, cfg, g.peer)
+	return g
+}
+
+// startPeerGate starts a one-queue model gate on a UMEM with a TX
+// metadata area of md bytes (0: none), inner's frames delivered to peer.
+func startPeerGate(t *testing.T, md uint32, cfg engine.Config, peer kmodel.Receiver) *modelGate {
+	g := buildModelGate(t, 1, 1024, cfg, func(c *kmodel.Config) { c.TxMetadataLen = md })
+	g.inner[0].SetPeer(peer)
 	g.e.Prime()
 	g.outer[0].Start()
 	g.inner[0].Start()
@@ -256,15 +271,11 @@ func (g *captureGate) run(t *testing.T, frames [][]byte) (got [][]byte) {
 type counter struct{ ok, bad atomic.Uint64 }
 
 func (c *counter) Deliver(f []byte) bool {
-	var p packet.Packet
-	if p.Parse(f) == nil {
-		seg := f[p.L4Off : p.L3Off+p.IPTotalLen]
-		if packet.Checksum(seg, packet.PseudoHeaderSum(p.Src, p.Dst, p.Proto, len(seg))) == 0 {
-			c.ok.Add(1)
-			return true
-		}
+	if ok, _ := l4ChecksumValid(f); ok {
+		c.ok.Add(1)
+	} else {
+		c.bad.Add(1)
 	}
-	c.bad.Add(1)
 	return true
 }
 
@@ -273,13 +284,7 @@ func (c *counter) Deliver(f []byte) bool {
 func TestPartialChecksumAllocs(t *testing.T) {
 	frame := l4Frame(netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2"), false, 1000, 0)
 	peer := &counter{}
-	g := buildModelGate(t, 1, 1024, engine.Config{}, func(c *kmodel.Config) { c.TxMetadataLen = xsk.TxMetadataLen })
-	g.inner[0].SetPeer(peer)
-	g.e.Prime()
-	g.outer[0].Start()
-	g.inner[0].Start()
-	g.e.Start()
-	defer g.e.Stop(time.Second)
+	g := startPeerGate(t, xsk.TxMetadataLen, engine.Config{}, peer)
 	// In steps of 32 frames, each step waited for, so that the worker
 	// keeps up and the frames take the engine's path, not the model's
 	// FILL-empty drop.
