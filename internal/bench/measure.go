@@ -226,15 +226,17 @@ type tcpResult struct {
 	Retransmits int
 	MeanRTT     time.Duration // mean over streams of iperf3's mean_rtt
 	MaxCwnd     int           // bytes, the largest over streams
-	// Busy is each CPU's busy share while iperf3 ran (endpoints, gate
-	// and kernel together: the lab has no other cores).
+	// CPUs are GenCPU and GateCPU, Busy their busy shares while iperf3
+	// ran (endpoints, gate and kernel together: the lab has no others).
+	CPUs [2]int
 	Busy [2]float64
 }
 
 func (r tcpResult) String() string {
 	s := fmt.Sprintf("%6.2f Gbit/s, retrans %d, rtt %v, max cwnd %d KB", r.Gbps, r.Retransmits, r.MeanRTT, r.MaxCwnd>>10)
 	if r.Busy != [2]float64{} && r.Gbps > 0 {
-		s += fmt.Sprintf(", CPU0 %.0f%% CPU1 %.0f%% (%.2f cores per 10 Gbit/s)", 100*r.Busy[0], 100*r.Busy[1], 10*(r.Busy[0]+r.Busy[1])/r.Gbps)
+		s += fmt.Sprintf(", CPU%d %.0f%% CPU%d %.0f%% (%.2f cores per 10 Gbit/s)",
+			r.CPUs[0], 100*r.Busy[0], r.CPUs[1], 100*r.Busy[1], 10*(r.Busy[0]+r.Busy[1])/r.Gbps)
 	}
 	return s
 }
@@ -261,13 +263,14 @@ func (b *bencher) tcp(ctx context.Context, v Variant, streams int) (tcpResult, e
 		return tcpResult{}, fmt.Errorf("iperf3 server: %w", err)
 	}
 	secs := strconv.Itoa(int(b.o.TCPTime.Seconds()))
-	c0, c1 := cpuTimes(0), cpuTimes(1)
+	cpus := [2]int{b.o.GenCPU, b.o.GateCPU}
+	c0, c1 := cpuTimes(cpus[0]), cpuTimes(cpus[1])
 	out, err := l.Command(ctx, l.ClientNS, "iperf3", append([]string{"-c", l.ServerIP4.String(), "-t", secs, "-P", strconv.Itoa(streams), "-J"}, pin...)...).Output()
 	if err != nil {
 		return tcpResult{}, fmt.Errorf("iperf3 client: %w", err)
 	}
 	r, err := parseIperf3(out)
-	r.Busy = [2]float64{c0.busyUntil(cpuTimes(0)), c1.busyUntil(cpuTimes(1))}
+	r.CPUs, r.Busy = cpus, [2]float64{c0.busyUntil(cpuTimes(cpus[0])), c1.busyUntil(cpuTimes(cpus[1]))}
 	return r, err
 }
 
