@@ -216,15 +216,7 @@ func (f *firstLine) configure(c xdpprog.FirstLineConfig) error {
 	if err := f.fl.Configure(c); err != nil {
 		return err
 	}
-	var l []string
-	for _, x := range []struct {
-		on   bool
-		name string
-	}{{c.HasAllow, "allowlist"}, {c.HasBlock, "blocklist"}, {c.HasPenalty, "penalty_box"}, {c.HasPassed, "passed"}} {
-		if x.on {
-			l = append(l, x.name)
-		}
-	}
+	l := c.Lookups()
 	f.lookups.Store(&l)
 	return nil
 }

@@ -155,10 +155,7 @@ func (f *FirstLine) configureLocked(c FirstLineConfig) error {
 	v.CookieInterval, v.CookieTolerance = c.ChallengeInterval, c.ChallengeTolerance
 	v.PassedInterval, v.PassedTolerance = c.PassedInterval, c.PassedTolerance
 	v.PassedAllInterval, v.PassedAllTolerance = c.PassedAllInterval, c.PassedAllTolerance
-	for _, l := range []struct {
-		on  bool
-		bit uint32
-	}{{c.HasAllow, listAllow}, {c.HasBlock, listBlock}, {c.HasPenalty, listPenalty}, {c.HasPassed, listPassed}} {
+	for _, l := range c.lists() {
 		if l.on {
 			v.Lists |= l.bit
 		}
@@ -176,6 +173,31 @@ const (
 	listPenalty
 	listPassed
 )
+
+// sourceList is one source list of the first line as c sets it: whether
+// the program looks it up, its bit in the program's config, its name.
+type sourceList struct {
+	on   bool
+	bit  uint32
+	name string
+}
+
+func (c FirstLineConfig) lists() [4]sourceList {
+	return [...]sourceList{{c.HasAllow, listAllow, "allowlist"}, {c.HasBlock, listBlock, "blocklist"},
+		{c.HasPenalty, listPenalty, "penalty_box"}, {c.HasPassed, listPassed, "passed"}}
+}
+
+// Lookups names the source lists the program looks up under c:
+// allowlist, blocklist, penalty_box, passed, in that order.
+func (c FirstLineConfig) Lookups() []string {
+	var names []string
+	for _, l := range c.lists() {
+		if l.on {
+			names = append(names, l.name)
+		}
+	}
+	return names
+}
 
 // List names a prefix list of the first line.
 type List int
