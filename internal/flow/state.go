@@ -128,6 +128,12 @@ type Verdict struct {
 	// SeqAdjust is the flow's SYN-proxy sequence offset (server ISN minus
 	// cookie ISN); zero for ordinary flows.
 	SeqAdjust uint32
+	// Offloaded: the flow is offloaded to the kernel fast path (Offload).
+	Offloaded bool
+	// Unoffload: this segment (a SYN, FIN or RST, which the fast path
+	// leaves to the tracker) took the flow back from the fast path; the
+	// caller removes it from the fast path's map.
+	Unoffload bool
 }
 
 // Short names for the transition table.

@@ -95,6 +95,7 @@ const (
 	efPickedUp                       // created mid-stream
 	efSimOpen                        // IP_CT_TCP_SIMULTANEOUS_OPEN
 	efChallenge                      // IP_CT_EXP_CHALLENGE_ACK
+	efOffloaded                      // IPS_OFFLOAD: the kernel fast path carries it
 )
 
 // entry is one flow. It is 104 bytes (asserted in a test); the index adds

@@ -26,7 +26,13 @@ const maxAckWinConst = 66000
 func (t *Table) packet(sh *shard, e *entry, s *Segment, dir, class uint8, now uint32) (Verdict, outcome) {
 	old := e.state()
 	ns := transitions[dir][class][old]
-	v := Verdict{State: old, Reply: dir == 1, SeqAdjust: e.seqAdj}
+	v := Verdict{State: old, Reply: dir == 1, SeqAdjust: e.seqAdj, Offloaded: e.flags&efOffloaded != 0}
+	if v.Offloaded && class != classACK && class != classNone {
+		// The fast path carries only what keeps a connection as it is;
+		// this segment opens or closes it, so the flow comes back here.
+		v.Offloaded, v.Unoffload = false, true
+		e.unoffload()
+	}
 	ack := s.Ack
 	if dir == 0 {
 		// The original side (a SYN-proxy client) acks in the cookie's

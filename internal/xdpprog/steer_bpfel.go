@@ -42,6 +42,11 @@ type steerConfig struct {
 	_                  [4]byte
 }
 
+type steerFastval struct {
+	_    structs.HostLayout
+	Seen uint64
+}
+
 type steerFlowkey struct {
 	_     structs.HostLayout
 	Src   steerAddr16
@@ -87,6 +92,7 @@ const (
 	steerMapXskgateBlock6  = "xskgate_block6"
 	steerMapXskgateBudget  = "xskgate_budget"
 	steerMapXskgateConfig  = "xskgate_config"
+	steerMapXskgateFast    = "xskgate_fast"
 	steerMapXskgateFlows   = "xskgate_flows"
 	steerMapXskgatePassed  = "xskgate_passed"
 	steerMapXskgatePenalty = "xskgate_penalty"
@@ -98,6 +104,7 @@ const (
 	steerProgXskgateHead   = "xskgate_head"
 	steerProgXskgateMeta   = "xskgate_meta"
 	steerProgXskgateNone   = "xskgate_none"
+	steerVarFastPath       = "fast_path"
 	steerVarFirstLine      = "first_line"
 	steerVarLenSkew        = "len_skew"
 	steerVarTestGrow       = "test_grow"
@@ -160,6 +167,7 @@ type steerMapSpecs struct {
 	XskgateBlock6  *ebpf.MapSpec `ebpf:"xskgate_block6"`
 	XskgateBudget  *ebpf.MapSpec `ebpf:"xskgate_budget"`
 	XskgateConfig  *ebpf.MapSpec `ebpf:"xskgate_config"`
+	XskgateFast    *ebpf.MapSpec `ebpf:"xskgate_fast"`
 	XskgateFlows   *ebpf.MapSpec `ebpf:"xskgate_flows"`
 	XskgatePassed  *ebpf.MapSpec `ebpf:"xskgate_passed"`
 	XskgatePenalty *ebpf.MapSpec `ebpf:"xskgate_penalty"`
@@ -174,6 +182,7 @@ type steerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerVariableSpecs struct {
+	FastPath  *ebpf.VariableSpec `ebpf:"fast_path"`
 	FirstLine *ebpf.VariableSpec `ebpf:"first_line"`
 	LenSkew   *ebpf.VariableSpec `ebpf:"len_skew"`
 	TestGrow  *ebpf.VariableSpec `ebpf:"test_grow"`
@@ -205,6 +214,7 @@ type steerMaps struct {
 	XskgateBlock6  *ebpf.Map `ebpf:"xskgate_block6"`
 	XskgateBudget  *ebpf.Map `ebpf:"xskgate_budget"`
 	XskgateConfig  *ebpf.Map `ebpf:"xskgate_config"`
+	XskgateFast    *ebpf.Map `ebpf:"xskgate_fast"`
 	XskgateFlows   *ebpf.Map `ebpf:"xskgate_flows"`
 	XskgatePassed  *ebpf.Map `ebpf:"xskgate_passed"`
 	XskgatePenalty *ebpf.Map `ebpf:"xskgate_penalty"`
@@ -223,6 +233,7 @@ func (m *steerMaps) Close() error {
 		m.XskgateBlock6,
 		m.XskgateBudget,
 		m.XskgateConfig,
+		m.XskgateFast,
 		m.XskgateFlows,
 		m.XskgatePassed,
 		m.XskgatePenalty,
@@ -238,6 +249,7 @@ func (m *steerMaps) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerVariables struct {
+	FastPath  *ebpf.Variable `ebpf:"fast_path"`
 	FirstLine *ebpf.Variable `ebpf:"first_line"`
 	LenSkew   *ebpf.Variable `ebpf:"len_skew"`
 	TestGrow  *ebpf.Variable `ebpf:"test_grow"`

@@ -28,6 +28,8 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "fastpath.h"
+
 char __license[] SEC("license") = "GPL";
 
 #define RECORD_SIZE 16
@@ -37,6 +39,12 @@ char __license[] SEC("license") = "GPL";
 // Set at load time (cilium/ebpf rewrites .rodata).
 volatile const __s32 len_skew = 0;   // test-only: planted length mismatch
 volatile const __u32 first_line = 0; // run the first line (outer only)
+// Hand the segments of offloaded flows (xskgate_fast, fastpath.h) to the
+// stack, where fastpath.c's tc program redirects them: FAST_OUTER or
+// FAST_INNER says how this interface sees a flow's key.
+volatile const __u32 fast_path = 0;
+#define FAST_OUTER 1
+#define FAST_INNER 2
 // test-only: refuse growing the frame for a cookie SYN-ACK at its tail
 // (GROW_NO_TAIL, as veth's copied skbs do for small SYNs), or at both ends
 // (GROW_NONE). The verifier prunes what a constant 0 leaves dead.
@@ -233,11 +241,6 @@ struct scope {
 LPM(xskgate_scope4, lpm4, struct scope, 1 << 12);
 LPM(xskgate_scope6, lpm6, struct scope, 1 << 12);
 
-// An address as user space's netip.Addr.As16: IPv4 is ::ffff:a.b.c.d.
-struct addr16 {
-	__u32 w[4];
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct addr16);
@@ -245,19 +248,16 @@ struct {
 	__uint(max_entries, 1 << 16);
 } xskgate_penalty SEC(".maps");
 
-// A tracked flow as seen arriving on outer: src is the Internet side.
-struct flowkey {
-	struct addr16 src, dst;
-	__u16 sport, dport; // network order
-	__u32 pad;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct flowkey);
 	__type(value, __u8);
 	__uint(max_entries, 1); // resized by the loader
 } xskgate_flows SEC(".maps");
+
+// Offloaded flows (fastpath.h): one map for both interfaces' programs and
+// the tc redirect, created by user space.
+FAST_MAP;
 
 // Sources that passed a challenge: user space puts a source here when it
 // completes a proxied handshake from a valid cookie, which proves the
@@ -894,11 +894,43 @@ static __always_inline int with_head(struct xdp_md *ctx)
 	return redirect(ctx);
 }
 
+// fast_flow reports whether the frame is a segment of an offloaded flow
+// that the fast path carries: not a SYN, FIN or RST, which the tracker
+// must see.
+static __always_inline int fast_flow(struct xdp_md *ctx)
+{
+	struct parsed p = {};
+	if (parse(ctx, &p))
+		return 0;
+	if (((__u8 *)p.tcp)[13] & FAST_EXCLUDED)
+		return 0;
+	struct flowkey k = {};
+	if (fast_path == FAST_INNER) {
+		k.src = p.dst;
+		k.dst = p.src;
+		k.sport = p.tcp->dest;
+		k.dport = p.tcp->source;
+	} else {
+		k.src = p.src;
+		k.dst = p.dst;
+		k.sport = p.tcp->source;
+		k.dport = p.tcp->dest;
+	}
+	return bpf_map_lookup_elem(&xskgate_fast, &k) != 0;
+}
+
+// first returns the first line's verdict, XDP_PASS for the fast path, or
+// -1 (on to user space).
 static __always_inline int first(struct xdp_md *ctx)
 {
-	if (!first_line)
-		return -1;
-	return first_line_verdict(ctx);
+	if (first_line) {
+		int v = first_line_verdict(ctx);
+		if (v >= 0)
+			return v;
+	}
+	if (fast_path && fast_flow(ctx))
+		return XDP_PASS;
+	return -1;
 }
 
 SEC("xdp")

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// The fast path's flow map, shared by the XDP program of both interfaces
+// (steer.c), which hands a flow's segments to the stack instead
+// of to AF_XDP, and the tc program (fastpath.c), which redirects them to
+// the other interface. One definition, included by both objects: user
+// space creates the map once and hands it to every program that names it.
+
+#ifndef XSKGATE_FASTPATH_H
+#define XSKGATE_FASTPATH_H
+
+// An address as user space's netip.Addr.As16: IPv4 is ::ffff:a.b.c.d.
+struct addr16 {
+	__u32 w[4];
+};
+
+// A tracked flow as seen arriving on outer: src is the Internet side.
+struct flowkey {
+	struct addr16 src, dst;
+	__u16 sport, dport; // network order
+	__u32 pad;
+};
+
+// fastval is an offloaded flow's kernel-side state. seen is written at most
+// every SEEN_EVERY ns, so that both directions' CPUs rarely share a dirty
+// cache line; user space reads it to keep the flow alive in its table.
+struct fastval {
+	__u64 seen; // ktime ns of a recent segment
+};
+
+#define SEEN_EVERY 100000000ULL // 100 ms
+
+// TCP flags that always go to user space: SYN, FIN, RST (the tracker
+// must see a connection open and close).
+#define FAST_EXCLUDED 0x07
+
+#define FAST_MAP                                      \
+	struct {                                      \
+		__uint(type, BPF_MAP_TYPE_HASH);      \
+		__type(key, struct flowkey);          \
+		__type(value, struct fastval);        \
+		__uint(max_entries, 1);               \
+	} xskgate_fast SEC(".maps")
+
+#endif
