@@ -82,6 +82,7 @@ its slots are rewritten per frame (source address, port, checksums).`)
 		{Name: "xskgate-budget32", Checks: true, TxBudget: 32},
 		{Name: "xskgate-nocarrier", Checks: true, Carrier: xdpprog.CarrierNone},
 		{Name: "xskgate-swcsum", Checks: true, SoftwareChecksums: true},
+		{Name: "xskgate+fastpath", Checks: true, FastPath: true},
 		{Name: "xskgate+protection", Checks: true, Protection: true},
 		{Name: "protection-ackflood", Checks: true, Protection: true, AckFlood: true},
 		{Name: "generator-ceiling", Ceiling: true},

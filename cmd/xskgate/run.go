@@ -121,6 +121,8 @@ func cmdRun(ctx context.Context, args []string) error {
 	// table: about 100 bytes of kernel memory per flow).
 	gc.FirstLine = cfg.Protection.Enabled && cfg.Protection.FirstLine.Mode != protect.ModeDisabled
 	gc.FirstLineFlows = insp.Table().Capacity()
+	gc.FastPath = cfg.Protection.Enabled && cfg.Protection.FastPath.Enabled
+	gc.FastPathFlows = cfg.Protection.FastPath.Flows
 	g, err := gate.Open(gc)
 	if err != nil {
 		return err
@@ -133,6 +135,9 @@ func cmdRun(ctx context.Context, args []string) error {
 	if err := insp.SetFirstLine(g.FirstLine(), g.XDPTxErrors); err != nil {
 		g.Close()
 		return err
+	}
+	if fp, _ := g.FastPath(); fp != nil {
+		insp.SetFastPath(fp)
 	}
 	if fl := g.FirstLine(); fl != nil {
 		st, _ := insp.FirstLineStats()
@@ -181,6 +186,9 @@ func cmdRun(ctx context.Context, args []string) error {
 		r := statsReply{Snapshot: g.Snapshot(), Violations: violationsOf(g.Checks)}
 		if fl, ok := insp.FirstLineStats(); ok {
 			r.FirstLine = &fl
+		}
+		if fp, ok := insp.FastPathStats(); ok {
+			r.FastPath = &fp
 		}
 		return r, nil
 	})
@@ -239,6 +247,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		log.Info("metrics", "listen", ln.Addr().String())
 	}
 	go insp.RunFirstLine(runCtx)
+	go insp.RunFastPath(runCtx)
 	// Housekeeping: expire flows a slice at a time; reload on SIGHUP.
 	go func() {
 		hup := make(chan os.Signal, 1)

@@ -42,6 +42,10 @@ func cmdStats(ctx context.Context, args []string) error {
 			fmt.Println("  SYN cookies are answered from user space (the outer driver fails XDP_TX); XDP passes up at most first_line.user_space_rate SYNs/s (sources that passed a challenge aside) and drops the rest")
 		}
 	}
+	if fp := snap.FastPath; fp != nil {
+		fmt.Printf("fast path in the kernel: %d flows of %d (offloaded %d, released %d, refused by the full map %d); in %d pkts %d bytes, out %d pkts %d bytes; lost %d; errors %d\n",
+			fp.Flows, fp.Capacity, fp.Offloaded, fp.Released, fp.Full, fp.InPackets, fp.InBytes, fp.OutPackets, fp.OutBytes, fp.Lost, fp.Errors)
+	}
 	for _, l := range snap.Links {
 		since := ""
 		if !l.Since.IsZero() {
@@ -86,6 +90,7 @@ func cmdStats(ctx context.Context, args []string) error {
 type statsReply struct {
 	gate.Snapshot
 	FirstLine  *protect.FirstLineStats `json:"first_line,omitempty"`
+	FastPath   *protect.FastPathStats  `json:"fast_path,omitempty"`
 	Violations violationsReply         `json:"violations"`
 }
 

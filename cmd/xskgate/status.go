@@ -95,6 +95,14 @@ func printStatus(w io.Writer, r statusReply) {
 	if g.Checksums != "" {
 		fmt.Fprintf(w, "partial checksums: %s (%s)\n", g.Checksums, g.ChecksumsWhy)
 	}
+	switch g.FastPath {
+	case "on":
+		fmt.Fprintf(w, "fast path: on (established flows cross in the kernel: XDP_PASS, then a tc redirect; room for %d)\n", g.FastPathFlows)
+	case "off":
+		fmt.Fprintf(w, "fast path: OFF, asked for but unavailable (%s)\n", g.FastPathWhy)
+	case "not asked":
+		fmt.Fprintln(w, "fast path: off (protection.fast_path.enabled: false)")
+	}
 	fmt.Fprintf(w, "UMEM: %d frames of %d bytes, headroom %d\n", g.Frames, g.FrameSize, g.Headroom)
 	for _, i := range g.Interfaces {
 		fl := ""

@@ -70,6 +70,10 @@ type Variant struct {
 	// SoftwareChecksums: xskgate completes the neighbours' partial
 	// checksums in software even where the kernel could at TX.
 	SoftwareChecksums bool
+	// FastPath: xskgate with the TCP protection and its kernel fast path
+	// for established flows, with RPS handing outer's frames to GateCPU
+	// as the Linux forwarding rows do (the tc redirect runs there).
+	FastPath bool
 	// Ceiling measures the generator alone: no gate; an XDP_DROP program
 	// on outer, the generator's peer (or with TCSink a tc drop program at
 	// its ingress), sinks every frame, and outer's kernel counter says how
@@ -255,7 +259,7 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 	if o.NAPIThread {
 		fmt.Fprintf(o.Out, "setting: in the floods and the generator's ceiling into XDP_DROP, outer's NAPI is a thread (/sys/class/net/outer/threaded) pinned to CPU %d at SCHED_FIFO 1, as a NIC queue's interrupt on the gate's core; its run time per frame is the receive path's cost (--napi-thread)\n", o.GateCPU)
 	}
-	fmt.Fprintf(o.Out, "setting: RPS on outer's rx-0 steers Linux forwarding to CPU %d (mask %x), for its runs only\n", o.GateCPU, 1<<o.GateCPU)
+	fmt.Fprintf(o.Out, "setting: RPS on outer's rx-0 steers Linux forwarding (and xskgate+fastpath's tc redirect) to CPU %d (mask %x), for those runs only\n", o.GateCPU, 1<<o.GateCPU)
 	if o.TxBudget != 0 {
 		fmt.Fprintf(o.Out, "setting: xskgate's XDP_MAX_TX_SKB_BUDGET %d\n", o.TxBudget)
 	}

@@ -105,7 +105,7 @@ func (b *bencher) setup(v Variant) (*dut, error) {
 	if v.Kernel {
 		return b.kernelForwarding(v.FrontEnd)
 	}
-	return b.openGate(v, v.Protection || v.Flood != "", v.FirstLine, benchFlows)
+	return b.openGate(v, v.Protection || v.Flood != "" || v.FastPath, v.FirstLine, benchFlows)
 }
 
 // kernelForwarding turns IPv4 forwarding on in the gate namespace, with
@@ -137,15 +137,25 @@ func (b *bencher) kernelForwarding(frontEnd bool) (*dut, error) {
 			atts = append(atts, a)
 		}
 	}
-	mask := strconv.FormatUint(1<<b.o.GateCPU, 16)
-	if err := b.gateSh("echo " + mask + " > /sys/class/net/outer/queues/rx-0/rps_cpus"); err != nil {
+	noRPS, err := b.outerRPS()
+	if err != nil {
 		undo()
 		return nil, err
 	}
 	return &dut{teardown: func() {
-		b.gateSh("echo 0 > /sys/class/net/outer/queues/rx-0/rps_cpus")
+		noRPS()
 		undo()
 	}}, nil
+}
+
+// outerRPS makes RPS hand every frame outer's stack receives to GateCPU
+// and returns the undo.
+func (b *bencher) outerRPS() (func(), error) {
+	mask := strconv.FormatUint(1<<b.o.GateCPU, 16)
+	if err := b.gateSh("echo " + mask + " > /sys/class/net/outer/queues/rx-0/rps_cpus"); err != nil {
+		return nil, err
+	}
+	return func() { b.gateSh("echo 0 > /sys/class/net/outer/queues/rx-0/rps_cpus") }, nil
 }
 
 // benchFlows sizes the protection's flow table and the first line's flow
@@ -177,11 +187,32 @@ func (b *bencher) openGate(v Variant, protection, firstLine bool, flows int) (*d
 		var err error
 		g, err = gate.Open(gate.Config{Outer: lab.OuterName, Inner: lab.InnerName, Queues: 1, TxBudget: cmp.Or(v.TxBudget, b.o.TxBudget),
 			Umem: xsk.UmemConfig{NumFrames: 4096}, Engine: cfg, Integrity: ic, Logger: b.o.Logger, Carrier: v.Carrier,
-			FirstLine: protection && firstLine, FirstLineFlows: flows, SoftwareChecksums: v.SoftwareChecksums})
+			FirstLine: protection && firstLine, FirstLineFlows: flows, SoftwareChecksums: v.SoftwareChecksums, FastPath: v.FastPath})
 		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	stopFP := func() {}
+	if v.FastPath {
+		fp, why := g.FastPath()
+		if fp == nil {
+			g.Close()
+			return nil, fmt.Errorf("fast path unavailable: %s", why)
+		}
+		d.insp.SetFastPath(fp)
+		noRPS, err := b.outerRPS()
+		if err != nil {
+			g.Close()
+			return nil, err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			d.insp.RunFastPath(ctx)
+		}()
+		stopFP = func() { cancel(); <-done; noRPS() }
 	}
 	stopFL := func() {}
 	if protection && firstLine {
@@ -202,6 +233,7 @@ func (b *bencher) openGate(v Variant, protection, firstLine bool, flows int) (*d
 	d.teardown = func() {
 		stopFL()
 		g.Close()
+		stopFP()
 	}
 	return d, nil
 }

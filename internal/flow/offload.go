@@ -57,10 +57,11 @@ func (e *entry) unoffload() {
 	e.tflags[1] &^= tfMaxAckSet
 }
 
-// Touch extends the deadline of the segment's flow as a segment in its
-// current state would, for flows whose segments the tracker does not see
-// (offloaded ones). It reports whether the flow exists and is offloaded.
-func (t *Table) Touch(s *Segment, now uint32) bool {
+// Touch reports whether the segment's flow exists and is offloaded, and if
+// active (the fast path carried a segment of it lately) extends its
+// deadline as a segment in its current state would: the tracker sees none
+// of them.
+func (t *Table) Touch(s *Segment, now uint32, active bool) bool {
 	k, _ := makeKey(s)
 	h := t.h.hash(&k)
 	sh := t.shardOf(h)
@@ -70,6 +71,8 @@ func (t *Table) Touch(s *Segment, now uint32) bool {
 	if e == nil || e.flags&efOffloaded == 0 || expired(e.deadline(), now) {
 		return false
 	}
-	e.setDeadline(now + t.tmo[e.state()])
+	if active {
+		e.setDeadline(now + t.tmo[e.state()])
+	}
 	return true
 }

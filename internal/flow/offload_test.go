@@ -34,7 +34,7 @@ func TestOffload(t *testing.T) {
 	// The fast path carries 3 GB each way, unseen; only Touch refreshes.
 	for i := 0; i < 5; i++ {
 		x.now += 60
-		if !x.t.Touch(seg, x.now) {
+		if !x.t.Touch(seg, x.now, true) {
 			t.Fatalf("touch %d: flow gone", i)
 		}
 	}
@@ -44,7 +44,7 @@ func TestOffload(t *testing.T) {
 	if v.Offloaded || !v.Unoffload {
 		t.Fatalf("FIN: %+v", v)
 	}
-	if x.t.Touch(seg, x.now) {
+	if x.t.Touch(seg, x.now, true) {
 		t.Fatal("touch of a flow no longer offloaded")
 	}
 	x.must(fromS, FlagACK|FlagPSH, 500, StateCloseWait, ReasonOk)

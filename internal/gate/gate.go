@@ -47,7 +47,13 @@ type Config struct {
 	// its flow map sized for FirstLineFlows tracked flows (default 1<<20).
 	FirstLine      bool
 	FirstLineFlows int
-	Engine         engine.Config
+	// FastPath offloads established flows to the kernel (xdpprog.FastPath,
+	// fed by the TCP protection: protect.Inspector.SetFastPath), with room
+	// for FastPathFlows flows (default xdpprog.DefaultFastFlows). A kernel
+	// without tcx (Linux 6.6+) runs without it, and the gate says so.
+	FastPath      bool
+	FastPathFlows int
+	Engine        engine.Config
 	// SoftwareChecksums completes partial checksums in software even where
 	// the kernel could at TX (engine/checksum.go): for comparisons, and
 	// for a device whose checksum offload is suspect.
@@ -69,7 +75,10 @@ type Gate struct {
 	Checks *integrity.Checks // nil when Config.Integrity was nil
 	progs  []*xdpprog.Program
 	atts   []*xdpprog.Attachment
-	log    *slog.Logger
+	fast   *xdpprog.FastPath // nil without one
+	// fastWhy says why the fast path is off when it was asked for
+	fastWhy string
+	log     *slog.Logger
 
 	carrier    xdpprog.Carrier
 	carrierWhy string
@@ -206,13 +215,23 @@ func Open(cfg Config) (g *Gate, err error) {
 		return nil, err
 	}
 	g.Engine.Prime()
+	if cfg.FastPath {
+		// Before the XDP programs, which share its map; its tc program
+		// drops what XDP passes for a flow not in the map, so attaching
+		// it first loses nothing the stack would have forwarded.
+		g.fast, g.fastWhy = openFastPath(outer.Index, inner.Index, cfg.FastPathFlows)
+		if g.fast == nil {
+			g.log.Warn("fast path off: established flows stay on AF_XDP", "why", g.fastWhy)
+		}
+	}
 	for _, side := range []struct {
 		ifi   *net.Interface
 		socks []*xsk.Socket
 		first bool
-	}{{outer, g.Outer, cfg.FirstLine}, {inner, g.Inner, false}} {
+		inner bool
+	}{{outer, g.Outer, cfg.FirstLine, false}, {inner, g.Inner, false, true}} {
 		p, err := xdpprog.Load(len(side.socks), xdpprog.Options{Carrier: carrier, LenSkew: cfg.LenSkew,
-			FirstLine: side.first, Flows: cfg.FirstLineFlows})
+			FirstLine: side.first, Flows: cfg.FirstLineFlows, Fast: g.fast, FastInner: side.inner})
 		if err != nil {
 			return nil, err
 		}
@@ -231,6 +250,9 @@ func Open(cfg Config) (g *Gate, err error) {
 	// Watch both links from now on: the namespace is this thread's.
 	if g.links, err = newLinkWatch(g.Engine, g.log, g.queues, g.ethtool); err != nil {
 		return nil, err
+	}
+	if g.fast != nil {
+		g.log.Info("fast path on: established flows cross in the kernel (XDP_PASS, then a tc redirect)", "flows", g.fast.Capacity())
 	}
 	g.log.Info("gate open", "outer", cfg.Outer, "inner", cfg.Inner, "queues", cfg.Queues,
 		"frames", g.Umem.NumFrames(), "frame_size", g.Umem.FrameSize(), "xdp_mode", cfg.XDPMode, "bind_mode_asked", cfg.Umem.Mode)
@@ -269,6 +291,24 @@ func (g *Gate) FirstLine() *xdpprog.FirstLine {
 		return nil
 	}
 	return g.progs[0].FirstLine()
+}
+
+// FastPath returns the kernel fast path, nil without one; why says why it
+// is off when Config.FastPath asked for it.
+func (g *Gate) FastPath() (fp *xdpprog.FastPath, why string) { return g.fast, g.fastWhy }
+
+// openFastPath loads and attaches the fast path, or says why it cannot.
+func openFastPath(outer, inner, flows int) (*xdpprog.FastPath, string) {
+	fp, err := xdpprog.LoadFastPath(outer, inner, flows)
+	if err == nil {
+		if err = fp.Attach(outer, inner); err != nil {
+			fp.Close()
+		}
+	}
+	if err != nil {
+		return nil, err.Error()
+	}
+	return fp, ""
 }
 
 // Carrier returns how the XDP program hands its record to user space, and
@@ -318,6 +358,14 @@ func (g *Gate) Close() error {
 		}
 	}
 	g.progs = nil
+	// After the XDP programs: while they were attached, a flow they passed
+	// to the stack needed the tc redirect.
+	if g.fast != nil {
+		if err := g.fast.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		g.fast = nil
+	}
 	if g.ethtool != nil {
 		g.ethtool.Close()
 		g.ethtool = nil

@@ -20,12 +20,17 @@ type Status struct {
 	// Checksums says who completes partial checksums (the neighbours'
 	// TX checksum offload): "kernel at TX" (AF_XDP TX metadata) or
 	// "software", and why.
-	Checksums    string        `json:"partial_checksums"`
-	ChecksumsWhy string        `json:"partial_checksums_why"`
-	Frames       uint32        `json:"umem_frames"`
-	FrameSize    uint32        `json:"umem_frame_size"`
-	Headroom     uint32        `json:"umem_headroom"`
-	Interfaces   []IfaceStatus `json:"interfaces"`
+	Checksums    string `json:"partial_checksums"`
+	ChecksumsWhy string `json:"partial_checksums_why"`
+	// FastPath is "on", "off" (asked for, unavailable: FastPathWhy) or
+	// "not asked".
+	FastPath      string        `json:"fast_path"`
+	FastPathWhy   string        `json:"fast_path_why,omitempty"`
+	FastPathFlows int           `json:"fast_path_capacity,omitempty"`
+	Frames        uint32        `json:"umem_frames"`
+	FrameSize     uint32        `json:"umem_frame_size"`
+	Headroom      uint32        `json:"umem_headroom"`
+	Interfaces    []IfaceStatus `json:"interfaces"`
 }
 
 // IfaceStatus is one interface's XDP program and sockets.
@@ -77,6 +82,14 @@ func (g *Gate) Status() Status {
 	st := Status{Carrier: g.carrier.String(), CarrierWhy: g.carrierWhy,
 		Frames: uc.NumFrames, FrameSize: uc.FrameSize, Headroom: uc.Headroom}
 	st.Checksums, st.ChecksumsWhy = g.checksumMode()
+	switch {
+	case g.fast != nil:
+		st.FastPath, st.FastPathFlows = "on", g.fast.Capacity()
+	case g.cfg.FastPath:
+		st.FastPath, st.FastPathWhy = "off", g.fastWhy
+	default:
+		st.FastPath = "not asked"
+	}
 	var h *netlink.Handle
 	if g.links != nil {
 		// A handle of its own: the link watch's is used by its loop.

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/xskgate/xskgate/internal/xdpprog"
 )
 
 // Mode is what a rule (or one protection of a rule) does.
@@ -99,6 +101,8 @@ type Config struct {
 	// FirstLine is the in-kernel first line the rules feed (on by
 	// default when protection is enabled and the gate has one).
 	FirstLine FirstLineConfig `yaml:"first_line"`
+	// FastPath offloads established flows to the kernel (fastpath.go).
+	FastPath FastPathConfig `yaml:"fast_path"`
 	// OnTableFull is what happens to a new flow when the flow table is
 	// full (default challenge). It acts where the destination's rule
 	// acts: its syn_flood mode for SYNs (monitor counts, disabled or no
@@ -319,6 +323,9 @@ func compile(cfg *Config) (*ruleset, error) {
 		tb = max(tr/10, 1)
 	}
 	rs.passedAll.init(tr, tb)
+	if n := cfg.FastPath.Flows; n < 0 || n > 1<<24 {
+		return nil, fmt.Errorf("protection.fast_path.flows: %d out of range [0, %d] (0: %d)", n, 1<<24, xdpprog.DefaultFastFlows)
+	}
 	fl := cfg.FirstLine
 	if fl.Mode != ModeUnset && !fl.Mode.valid() {
 		return nil, fmt.Errorf("protection.first_line.mode: %q: use mitigate, monitor or disabled", fl.Mode)

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xskgate/xskgate/internal/engine"
+	"github.com/xskgate/xskgate/internal/flow"
 	"github.com/xskgate/xskgate/internal/gate"
 	"github.com/xskgate/xskgate/internal/lab"
 	"github.com/xskgate/xskgate/internal/packet"
@@ -51,32 +52,52 @@ func newRigFL(t *testing.T, cfg Config, fl bool) *rig { return newRigWrapped(t, 
 // newRigWrapped is newRigFL whose gate runs wrap(Inspector) instead of the
 // Inspector itself, when wrap is set (a test's fault in the data path).
 func newRigWrapped(t *testing.T, cfg Config, fl bool, wrap func(*Inspector) engine.Inspector) *rig {
+	return newRigWith(t, cfg, rigOptions{firstLine: fl, wrap: wrap})
+}
+
+// rigOptions are newRigWith's choices beyond the protection's config.
+type rigOptions struct {
+	firstLine bool                              // the XDP first line, fed
+	wrap      func(*Inspector) engine.Inspector // see newRigWrapped
+	fastPath  bool                              // the kernel fast path, fed (swept by the test)
+	table     *flow.Table                       // nil: a new one of 1<<16 flows
+}
+
+func newRigWith(t *testing.T, cfg Config, o rigOptions) *rig {
 	t.Helper()
 	l := lab.ForTest(t, lab.Config{Queues: 2, StaticNeighbors: true})
-	i, err := New(cfg, Options{Workers: 2, FlowCapacity: 1 << 16})
+	i, err := New(cfg, Options{Workers: 2, FlowCapacity: 1 << 16, Table: o.table})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var insp engine.Inspector = i
-	if wrap != nil {
-		insp = wrap(i)
+	if o.wrap != nil {
+		insp = o.wrap(i)
 	}
 	var g *gate.Gate
 	if err := l.Do(l.GateNS, func() error {
 		var err error
 		g, err = gate.Open(gate.Config{Outer: lab.OuterName, Inner: lab.InnerName, Queues: 2,
-			Engine: engine.Config{Inspector: insp}, FirstLine: fl, FirstLineFlows: 1 << 16})
+			Engine: engine.Config{Inspector: insp}, FirstLine: o.firstLine, FirstLineFlows: 1 << 16, FastPath: o.fastPath})
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if fl {
+	if o.firstLine {
 		if err := i.SetFirstLine(g.FirstLine(), g.XDPTxErrors); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		t.Cleanup(cancel)
 		go i.RunFirstLine(ctx)
+	}
+	if o.fastPath {
+		fp, why := g.FastPath()
+		if fp == nil {
+			g.Close()
+			t.Skipf("no fast path on this kernel: %s", why)
+		}
+		i.SetFastPath(fp)
 	}
 	g.Start()
 	t.Cleanup(func() {

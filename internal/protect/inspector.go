@@ -71,6 +71,8 @@ type Inspector struct {
 
 	// first is the XDP first line, when the gate has one (SetFirstLine).
 	first atomic.Pointer[firstLine]
+	// fast is the kernel fast path, when the gate has one (SetFastPath).
+	fast atomic.Pointer[fastPath]
 	// clockBase is CLOCK_MONOTONIC at the clock's zero: the XDP program
 	// computes cookie time from the same origin.
 	clockBase uint64
@@ -93,6 +95,8 @@ type workerState struct {
 	c   counters
 	// flows created in this batch, for the first line's flow map
 	flows xdpprog.FlowBatch
+	// flows offloaded and released in this batch, for the fast path
+	fast xdpprog.FastBatch
 	// extra is the worker's spare frames for this batch (UseExtra; nil
 	// outside an engine)
 	extra  engine.Extra
@@ -212,6 +216,9 @@ func (i *Inspector) Reload(cfg Config) error {
 			f.errs.Add(1)
 		}
 	}
+	if f := i.fast.Load(); f != nil {
+		i.releaseFast(f)
+	}
 	return nil
 }
 
@@ -277,14 +284,21 @@ func (i *Inspector) Inspect(worker int, from engine.Side, pkts []engine.Packet) 
 		// the first line's map when their next segments arrive.
 		f.flush(&w.flows)
 	}
+	if f := i.fast.Load(); f != nil && w.fast.Len() > 0 {
+		i.flushFast(f, &w.fast)
+	}
 }
 
-// tracked notes a flow the tracker just created for the first line.
+// tracked notes a flow the tracker just created for the first line, and
+// offers the flow to the fast path.
 func (i *Inspector) tracked(w *workerState, v flow.Verdict) {
 	if v.New {
 		if f := i.first.Load(); f != nil {
 			f.track(&w.flows, &w.seg)
 		}
+	}
+	if f := i.fast.Load(); f != nil {
+		f.offer(i.table, w, v)
 	}
 }
 

@@ -146,13 +146,14 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descReloads, descLastReload, descFlows, descFlowCap, descFlowEvents} {
 		ch <- d
 	}
-	for _, d := range firstLineDescs {
+	for _, d := range append(firstLineDescs, fastPathDescs...) {
 		ch <- d
 	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectFirstLine(ch)
+	c.collectFastPath(ch)
 	s := c.i.Stats()
 	cnt := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)

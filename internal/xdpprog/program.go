@@ -35,6 +35,10 @@ type Options struct {
 	// Flows sizes the map of tracked flows the out-of-state stage consults
 	// (default 1<<20 with FirstLine, else 1).
 	Flows int
+	// Fast is the fast path whose map this program consults (nil: none);
+	// FastInner says the program is the inner interface's.
+	Fast      *FastPath
+	FastInner bool
 	// testGrow makes the program refuse to grow a frame for a cookie
 	// SYN-ACK at its tail (growNoTail) or anywhere (growNone): tests only.
 	testGrow uint32
@@ -94,6 +98,17 @@ func collectionSpec(queues int, o Options) (*ebpf.CollectionSpec, error) {
 	if err := spec.Variables[steerVarTestGrow].Set(o.testGrow); err != nil {
 		return nil, err
 	}
+	fast := uint32(0) // steer.c's FAST_*
+	if o.Fast != nil {
+		fast = 1
+		if o.FastInner {
+			fast = 2
+		}
+		spec.Maps[steerMapXskgateFast].MaxEntries = uint32(o.Fast.size)
+	}
+	if err := spec.Variables[steerVarFastPath].Set(fast); err != nil {
+		return nil, err
+	}
 
 	return spec, nil
 }
@@ -116,6 +131,8 @@ type Program struct {
 
 var memlockOnce sync.Once
 
+func removeMemlock() { _ = rlimit.RemoveMemlock() }
+
 // Load verifies and loads the program variant o with room for queues RX
 // queues (indices 0..queues-1). Frames on higher queues are passed to the
 // stack. o.Carrier must be resolved (ChooseCarrier), not CarrierAuto.
@@ -129,13 +146,22 @@ func Load(queues int, o Options) (*Program, error) {
 	// Kernels before memcg accounting (5.11) charge BPF memory against
 	// RLIMIT_MEMLOCK. RemoveMemlock is a no-op on newer kernels; if it
 	// fails the load below still gets a chance and reports any real error.
-	memlockOnce.Do(func() { _ = rlimit.RemoveMemlock() })
+	memlockOnce.Do(removeMemlock)
 
 	spec, err := collectionSpec(queues, o)
 	if err != nil {
 		return nil, fmt.Errorf("load xdp program: %w", err)
 	}
-	coll, err := loadCollection(spec)
+	var shared map[string]*ebpf.Map
+	if o.Fast != nil {
+		o.Fast.mu.RLock()
+		defer o.Fast.mu.RUnlock()
+		if o.Fast.coll == nil {
+			return nil, errors.New("load xdp program: the fast path is closed")
+		}
+		shared = map[string]*ebpf.Map{steerMapXskgateFast: o.Fast.flows}
+	}
+	coll, err := loadCollection(spec, shared)
 	if err != nil {
 		return nil, loadError(err)
 	}
@@ -257,7 +283,9 @@ func (p *Program) Close() error {
 // reach the maps at load (LoadAndAssign writes them into the data
 // sections); nothing here reads them back. LoadAndAssign loads what a
 // struct's tags name, so the struct is built for this spec.
-func loadCollection(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) {
+// shared are maps of another collection that spec's maps of the same name
+// stand for (ebpf.CollectionOptions.MapReplacements).
+func loadCollection(spec *ebpf.CollectionSpec, shared map[string]*ebpf.Map) (*ebpf.Collection, error) {
 	var fields []reflect.StructField
 	var progs, maps []string
 	for name := range spec.Programs {
@@ -271,7 +299,7 @@ func loadCollection(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) {
 			Type: reflect.TypeFor[*ebpf.Map](), Tag: reflect.StructTag(`ebpf:"` + name + `"`)})
 	}
 	v := reflect.New(reflect.StructOf(fields)).Elem()
-	if err := spec.LoadAndAssign(v.Addr().Interface(), nil); err != nil {
+	if err := spec.LoadAndAssign(v.Addr().Interface(), &ebpf.CollectionOptions{MapReplacements: shared}); err != nil {
 		return nil, err
 	}
 	coll := &ebpf.Collection{Programs: map[string]*ebpf.Program{}, Maps: map[string]*ebpf.Map{}}

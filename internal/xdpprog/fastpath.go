@@ -1,0 +1,247 @@
+package xdpprog
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// The fast path: established flows that user space offloads cross the gate
+// in the kernel. Each interface's XDP program looks a segment's flow up in
+// the fast path's map and, on a hit, returns XDP_PASS instead of handing
+// the frame to AF_XDP (SYN, FIN and RST always go to user space, whose
+// tracker must see a connection open and close); a tc program on each
+// interface's ingress (tcx) then redirects the skb to the other
+// interface. Why tc: see bpf/fastpath.c (an XDP redirect loses a
+// neighbour's partial checksum). Offloaded frames never enter the UMEM,
+// so the ring checks have nothing to check on them; the first line (outer)
+// still runs first.
+
+// DefaultFastFlows is the fast path's default capacity.
+const DefaultFastFlows = 1 << 16
+
+// FastPath is the fast path's map and tc program. The XDP programs of both
+// interfaces share its map (Options.Fast).
+type FastPath struct {
+	mu    sync.RWMutex // guards coll and links against Close
+	coll  *ebpf.Collection
+	flows *ebpf.Map
+	stats *ebpf.Map
+	prog  *ebpf.Program
+	links []link.Link
+	size  int
+}
+
+// LoadFastPath loads the fast path for the interfaces outer and inner
+// (ifindexes in the caller's network namespace), with room for flows
+// offloaded flows (0: DefaultFastFlows).
+func LoadFastPath(outer, inner, flows int) (*FastPath, error) {
+	if flows == 0 {
+		flows = DefaultFastFlows
+	}
+	if flows < 1 || flows > 1<<24 {
+		return nil, fmt.Errorf("fast path: capacity %d out of range [1, %d]", flows, 1<<24)
+	}
+	memlockOnce.Do(removeMemlock)
+	spec, err := loadFast()
+	if err != nil {
+		return nil, fmt.Errorf("fast path: %w", err)
+	}
+	spec.Maps[fastMapXskgateFast].MaxEntries = uint32(flows)
+	if err := spec.Variables[fastVarOuterIfindex].Set(uint32(outer)); err != nil {
+		return nil, err
+	}
+	if err := spec.Variables[fastVarInnerIfindex].Set(uint32(inner)); err != nil {
+		return nil, err
+	}
+	coll, err := loadCollection(spec, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fast path: load: %w", loadError(err))
+	}
+	return &FastPath{coll: coll, flows: coll.Maps[fastMapXskgateFast], stats: coll.Maps[fastMapXskgateFastStats],
+		prog: coll.Programs[fastProgXskgateFastTc], size: flows}, nil
+}
+
+// Capacity is the number of flows the fast path can hold.
+func (f *FastPath) Capacity() int { return f.size }
+
+// Attach attaches the tc program to the ingress of both interfaces
+// (tcx, Linux 6.6+), in the caller's network namespace. Attach it before
+// the XDP programs get the map, detach it after them (Close).
+func (f *FastPath) Attach(ifindexes ...int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.coll == nil {
+		return errors.New("fast path: attach: closed")
+	}
+	for _, idx := range ifindexes {
+		l, err := link.AttachTCX(link.TCXOptions{Interface: idx, Program: f.prog, Attach: ebpf.AttachTCXIngress})
+		if err != nil {
+			if errors.Is(err, ebpf.ErrNotSupported) {
+				err = fmt.Errorf("%w (tcx needs Linux 6.6 or later)", err)
+			}
+			return fmt.Errorf("fast path: attach the tc program to ifindex %d: %w", idx, err)
+		}
+		f.links = append(f.links, l)
+	}
+	return nil
+}
+
+// FastBatch is scratch for Offload and Release, reused so that a worker
+// allocates nothing per batch.
+type FastBatch struct {
+	flows []Flow // to offload
+	add   []steerFlowkey
+	vals  []fastFastval
+	del   []steerFlowkey
+}
+
+// Offload queues fl for the fast path.
+func (b *FastBatch) Offload(fl Flow) {
+	b.flows = append(b.flows, fl)
+	b.add = append(b.add, flowKey(fl))
+}
+
+// Release queues fl's removal from the fast path.
+func (b *FastBatch) Release(fl Flow) { b.del = append(b.del, flowKey(fl)) }
+
+// Len is the number of queued changes.
+func (b *FastBatch) Len() int { return len(b.add) + len(b.del) }
+
+// Releases is the number of queued releases.
+func (b *FastBatch) Releases() int { return len(b.del) }
+
+// Flush applies b's changes, releases first, and empties b. added is how
+// many flows were offloaded; notAdded is called for each of the others
+// (the map is full, or err), which stay with user space.
+func (f *FastPath) Flush(b *FastBatch, notAdded func(Flow)) (added int, err error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	defer func() {
+		for _, fl := range b.flows[added:] {
+			notAdded(fl)
+		}
+		b.flows, b.add, b.vals, b.del = b.flows[:0], b.add[:0], b.vals[:0], b.del[:0]
+	}()
+	if f.coll == nil {
+		return 0, errors.New("fast path: closed")
+	}
+	if err := deleteAll(f.flows, b.del); err != nil {
+		return 0, err
+	}
+	if len(b.add) == 0 {
+		return 0, nil
+	}
+	now := uint64(Now())
+	for range b.add {
+		b.vals = append(b.vals, fastFastval{Seen: now})
+	}
+	added, err = f.flows.BatchUpdate(b.add, b.vals, nil)
+	added = max(0, min(added, len(b.add)))
+	if err != nil && !errors.Is(err, unix.E2BIG) {
+		// E2BIG: the map is full, an expected condition (counted by the
+		// caller), not an error.
+		return added, fmt.Errorf("fast path: offload flows: %w", err)
+	}
+	return added, nil
+}
+
+// deleteAll deletes keys from m, skipping those not in it.
+func deleteAll(m *ebpf.Map, keys []steerFlowkey) error {
+	for len(keys) > 0 {
+		n, err := m.BatchDelete(keys, nil)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("fast path: release flows: %w", err)
+		}
+		keys = keys[min(n+1, len(keys)):]
+	}
+	return nil
+}
+
+// Sweep calls keep for every offloaded flow with the time (Now's clock)
+// the fast path last carried a segment of it, and removes the flows for
+// which keep returns false. It returns how many flows it kept.
+func (f *FastPath) Sweep(keep func(fl Flow, seen int64) bool) (kept int, err error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.coll == nil {
+		return 0, errors.New("fast path: closed")
+	}
+	var stale []steerFlowkey
+	var k steerFlowkey
+	var v fastFastval
+	it := f.flows.Iterate()
+	for it.Next(&k, &v) {
+		if keep(flowOf(k), int64(v.Seen)) {
+			kept++
+		} else {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return kept, fmt.Errorf("fast path: sweep: %w", err)
+	}
+	return kept, deleteAll(f.flows, stale)
+}
+
+// FastCounters are the fast path's counts, summed over CPUs.
+type FastCounters struct {
+	InPackets, InBytes   uint64 // outer -> inner
+	OutPackets, OutBytes uint64 // inner -> outer
+	// Lost counts TCP segments XDP passed to the fast path whose flow left
+	// its map before the tc program saw them: dropped (the sender
+	// retransmits them, through user space).
+	Lost uint64
+}
+
+// Counters reads the fast path's counters.
+func (f *FastPath) Counters() (FastCounters, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var c FastCounters
+	if f.coll == nil {
+		return c, errors.New("fast path: closed")
+	}
+	for i, dst := range []*uint64{&c.InPackets, &c.InBytes, &c.OutPackets, &c.OutBytes, &c.Lost} {
+		var per []uint64
+		if err := f.stats.Lookup(uint32(i), &per); err != nil {
+			return FastCounters{}, fmt.Errorf("fast path: read counters: %w", err)
+		}
+		for _, v := range per {
+			*dst += v
+		}
+	}
+	return c, nil
+}
+
+// Close detaches the tc program and releases the map (the XDP programs
+// keep their own reference until they are closed). Idempotent.
+func (f *FastPath) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	for _, l := range f.links {
+		errs = append(errs, l.Close())
+	}
+	f.links = nil
+	if f.coll != nil {
+		f.coll.Close()
+		f.coll = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Now is the clock of the fast path's "last seen" (bpf_ktime_get_ns:
+// CLOCK_MONOTONIC), in ns.
+func Now() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
