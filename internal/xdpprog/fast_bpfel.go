@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type fastCounters struct {
+	_     structs.HostLayout
+	Pkts  uint64
+	Bytes uint64
+}
+
 type fastFastval struct {
 	_    structs.HostLayout
 	Seen uint64

@@ -209,13 +209,16 @@ func (f *FastPath) Counters() (FastCounters, error) {
 	if f.coll == nil {
 		return c, errors.New("fast path: closed")
 	}
-	for i, dst := range []*uint64{&c.InPackets, &c.InBytes, &c.OutPackets, &c.OutBytes, &c.Lost} {
-		var per []uint64
+	for i, dst := range [][2]*uint64{{&c.InPackets, &c.InBytes}, {&c.OutPackets, &c.OutBytes}, {&c.Lost, nil}} {
+		var per []fastCounters
 		if err := f.stats.Lookup(uint32(i), &per); err != nil {
 			return FastCounters{}, fmt.Errorf("fast path: read counters: %w", err)
 		}
 		for _, v := range per {
-			*dst += v
+			*dst[0] += v.Pkts
+			if dst[1] != nil {
+				*dst[1] += v.Bytes
+			}
 		}
 	}
 	return c, nil

@@ -7,4 +7,4 @@ package xdpprog
 // the challenge budget is one word shared by all CPUs, updated with an
 // atomic compare-and-swap (BPF_CMPXCHG, Linux 5.12+).
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -cflags "-O2 -g -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -type config -type scope steer bpf/steer.c
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -cflags "-O2 -g -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -type fastval fast bpf/fastpath.c
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -cflags "-O2 -g -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -type fastval -type counters fast bpf/fastpath.c

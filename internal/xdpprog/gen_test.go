@@ -25,7 +25,7 @@ func TestObjectsCurrent(t *testing.T) {
 	for _, obj := range []struct {
 		ident, src string
 		types      []string
-	}{{"steer", "bpf/steer.c", []string{"config", "scope"}}, {"fast", "bpf/fastpath.c", []string{"fastval"}}} {
+	}{{"steer", "bpf/steer.c", []string{"config", "scope"}}, {"fast", "bpf/fastpath.c", []string{"fastval", "counters"}}} {
 		dir := t.TempDir()
 		args := []string{"run", "github.com/cilium/ebpf/cmd/bpf2go", "-cc", "clang",
 			"-cflags", "-O2 -g -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu", "-target", "bpfel"}
