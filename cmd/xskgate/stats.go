@@ -43,8 +43,8 @@ func cmdStats(ctx context.Context, args []string) error {
 		}
 	}
 	if fp := snap.FastPath; fp != nil {
-		fmt.Printf("fast path in the kernel: %d flows of %d (offloaded %d, released %d, refused by the full map %d); in %d pkts %d bytes, out %d pkts %d bytes; lost %d; errors %d\n",
-			fp.Flows, fp.Capacity, fp.Offloaded, fp.Released, fp.Full, fp.InPackets, fp.InBytes, fp.OutPackets, fp.OutBytes, fp.Lost, fp.Errors)
+		fmt.Printf("fast path in the kernel: %d flows of %d (offloaded %d, released %d, refused by the full map %d); in %d pkts %d bytes, out %d pkts %d bytes; dropped %d (flow gone before the redirect) and %d (proxied, not translatable); errors %d\n",
+			fp.Flows, fp.Capacity, fp.Offloaded, fp.Released, fp.Full, fp.InPackets, fp.InBytes, fp.OutPackets, fp.OutBytes, fp.Lost, fp.TranslateErrors, fp.Errors)
 	}
 	for _, l := range snap.Links {
 		since := ""

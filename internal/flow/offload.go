@@ -12,8 +12,9 @@ package flow
 
 // Offload marks the segment's flow offloaded if the fast path may carry
 // it: established and assured (both sides seen, the handshake completed),
-// not SYN-proxied (the fast path rewrites nothing), not offloaded
-// already. It reports whether it did.
+// not offloaded already. It reports whether it did. A SYN-proxied flow is
+// established only after the server's SYN-ACK, which set its real offset
+// (SetSeqAdjust): the fast path translates with that.
 func (t *Table) Offload(s *Segment) bool {
 	k, _ := makeKey(s)
 	h := t.h.hash(&k)
@@ -21,7 +22,7 @@ func (t *Table) Offload(s *Segment) bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	_, e := sh.find(&k, h)
-	if e == nil || e.state() != StateEstablished || e.flags&efAssured == 0 || e.seqAdj != 0 || e.flags&efOffloaded != 0 {
+	if e == nil || e.state() != StateEstablished || e.flags&efAssured == 0 || e.flags&efOffloaded != 0 {
 		return false
 	}
 	e.flags |= efOffloaded

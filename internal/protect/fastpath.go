@@ -9,9 +9,9 @@ import (
 	"github.com/xskgate/xskgate/internal/xdpprog"
 )
 
-// The fast path (xdpprog.FastPath): an established, assured flow that the
-// SYN proxy does not translate is offloaded after the tracker accepted a
-// segment of it. From then on its plain segments cross the gate in the
+// The fast path (xdpprog.FastPath): an established, assured flow is
+// offloaded after the tracker accepted a segment of it, a SYN-proxied one
+// with its sequence offset, which the fast path applies. From then on its plain segments cross the gate in the
 // kernel (XDP hands them to a tc redirect) and never reach this stage; its
 // SYN, FIN and RST still do, and the first of those takes it back
 // (flow.Verdict.Unoffload). The tracker keeps the flow, with liberal
@@ -68,9 +68,11 @@ func (f *fastPath) offer(t *flow.Table, w *workerState, v flow.Verdict) {
 	switch {
 	case v.Unoffload:
 		w.fast.Release(flowOf(&w.seg))
-	case v.Offloaded || v.Action != flow.Pass || v.Reason != flow.ReasonOk || v.State != flow.StateEstablished || v.SeqAdjust != 0:
+	case v.Offloaded || v.Action != flow.Pass || v.Reason != flow.ReasonOk || v.State != flow.StateEstablished:
 	case t.Offload(&w.seg):
-		w.fast.Offload(flowOf(&w.seg))
+		// An established proxied flow has its real delta (the marker
+		// gave way at the server's SYN-ACK, before it was established).
+		w.fast.Offload(flowOf(&w.seg), v.SeqAdjust)
 	}
 }
 

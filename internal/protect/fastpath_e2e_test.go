@@ -17,28 +17,39 @@ import (
 // offloads) cross the gate, their data in the kernel: the flows are
 // offloaded after the handshake and released on their FINs, nothing is
 // dropped by the protection, and the map is empty once they are closed.
+// SYN-proxied connections (a SYN rate of 0: every SYN challenged) go too,
+// their sequence numbers translated by the tc program.
 func TestLabFastPath(t *testing.T) {
 	const conns, size = 8, 4 << 20
-	for _, fl := range []bool{false, true} {
-		name := "no first line"
-		if fl {
-			name = "first line"
-		}
-		t.Run(name, func(t *testing.T) {
-			r := newRigWith(t, trackedConfig(), rigOptions{firstLine: fl, fastPath: true})
+	for _, c := range []struct {
+		name    string
+		cfg     Config
+		fl      bool
+		proxied bool
+	}{
+		{"tracked", trackedConfig(), false, false},
+		{"tracked, first line", trackedConfig(), true, false},
+		{"proxied", labConfig(ModeMitigate), false, true},
+		{"proxied, first line", labConfig(ModeMitigate), true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRigWith(t, c.cfg, rigOptions{firstLine: c.fl, fastPath: true})
 			r.exchange(t, conns, size)
 			st := r.i.Stats()
 			if st.Count("", "drop", "drop") > 0 {
 				t.Errorf("drops on legitimate traffic: %+v", st.Decisions)
+			}
+			if proxied := st.Count("proxy_established", "", ""); c.proxied != (proxied >= conns) {
+				t.Errorf("%d connections proxied (want all: %v)", proxied, c.proxied)
 			}
 			fs, ok := r.i.FastPathStats()
 			if !ok {
 				t.Fatal("no fast path stats")
 			}
 			t.Logf("fast path: %+v", fs)
-			if fs.Offloaded < conns || fs.Released < conns || fs.Full != 0 || fs.Errors != 0 {
-				t.Errorf("offloaded %d, released %d, full %d, errors %d: want at least %d each, none full or failed",
-					fs.Offloaded, fs.Released, fs.Full, fs.Errors, conns)
+			if fs.Offloaded < conns || fs.Released < conns || fs.Full != 0 || fs.Errors != 0 || fs.TranslateErrors != 0 {
+				t.Errorf("offloaded %d, released %d, full %d, errors %d, translate errors %d: want at least %d offloaded and released, no errors",
+					fs.Offloaded, fs.Released, fs.Full, fs.Errors, fs.TranslateErrors, conns)
 			}
 			// Each connection sends size bytes each way; nearly all of it
 			// after the handshake, which offloads the flow.

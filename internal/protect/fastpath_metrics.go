@@ -7,8 +7,8 @@ var (
 		"Segments of offloaded flows the kernel fast path redirected, by direction (in: outer to inner).", []string{"dir"}, nil)
 	descFastBytes = prometheus.NewDesc("xskgate_fast_path_bytes_total",
 		"Bytes (frames as the tc program saw them) of offloaded flows the fast path redirected, by direction.", []string{"dir"}, nil)
-	descFastLost = prometheus.NewDesc("xskgate_fast_path_lost_total",
-		"TCP segments XDP passed to the fast path whose flow left its map before the tc redirect: dropped (the sender retransmits).", nil, nil)
+	descFastLost = prometheus.NewDesc("xskgate_fast_path_dropped_total",
+		"Segments the fast path dropped, by reason: lost (XDP passed it, its flow left the map before the tc redirect), translate (a SYN-proxied flow's segment it could not rewrite). The sender retransmits them.", []string{"reason"}, nil)
 	descFastFlows = prometheus.NewDesc("xskgate_fast_path_flows",
 		"Flows in the fast path's map (as of the last sweep), and its capacity.", []string{"what"}, nil)
 	descFastEvents = prometheus.NewDesc("xskgate_fast_path_flows_total",
@@ -32,7 +32,8 @@ func (c collector) collectFastPath(ch chan<- prometheus.Metric) {
 	m(descFastPackets, prometheus.CounterValue, st.OutPackets, "out")
 	m(descFastBytes, prometheus.CounterValue, st.InBytes, "in")
 	m(descFastBytes, prometheus.CounterValue, st.OutBytes, "out")
-	m(descFastLost, prometheus.CounterValue, st.Lost)
+	m(descFastLost, prometheus.CounterValue, st.Lost, "lost")
+	m(descFastLost, prometheus.CounterValue, st.TranslateErrors, "translate")
 	m(descFastFlows, prometheus.GaugeValue, uint64(st.Flows), "offloaded")
 	m(descFastFlows, prometheus.GaugeValue, uint64(st.Capacity), "capacity")
 	m(descFastEvents, prometheus.CounterValue, st.Offloaded, "offloaded")

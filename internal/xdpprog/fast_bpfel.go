@@ -20,8 +20,10 @@ type fastCounters struct {
 }
 
 type fastFastval struct {
-	_    structs.HostLayout
-	Seen uint64
+	_     structs.HostLayout
+	Seen  uint64
+	Delta uint32
+	Pad   uint32
 }
 
 type fastFlowkey struct {

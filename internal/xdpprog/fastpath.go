@@ -100,10 +100,15 @@ type FastBatch struct {
 	del   []steerFlowkey
 }
 
-// Offload queues fl for the fast path.
-func (b *FastBatch) Offload(fl Flow) {
+// Offload queues fl for the fast path. delta is its SYN-proxy sequence
+// offset (server ISN minus cookie ISN; 0 for a flow the proxy did not
+// open), which the fast path applies as user space would: toward the
+// server the ACK and SACK edges gain it, toward the client the sequence
+// number loses it.
+func (b *FastBatch) Offload(fl Flow, delta uint32) {
 	b.flows = append(b.flows, fl)
 	b.add = append(b.add, flowKey(fl))
+	b.vals = append(b.vals, fastFastval{Delta: delta})
 }
 
 // Release queues fl's removal from the fast path.
@@ -137,8 +142,8 @@ func (f *FastPath) Flush(b *FastBatch, notAdded func(Flow)) (added int, err erro
 		return 0, nil
 	}
 	now := uint64(Now())
-	for range b.add {
-		b.vals = append(b.vals, fastFastval{Seen: now})
+	for k := range b.vals {
+		b.vals[k].Seen = now
 	}
 	added, err = f.flows.BatchUpdate(b.add, b.vals, nil)
 	added = max(0, min(added, len(b.add)))
@@ -199,6 +204,9 @@ type FastCounters struct {
 	// its map before the tc program saw them: dropped (the sender
 	// retransmits them, through user space).
 	Lost uint64
+	// TranslateErrors counts segments of SYN-proxied flows the tc program
+	// could not rewrite: dropped rather than sent untranslated.
+	TranslateErrors uint64
 }
 
 // Counters reads the fast path's counters.
@@ -209,7 +217,7 @@ func (f *FastPath) Counters() (FastCounters, error) {
 	if f.coll == nil {
 		return c, errors.New("fast path: closed")
 	}
-	for i, dst := range [][2]*uint64{{&c.InPackets, &c.InBytes}, {&c.OutPackets, &c.OutBytes}, {&c.Lost, nil}} {
+	for i, dst := range [][2]*uint64{{&c.InPackets, &c.InBytes}, {&c.OutPackets, &c.OutBytes}, {&c.Lost, nil}, {&c.TranslateErrors, nil}} {
 		var per []fastCounters
 		if err := f.stats.Lookup(uint32(i), &per); err != nil {
 			return FastCounters{}, fmt.Errorf("fast path: read counters: %w", err)

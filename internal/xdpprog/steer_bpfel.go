@@ -43,8 +43,10 @@ type steerConfig struct {
 }
 
 type steerFastval struct {
-	_    structs.HostLayout
-	Seen uint64
+	_     structs.HostLayout
+	Seen  uint64
+	Delta uint32
+	Pad   uint32
 }
 
 type steerFlowkey struct {

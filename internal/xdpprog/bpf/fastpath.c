@@ -48,7 +48,8 @@ struct counters {
 enum {
 	F_IN,   // outer -> inner
 	F_OUT,  // inner -> outer
-	F_LOST, // pkts: TCP passed by XDP whose flow left the map: dropped
+	F_LOST, // TCP passed by XDP whose flow left the map: dropped
+	F_XLATE, // a SYN-proxied flow's segment that could not be translated: dropped
 	F_NUM,
 };
 
@@ -68,6 +69,91 @@ static __always_inline void add(__u32 idx, __u64 bytes)
 	}
 }
 
+// rewrite32 replaces the 4 bytes at off in the TCP segment at l4 (old, as
+// read from the frame) with val, and updates the checksum. The update is
+// by 16-bit words from the segment's start, so a value at an odd offset
+// counts as if its bytes were rotated by one (b3 b0 b1 b2). A
+// CHECKSUM_PARTIAL skb's field holds only the pseudo-header sum, which the
+// helper then leaves alone.
+static __always_inline int rewrite32(struct __sk_buff *skb, __u32 l4, __u32 off, __u32 old, __u32 val)
+{
+	__u32 from = old, to = val;
+	if (off & 1) {
+		from = from << 8 | from >> 24;
+		to = to << 8 | to >> 24;
+	}
+	if (bpf_l4_csum_replace(skb, l4 + 16, from, to, sizeof(__u32)))
+		return -1;
+	return bpf_skb_store_bytes(skb, l4 + off, &val, sizeof(val), 0);
+}
+
+// sackscan finds the SACK option in a segment's options, copied to the
+// stack: one bpf_loop callback per option.
+struct sackscan {
+	__u8 buf[64];
+	__u32 off, len;
+	__u32 at, blocks; // offset of the first edge in buf, number of blocks
+};
+
+static long scan_sack(__u32 i, void *arg)
+{
+	struct sackscan *s = arg;
+	__u32 off = s->off;
+	if (off >= s->len || off >= 40)
+		return 1;
+	__u8 kind = s->buf[off & 63];
+	if (kind == 0)
+		return 1;
+	if (kind == 1) {
+		s->off = off + 1;
+		return 0;
+	}
+	__u8 len = s->buf[(off + 1) & 63];
+	if (len < 2 || off + len > s->len)
+		return 1;
+	if (kind == 5 && len >= 10) {
+		s->at = off + 2;
+		s->blocks = (len - 2) / 8;
+		return 1;
+	}
+	s->off = off + len;
+	return 0;
+}
+
+// translate applies a SYN-proxied flow's delta (struct fastval): in (toward
+// the server) to the ACK and the SACK edges, out to the sequence number.
+// l4 is the TCP header's offset, doff its length; seq, ack and flags as
+// read before any write.
+static __always_inline int translate(struct __sk_buff *skb, int in, __u32 l4, __u32 doff, __u32 seq, __u32 ack,
+				     __u8 flags, __u32 delta)
+{
+	if (!in)
+		return rewrite32(skb, l4, 4, seq, bpf_htonl(bpf_ntohl(seq) - delta));
+	if ((flags & 0x10) && rewrite32(skb, l4, 8, ack, bpf_htonl(bpf_ntohl(ack) + delta)))
+		return -1;
+	__u32 optlen = doff - 20;
+	if (optlen < 10 || optlen > 40)
+		return 0; // no room for a SACK block
+	struct sackscan sc = {.len = optlen};
+	if (bpf_skb_load_bytes(skb, l4 + 20, sc.buf, optlen & 63))
+		return -1;
+	bpf_loop(40, scan_sack, &sc, 0);
+	for (int b = 0; b < 4; b++) {
+		if (b >= sc.blocks)
+			break;
+		for (int e = 0; e < 2; e++) {
+			__u32 at = sc.at + b * 8 + e * 4;
+			if (at + 4 > optlen || at > 36)
+				return 0;
+			__u32 old;
+			__builtin_memcpy(&old, &sc.buf[at & 63], sizeof(old));
+			if (rewrite32(skb, l4, 20 + at, old, bpf_htonl(bpf_ntohl(old) + delta)))
+				return -1;
+		}
+	}
+	return 0;
+}
+
 static __always_inline void v4to16(struct addr16 *a, __u32 v4)
 {
 	a->w[0] = 0;
@@ -85,6 +171,8 @@ int xskgate_fast_tc(struct __sk_buff *skb)
 	struct tcphdr *tcp;
 	struct addr16 src, dst;
 
+	__u32 l4 = sizeof(struct ethhdr);
+
 	if ((void *)(eth + 1) > end)
 		return TC_ACT_OK;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
@@ -92,6 +180,7 @@ int xskgate_fast_tc(struct __sk_buff *skb)
 		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_TCP || ip->ihl != 5)
 			return TC_ACT_OK;
 		tcp = (void *)(ip + 1);
+		l4 += sizeof(struct iphdr);
 		v4to16(&src, ip->saddr);
 		v4to16(&dst, ip->daddr);
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
@@ -99,6 +188,7 @@ int xskgate_fast_tc(struct __sk_buff *skb)
 		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_TCP)
 			return TC_ACT_OK;
 		tcp = (void *)(ip6 + 1);
+		l4 += sizeof(struct ipv6hdr);
 		__builtin_memcpy(src.w, ip6->saddr.in6_u.u6_addr32, 16);
 		__builtin_memcpy(dst.w, ip6->daddr.in6_u.u6_addr32, 16);
 	} else {
@@ -130,6 +220,17 @@ int xskgate_fast_tc(struct __sk_buff *skb)
 	__u64 now = bpf_ktime_get_coarse_ns();
 	if (now - v->seen > SEEN_EVERY)
 		v->seen = now;
+	__u32 delta = v->delta;
+	if (delta) {
+		__u32 seq = tcp->seq, ack = tcp->ack_seq, doff = tcp->doff * 4;
+		__u8 flags = ((__u8 *)tcp)[13];
+		if (doff < 20 || translate(skb, in, l4, doff, seq, ack, flags, delta)) {
+			// Not forwarded untranslated: the endpoint would take it
+			// as out of window. The sender retransmits.
+			add(F_XLATE, skb->len);
+			return TC_ACT_SHOT;
+		}
+	}
 	add(in ? F_IN : F_OUT, skb->len);
 	return bpf_redirect(in ? inner_ifindex : outer_ifindex, 0);
 }

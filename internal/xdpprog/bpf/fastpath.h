@@ -24,8 +24,14 @@ struct flowkey {
 // fastval is an offloaded flow's kernel-side state. seen is written at most
 // every SEEN_EVERY ns, so that both directions' CPUs rarely share a dirty
 // cache line; user space reads it to keep the flow alive in its table.
+// delta is a SYN-proxied flow's sequence offset (server ISN minus cookie
+// ISN; 0 for others): toward the server the ACK and SACK edges gain it,
+// toward the client the sequence number loses it, as user space's
+// translate does.
 struct fastval {
-	__u64 seen; // ktime ns of a recent segment
+	__u64 seen; // ktime ns (coarse) of a recent segment
+	__u32 delta;
+	__u32 pad;
 };
 
 #define SEEN_EVERY 100000000ULL // 100 ms

@@ -1,0 +1,157 @@
+package xdpprog
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/xskgate/xskgate/internal/packet"
+)
+
+const tcActRedirect, tcActShot = 7, 2
+
+// fastFrame is an Ethernet/IPv4 or IPv6/TCP frame from src to dst with a
+// complete checksum; opts are the TCP options.
+func fastFrame(t *testing.T, src, dst netip.AddrPort, seq, ack uint32, opts []layers.TCPOption) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: seq, Ack: ack, ACK: true,
+		Window: 1000, Options: opts}
+	var ip gopacket.SerializableLayer
+	if src.Addr().Is4() {
+		ip4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
+		tcp.SetNetworkLayerForChecksum(ip4)
+		ip = ip4
+	} else {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip6 := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
+		tcp.SetNetworkLayerForChecksum(ip6)
+		ip = ip6
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, tcp, gopacket.Payload(make([]byte, 100))); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// sack is a SACK option with one block (left, right).
+func sack(left, right uint32) layers.TCPOption {
+	d := make([]byte, 8)
+	binary.BigEndian.PutUint32(d, left)
+	binary.BigEndian.PutUint32(d[4:], right)
+	return layers.TCPOption{OptionType: layers.TCPOptionKindSACK, OptionLength: 10, OptionData: d}
+}
+
+var nop = layers.TCPOption{OptionType: layers.TCPOptionKindNop, OptionLength: 1}
+
+// TestFastPathTranslate runs the tc program (BPF_PROG_RUN, whose skb comes
+// from the loopback device, ifindex 1) on segments of an offloaded
+// SYN-proxied flow: toward the server the ACK and SACK edges gain the
+// offset, toward the client the sequence number loses it, and the checksum
+// stays right, a SACK edge at an odd offset included. A segment of a flow
+// not in the map is dropped and counted.
+func TestFastPathTranslate(t *testing.T) {
+	requireRoot(t)
+	client := netip.MustParseAddrPort("198.18.0.1:40000")
+	server := netip.MustParseAddrPort("198.18.0.2:443")
+	client6 := netip.MustParseAddrPort("[2001:2::1]:40000")
+	server6 := netip.MustParseAddrPort("[2001:2::2]:443")
+	const delta = 0x9000_0001 // wraps
+	for _, c := range []struct {
+		name     string
+		in       bool
+		src, dst netip.AddrPort
+		opts     []layers.TCPOption
+	}{
+		{"in, no options", true, client, server, nil},
+		{"in, SACK aligned", true, client, server, []layers.TCPOption{nop, nop, sack(7000, 8000)}},
+		{"in, SACK at an odd offset", true, client, server, []layers.TCPOption{nop, sack(7000, 8000), nop}},
+		{"in, IPv6, SACK at an odd offset", true, client6, server6, []layers.TCPOption{nop, sack(0xffff_fff0, 0x10), nop}},
+		{"out", false, server, client, []layers.TCPOption{nop, nop, sack(100, 200)}},
+		{"out, IPv6", false, server6, client6, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			outer, inner := 1, 2 // the test skb's device is outer: in
+			if !c.in {
+				outer, inner = 2, 1
+			}
+			fp, err := LoadFastPath(outer, inner, 16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fp.Close()
+			fl := Flow{Src: c.src.Addr(), Dst: c.dst.Addr(), SrcPort: c.src.Port(), DstPort: c.dst.Port()}
+			if !c.in {
+				fl = Flow{Src: c.dst.Addr(), Dst: c.src.Addr(), SrcPort: c.dst.Port(), DstPort: c.src.Port()}
+			}
+			in := fastFrame(t, c.src, c.dst, 5000, 6000, c.opts)
+			run := func() (uint32, []byte) {
+				out := make([]byte, len(in)+256)
+				ret, err := fp.prog.Run(&ebpf.RunOptions{Data: in, DataOut: out, Repeat: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ret, out[:len(in)]
+			}
+			if ret, _ := run(); ret != tcActShot {
+				t.Fatalf("flow not in the map: tc verdict %d, want TC_ACT_SHOT", ret)
+			}
+			var b FastBatch
+			b.Offload(fl, delta)
+			if n, err := fp.Flush(&b, func(Flow) { t.Fatal("not added") }); n != 1 || err != nil {
+				t.Fatal(n, err)
+			}
+			ret, out := run()
+			if ret != tcActRedirect {
+				t.Fatalf("tc verdict %d, want TC_ACT_REDIRECT", ret)
+			}
+			var p packet.Packet
+			if err := p.Parse(out); err != nil {
+				t.Fatal(err)
+			}
+			if !packet.VerifyTCPChecksum(&p, out) {
+				t.Errorf("checksum wrong after the rewrite")
+			}
+			seq, ack := uint32(5000), uint32(6000)
+			if c.in {
+				ack += delta
+			} else {
+				seq -= delta
+			}
+			if p.TCP.Seq != seq || p.TCP.Ack != ack {
+				t.Errorf("seq %d ack %d, want %d %d", p.TCP.Seq, p.TCP.Ack, seq, ack)
+			}
+			pk := gopacket.NewPacket(out, layers.LayerTypeEthernet, gopacket.Default)
+			tcp := pk.Layer(layers.LayerTypeTCP).(*layers.TCP)
+			for k, o := range tcp.Options {
+				if o.OptionType != layers.TCPOptionKindSACK {
+					continue
+				}
+				want := c.opts[k].OptionData
+				for e := 0; e < 8; e += 4 {
+					w := binary.BigEndian.Uint32(want[e:])
+					if c.in {
+						w += delta
+					}
+					if got := binary.BigEndian.Uint32(o.OptionData[e:]); got != w {
+						t.Errorf("SACK edge %d: %#x, want %#x", e/4, got, w)
+					}
+				}
+			}
+			fc, err := fp.Counters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fc.Lost != 1 || fc.InPackets+fc.OutPackets != 1 || fc.TranslateErrors != 0 {
+				t.Errorf("counters %+v: want 1 lost, 1 forwarded", fc)
+			}
+		})
+	}
+}
