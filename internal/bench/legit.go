@@ -43,6 +43,11 @@ type LegitOptions struct {
 	// with XDP_TX from the gate's outer need (a NIC has it), so the first
 	// line's cookies reach the client.
 	ClientXDP bool
+	// FastPath adds, as a labelled extra, a no-flood baseline and each
+	// flood with the first line on, with the protection's fast path:
+	// established connections, SYN-proxied ones included, cross in the
+	// kernel and leave the worker to the flood.
+	FastPath bool
 }
 
 // legitCase is one column of the comparison.
@@ -51,6 +56,7 @@ type legitCase struct {
 	flood     string // "": no flood
 	firstLine bool
 	clientXDP bool // extra: XDP_PASS on the client's eth0 (LegitOptions.ClientXDP)
+	fastPath  bool // extra: the fast path (LegitOptions.FastPath)
 }
 
 // legitRun is one run's outcome.
@@ -99,14 +105,20 @@ func (b *bencher) legit(ctx context.Context, res []*Result) error {
 			}
 		}
 	}
-	cases := []legitCase{{"no flood", "", true, false}}
+	cases := []legitCase{{"no flood", "", true, false, false}}
 	for _, f := range o.Floods {
-		cases = append(cases, legitCase{f + " flood, first line on", f, true, false}, legitCase{f + " flood, first line off", f, false, false})
+		cases = append(cases, legitCase{f + " flood, first line on", f, true, false, false}, legitCase{f + " flood, first line off", f, false, false, false})
 	}
 	if o.ClientXDP {
-		cases = append(cases, legitCase{"no flood, client XDP", "", true, true})
+		cases = append(cases, legitCase{"no flood, client XDP", "", true, true, false})
 		for _, f := range o.Floods {
-			cases = append(cases, legitCase{f + " flood, on, client XDP", f, true, true})
+			cases = append(cases, legitCase{f + " flood, on, client XDP", f, true, true, false})
+		}
+	}
+	if o.FastPath {
+		cases = append(cases, legitCase{"no flood, fast path", "", true, false, true})
+		for _, f := range o.Floods {
+			cases = append(cases, legitCase{f + " flood, on, fast path", f, true, false, true})
 		}
 	}
 	fmt.Fprintf(out, "\nlegitimate TCP under flood: %d connections at a time, %s each way, verified (SHA-256), for %s per run, through xskgate with the protection (demo rules) on; flood at %.3f Mpps (%s), %s warm-up; %d interleaved rounds\n",
@@ -208,7 +220,7 @@ func reportLegit(w io.Writer, cases []legitCase, runs [][]legitRun) {
 	// Each case is compared with the no-flood case of its own setting.
 	baseOf := func(i int) int {
 		for j := range cases {
-			if cases[j].flood == "" && cases[j].clientXDP == cases[i].clientXDP {
+			if cases[j].flood == "" && cases[j].clientXDP == cases[i].clientXDP && cases[j].fastPath == cases[i].fastPath {
 				return j
 			}
 		}
@@ -251,10 +263,10 @@ func reportLegit(w io.Writer, cases []legitCase, runs [][]legitRun) {
 		fmt.Fprintf(w, "%-26s %8.3f %5.2f %12s %9.3f Mpps %6.0f (max %d) %13.0f %13d\n", c.name, median(g), ratio, keptS,
 			median(off)/1e6, median(at), maxAt, median(overBurst), overRate)
 	}
-	fmt.Fprintf(w, "(kept: median Gbit/s over the no-flood median of the same setting (client XDP or not); round kept: each run over that no-flood run of its round; at server: flood frames per run (median) at the server's eth0, warm-up included; beyond burst: median per run of those above the rule's burst; beyond rate: sum over runs of those above burst + rate * flood time)\n")
+	fmt.Fprintf(w, "(kept: median Gbit/s over the no-flood median of the same setting (client XDP, fast path, or neither); round kept: each run over that no-flood run of its round; at server: flood frames per run (median) at the server's eth0, warm-up included; beyond burst: median per run of those above the rule's burst; beyond rate: sum over runs of those above burst + rate * flood time)\n")
 	// First line on against off, per flood, round by round.
 	for i := 1; i+1 < len(cases); i += 2 {
-		if cases[i].clientXDP || cases[i+1].clientXDP || !cases[i].firstLine || cases[i+1].firstLine {
+		if cases[i].clientXDP || cases[i+1].clientXDP || cases[i].fastPath || cases[i+1].fastPath || !cases[i].firstLine || cases[i+1].firstLine {
 			break
 		}
 		on, off := runs[i], runs[i+1]
@@ -275,7 +287,7 @@ func reportLegit(w io.Writer, cases []legitCase, runs [][]legitRun) {
 // or not), a flood if the case has one, and verified TCP for o.Duration.
 func (b *bencher) legitRun(ctx context.Context, o LegitOptions, c legitCase, rate float64, cnt *floodCounter) (r legitRun, err error) {
 	l := b.l
-	d, err := b.openGate(Variant{Checks: true}, true, c.firstLine, benchFlows)
+	d, err := b.openGate(Variant{Checks: true, FastPath: c.fastPath}, true, c.firstLine, benchFlows)
 	if err != nil {
 		return r, err
 	}
