@@ -97,6 +97,9 @@ func cmdFlows(ctx context.Context, args []string) error {
 		if f.SeqAdjust != 0 {
 			flags = append(flags, "syn-proxied")
 		}
+		if f.Offloaded {
+			flags = append(flags, "fast-path")
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\t%ds\t%d/%d\t%s\n",
 			netip.AddrPortFrom(f.Src, f.SrcPort), netip.AddrPortFrom(f.Dst, f.DstPort), f.Dir, f.State,
 			f.Age, f.ExpiresIn, f.Packets[0], f.Packets[1], strings.Join(flags, ","))

@@ -26,6 +26,12 @@ func TestOffload(t *testing.T) {
 	if x.t.Offload(seg) {
 		t.Fatal("offloaded twice")
 	}
+	x.t.Range(x.now, func(f FlowInfo) bool {
+		if !f.Offloaded {
+			t.Errorf("flow info does not say offloaded: %+v", f)
+		}
+		return true
+	})
 	// A plain segment seen meanwhile (in flight when it was offloaded) says
 	// so and keeps it offloaded.
 	if v := x.must(fromS, FlagACK|FlagPSH, 1000, StateEstablished, ReasonOk); !v.Offloaded || v.Unoffload {

@@ -79,7 +79,10 @@ type FlowInfo struct {
 	Packets          [2]uint32 // original, reply
 	PickedUp         bool
 	Assured          bool
-	SeqAdjust        uint32
+	// Offloaded: the kernel fast path carries its plain segments, which
+	// Packets then does not count.
+	Offloaded bool
+	SeqAdjust uint32
 }
 
 // Range calls fn for each flow until fn returns false. now computes Age and
@@ -118,6 +121,7 @@ func (e *entry) info(now uint32) FlowInfo {
 		Packets:   e.pkts,
 		PickedUp:  e.flags&efPickedUp != 0,
 		Assured:   e.flags&efAssured != 0,
+		Offloaded: e.flags&efOffloaded != 0,
 		SeqAdjust: e.seqAdj,
 	}
 	if e.flags&efOrigLo == 0 {

@@ -40,7 +40,8 @@ type fastPath struct {
 	// a full map, and failed map operations
 	offloaded, released, full, errs atomic.Uint64
 	n                               atomic.Int64 // flows in the map at the last sweep
-	lastSweep                       int64        // xdpprog.Now at the last sweep; RunFastPath's
+	// lastSweep is xdpprog.Now at the last sweep (RunFastPath's alone).
+	lastSweep int64
 }
 
 // SetFastPath makes the Inspector offload established flows to fp (nil:
