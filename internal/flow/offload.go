@@ -16,36 +16,40 @@ package flow
 // established only after the server's SYN-ACK, which set its real offset
 // (SetSeqAdjust): the fast path translates with that.
 func (t *Table) Offload(s *Segment) bool {
+	return t.withEntry(s, func(e *entry) bool {
+		if e.state() != StateEstablished || e.flags&efAssured == 0 || e.flags&efOffloaded != 0 {
+			return false
+		}
+		e.flags |= efOffloaded
+		e.tflags[0] |= tfLiberal
+		e.tflags[1] |= tfLiberal
+		return true
+	})
+}
+
+// withEntry runs fn on the segment's flow under its shard's lock and
+// returns what fn returns; false if there is no such flow.
+func (t *Table) withEntry(s *Segment, fn func(e *entry) bool) bool {
 	k, _ := makeKey(s)
 	h := t.h.hash(&k)
 	sh := t.shardOf(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	_, e := sh.find(&k, h)
-	if e == nil || e.state() != StateEstablished || e.flags&efAssured == 0 || e.flags&efOffloaded != 0 {
-		return false
-	}
-	e.flags |= efOffloaded
-	e.tflags[0] |= tfLiberal
-	e.tflags[1] |= tfLiberal
-	return true
+	return e != nil && fn(e)
 }
 
 // Unoffload takes the segment's flow back from the fast path (e.g. after
 // the fast path dropped it from its map). It reports whether the flow was
 // offloaded.
 func (t *Table) Unoffload(s *Segment) bool {
-	k, _ := makeKey(s)
-	h := t.h.hash(&k)
-	sh := t.shardOf(h)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	_, e := sh.find(&k, h)
-	if e == nil || e.flags&efOffloaded == 0 {
-		return false
-	}
-	e.unoffload()
-	return true
+	return t.withEntry(s, func(e *entry) bool {
+		if e.flags&efOffloaded == 0 {
+			return false
+		}
+		e.unoffload()
+		return true
+	})
 }
 
 // unoffload clears the mark and forgets the windows (maxwin 0: the next
@@ -63,17 +67,13 @@ func (e *entry) unoffload() {
 // deadline as a segment in its current state would: the tracker sees none
 // of them.
 func (t *Table) Touch(s *Segment, now uint32, active bool) bool {
-	k, _ := makeKey(s)
-	h := t.h.hash(&k)
-	sh := t.shardOf(h)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	_, e := sh.find(&k, h)
-	if e == nil || e.flags&efOffloaded == 0 || expired(e.deadline(), now) {
-		return false
-	}
-	if active {
-		e.setDeadline(now + t.tmo[e.state()])
-	}
-	return true
+	return t.withEntry(s, func(e *entry) bool {
+		if e.flags&efOffloaded == 0 || expired(e.deadline(), now) {
+			return false
+		}
+		if active {
+			e.setDeadline(now + t.tmo[e.state()])
+		}
+		return true
+	})
 }
