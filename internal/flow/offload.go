@@ -77,3 +77,8 @@ func (t *Table) Touch(s *Segment, now uint32, active bool) bool {
 		return true
 	})
 }
+
+// Offloaded reports whether the segment's flow is offloaded.
+func (t *Table) Offloaded(s *Segment) bool {
+	return t.withEntry(s, func(e *entry) bool { return e.flags&efOffloaded != 0 })
+}

@@ -82,15 +82,25 @@ func (f *fastPath) offer(t *flow.Table, w *workerState, v flow.Verdict) {
 func (i *Inspector) flushFast(f *fastPath, b *xdpprog.FastBatch) {
 	rels := b.Releases()
 	n, err := f.fp.Flush(b, func(fl xdpprog.Flow) {
-		s := flow.Segment{Src: fl.Src, Dst: fl.Dst, SrcPort: fl.SrcPort, DstPort: fl.DstPort, Dir: flow.Inbound}
+		s := segOf(fl)
 		i.table.Unoffload(&s)
 		f.full.Add(1)
+	}, func(fl xdpprog.Flow) bool {
+		// Another worker (the flow's other direction: its FIN) or a
+		// reload may have taken it back since this batch queued it.
+		s := segOf(fl)
+		return i.table.Offloaded(&s)
 	})
 	if err != nil {
 		f.errs.Add(1)
 	}
 	f.offloaded.Add(uint64(n))
 	f.released.Add(uint64(rels))
+}
+
+// segOf is a segment of fl, inbound, for table lookups.
+func segOf(fl xdpprog.Flow) flow.Segment {
+	return flow.Segment{Src: fl.Src, Dst: fl.Dst, SrcPort: fl.SrcPort, DstPort: fl.DstPort, Dir: flow.Inbound}
 }
 
 // RunFastPath keeps the fast path's flows and the table in step until ctx
@@ -118,7 +128,7 @@ func (i *Inspector) sweepFast(f *fastPath) {
 	f.lastSweep = xdpprog.Now()
 	now := i.Now()
 	kept, err := f.fp.Sweep(func(fl xdpprog.Flow, seen int64) bool {
-		s := flow.Segment{Src: fl.Src, Dst: fl.Dst, SrcPort: fl.SrcPort, DstPort: fl.DstPort, Dir: flow.Inbound}
+		s := segOf(fl)
 		return i.table.Touch(&s, now, seen >= since)
 	})
 	if err != nil {
@@ -132,7 +142,7 @@ func (i *Inspector) sweepFast(f *fastPath) {
 func (i *Inspector) releaseFast(f *fastPath) {
 	n := 0
 	if _, err := f.fp.Sweep(func(fl xdpprog.Flow, _ int64) bool {
-		s := flow.Segment{Src: fl.Src, Dst: fl.Dst, SrcPort: fl.SrcPort, DstPort: fl.DstPort, Dir: flow.Inbound}
+		s := segOf(fl)
 		i.table.Unoffload(&s)
 		n++
 		return false

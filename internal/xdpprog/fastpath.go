@@ -122,11 +122,24 @@ func (b *FastBatch) Releases() int { return len(b.del) }
 
 // Flush applies b's changes, releases first, and empties b. added is how
 // many flows were offloaded; notAdded is called for each of the others
-// (the map is full, or err), which stay with user space.
-func (f *FastPath) Flush(b *FastBatch, notAdded func(Flow)) (added int, err error) {
+// (the map is full, or err), which stay with user space. keep is called
+// for each flow added: one for which it returns false (user space took it
+// back while the addition was queued) is deleted again.
+func (f *FastPath) Flush(b *FastBatch, notAdded func(Flow), keep func(Flow) bool) (added int, err error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	defer func() {
+		b.del = b.del[:0]
+		for k, fl := range b.flows[:added] {
+			if !keep(fl) {
+				b.del = append(b.del, b.add[k])
+			}
+		}
+		if len(b.del) > 0 {
+			if derr := deleteAll(f.flows, b.del); derr != nil && err == nil {
+				err = derr
+			}
+		}
 		for _, fl := range b.flows[added:] {
 			notAdded(fl)
 		}

@@ -106,7 +106,7 @@ func TestFastPathTranslate(t *testing.T) {
 			}
 			var b FastBatch
 			b.Offload(fl, delta)
-			if n, err := fp.Flush(&b, func(Flow) { t.Fatal("not added") }); n != 1 || err != nil {
+			if n, err := fp.Flush(&b, func(Flow) { t.Fatal("not added") }, func(Flow) bool { return true }); n != 1 || err != nil {
 				t.Fatal(n, err)
 			}
 			ret, out := run()
@@ -183,7 +183,7 @@ func FuzzFastPath(f *testing.F) {
 		f.Add(fastFrame(f, fl.src, fl.dst, 1, 2, []layers.TCPOption{nop, nop, sack(5, 6), {OptionType: layers.TCPOptionKindSACK, OptionLength: 2}}))
 		f.Add(fastFrame(f, fl.dst, fl.src, 1, 2, nil)) // the reverse tuple: not offloaded from outer
 	}
-	if n, err := fp.Flush(&b, func(Flow) {}); n != len(flows) || err != nil {
+	if n, err := fp.Flush(&b, func(Flow) {}, func(Flow) bool { return true }); n != len(flows) || err != nil {
 		f.Fatal(n, err)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
