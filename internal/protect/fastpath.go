@@ -11,8 +11,9 @@ import (
 
 // The fast path (xdpprog.FastPath): an established, assured flow is
 // offloaded after the tracker accepted a segment of it, a SYN-proxied one
-// with its sequence offset, which the fast path applies. From then on its plain segments cross the gate in the
-// kernel (XDP hands them to a tc redirect) and never reach this stage; its
+// with its sequence offset, which the fast path applies. From then on its
+// plain segments cross the gate in the kernel (XDP hands them to a tc
+// redirect) and never reach this stage; its
 // SYN, FIN and RST still do, and the first of those takes it back
 // (flow.Verdict.Unoffload). The tracker keeps the flow, with liberal
 // windows, alive from the fast path's "last seen" (RunFastPath). What an
@@ -54,7 +55,8 @@ func (i *Inspector) SetFastPath(fp *xdpprog.FastPath) {
 	i.fast.Store(&fastPath{fp: fp, lastSweep: xdpprog.Now()})
 }
 
-// flowOf is the segment's flow keyed as it arrives on outer.
+// flowOf is the segment's flow keyed as it arrives on outer, as the XDP
+// maps key it (the first line's flow map and the fast path's).
 func flowOf(s *flow.Segment) xdpprog.Flow {
 	if s.Dir == flow.Outbound {
 		return xdpprog.Flow{Src: s.Dst, Dst: s.Src, SrcPort: s.DstPort, DstPort: s.SrcPort}
@@ -77,8 +79,8 @@ func (f *fastPath) offer(t *flow.Table, w *workerState, v flow.Verdict) {
 	}
 }
 
-// flush applies a worker's queued changes (one or two syscalls). Flows the
-// full map refused go back to the tracker.
+// flushFast applies a worker's queued changes (one or two syscalls).
+// Flows the full map refused go back to the tracker.
 func (i *Inspector) flushFast(f *fastPath, b *xdpprog.FastBatch) {
 	rels := b.Releases()
 	n, err := f.fp.Flush(b, func(fl xdpprog.Flow) {
@@ -98,7 +100,8 @@ func (i *Inspector) flushFast(f *fastPath, b *xdpprog.FastBatch) {
 	f.released.Add(uint64(rels))
 }
 
-// segOf is a segment of fl, inbound, for table lookups.
+// segOf is a segment of fl (a key of the XDP maps), inbound, for table
+// lookups: flowOf's inverse.
 func segOf(fl xdpprog.Flow) flow.Segment {
 	return flow.Segment{Src: fl.Src, Dst: fl.Dst, SrcPort: fl.SrcPort, DstPort: fl.DstPort, Dir: flow.Inbound}
 }

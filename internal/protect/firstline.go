@@ -302,13 +302,7 @@ func (f *firstLine) penalize(slot uint64, src netip.Addr, now int64) {
 
 // track queues a flow the tracker just created, keyed as it arrives on
 // the outer interface.
-func (f *firstLine) track(b *xdpprog.FlowBatch, s *flow.Segment) {
-	fl := xdpprog.Flow{Src: s.Src, Dst: s.Dst, SrcPort: s.SrcPort, DstPort: s.DstPort}
-	if s.Dir == flow.Outbound {
-		fl = xdpprog.Flow{Src: s.Dst, Dst: s.Src, SrcPort: s.DstPort, DstPort: s.SrcPort}
-	}
-	b.Add(fl)
-}
+func (f *firstLine) track(b *xdpprog.FlowBatch, s *flow.Segment) { b.Add(flowOf(s)) }
 
 // flush puts a worker's new flows in the map (one syscall).
 func (f *firstLine) flush(b *xdpprog.FlowBatch) {
@@ -420,9 +414,8 @@ func overRate(n uint64, dt int64, r rate) bool {
 // sweep removes flows the table no longer tracks from the flow map.
 func (i *Inspector) sweep(f *firstLine, now int64) {
 	sec := tableNow(now)
-	var s flow.Segment
 	kept, _, err := f.fl.SweepFlows(func(fl xdpprog.Flow) bool {
-		s = flow.Segment{Src: fl.Src, Dst: fl.Dst, SrcPort: fl.SrcPort, DstPort: fl.DstPort, Dir: flow.Inbound, Flags: flow.FlagACK}
+		s := segOf(fl)
 		_, ok := i.table.Lookup(&s, sec)
 		return ok
 	})
