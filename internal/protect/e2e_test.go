@@ -349,38 +349,47 @@ func TestLabLegitimate(t *testing.T) {
 		}
 	})
 	t.Run("reload under traffic", func(t *testing.T) {
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		var reloads int
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(20 * time.Millisecond):
+		reloads := r.reloadDuring(t, func(k int) Config {
+			c := labConfig(ModeMitigate)
+			if k%2 == 0 {
+				for k := range c.Rules {
+					c.Rules[k].SynFlood = SynFloodRule{Rate: 100000, Burst: 100000}
 				}
-				c := labConfig(ModeMitigate)
-				if reloads%2 == 0 {
-					for k := range c.Rules {
-						c.Rules[k].SynFlood = SynFloodRule{Rate: 100000, Burst: 100000}
-					}
-				}
-				if err := r.i.Reload(c); err != nil {
-					t.Error(err)
-					return
-				}
-				reloads++
 			}
-		}()
-		r.exchange(t, 8, 4<<20)
-		close(stop)
-		wg.Wait()
+			return c
+		}, func() { r.exchange(t, 8, 4<<20) })
 		if reloads < 3 {
 			t.Errorf("only %d reloads during the traffic", reloads)
 		}
 	})
+}
+
+// reloadDuring reloads the Inspector with cfg(k) for the k-th reload,
+// every 20 ms while run runs, and returns how many reloads it made.
+func (r *rig) reloadDuring(t *testing.T, cfg func(k int) Config, run func()) int {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	reloads := 0
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if err := r.i.Reload(cfg(reloads)); err != nil {
+				t.Error(err)
+				return
+			}
+			reloads++
+		}
+	}()
+	run()
+	close(stop)
+	wg.Wait()
+	return reloads
 }
 
 // TestLabACKFlood: an ACK flood is dropped before the server while a

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
@@ -75,28 +74,7 @@ func TestLabFastPath(t *testing.T) {
 // verified, and are offloaded again.
 func TestLabFastPathReload(t *testing.T) {
 	r := newRigWith(t, trackedConfig(), rigOptions{fastPath: true})
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	reloads := 0
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			if err := r.i.Reload(trackedConfig()); err != nil {
-				t.Error(err)
-				return
-			}
-			reloads++
-		}
-	}()
-	r.exchange(t, 8, 8<<20)
-	close(stop)
-	wg.Wait()
+	reloads := r.reloadDuring(t, func(int) Config { return trackedConfig() }, func() { r.exchange(t, 8, 8<<20) })
 	fs, _ := r.i.FastPathStats()
 	t.Logf("%d reloads; fast path: %+v", reloads, fs)
 	if reloads < 3 {
