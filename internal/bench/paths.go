@@ -232,8 +232,8 @@ func (b *bencher) openGate(v Variant, protection, firstLine bool, flows int) (*d
 	d.g = g
 	d.teardown = func() {
 		stopFL()
+		stopFP() // its sweeper uses the fast path g.Close releases
 		g.Close()
-		stopFP()
 	}
 	return d, nil
 }
