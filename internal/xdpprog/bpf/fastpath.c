@@ -199,17 +199,7 @@ int xskgate_fast_tc(struct __sk_buff *skb)
 
 	int in = skb->ifindex == outer_ifindex;
 	struct flowkey k = {};
-	if (in) {
-		k.src = src;
-		k.dst = dst;
-		k.sport = tcp->source;
-		k.dport = tcp->dest;
-	} else {
-		k.src = dst;
-		k.dst = src;
-		k.sport = tcp->dest;
-		k.dport = tcp->source;
-	}
+	flowkey_of(&k, &src, &dst, tcp->source, tcp->dest, !in);
 	struct fastval *v = bpf_map_lookup_elem(&xskgate_fast, &k);
 	if (!v) {
 		add(F_LOST, skb->len);

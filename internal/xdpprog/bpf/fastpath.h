@@ -21,6 +21,25 @@ struct flowkey {
 	__u32 pad;
 };
 
+// flowkey_of fills k with the flow of a segment from src:sport to
+// dst:dport (ports in network order), keyed as it arrives on outer: a
+// segment that arrived on inner (from_inner) has its ends swapped.
+static __always_inline void flowkey_of(struct flowkey *k, const struct addr16 *src, const struct addr16 *dst,
+				       __u16 sport, __u16 dport, int from_inner)
+{
+	if (from_inner) {
+		k->src = *dst;
+		k->dst = *src;
+		k->sport = dport;
+		k->dport = sport;
+	} else {
+		k->src = *src;
+		k->dst = *dst;
+		k->sport = sport;
+		k->dport = dport;
+	}
+}
+
 // fastval is an offloaded flow's kernel-side state. seen is written at most
 // every SEEN_EVERY ns, so that both directions' CPUs rarely share a dirty
 // cache line; user space reads it to keep the flow alive in its table.

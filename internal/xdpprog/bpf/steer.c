@@ -831,7 +831,8 @@ static __always_inline int first_line_verdict(struct xdp_md *ctx)
 		return -1;
 	}
 	if (so && (sflags & SC_OOS) && !(flags & 0x02)) {
-		struct flowkey k = {.src = p.src, .dst = p.dst, .sport = p.tcp->source, .dport = p.tcp->dest};
+		struct flowkey k = {};
+		flowkey_of(&k, &p.src, &p.dst, p.tcp->source, p.tcp->dest, 0);
 		if (!bpf_map_lookup_elem(&xskgate_flows, &k)) {
 			// A cookie ACK is untracked by nature: with cookies live,
 			// a valid one goes on to user space, which completes the
@@ -905,17 +906,7 @@ static __always_inline int fast_flow(struct xdp_md *ctx)
 	if (((__u8 *)p.tcp)[13] & FAST_EXCLUDED)
 		return 0;
 	struct flowkey k = {};
-	if (fast_path == FAST_INNER) {
-		k.src = p.dst;
-		k.dst = p.src;
-		k.sport = p.tcp->dest;
-		k.dport = p.tcp->source;
-	} else {
-		k.src = p.src;
-		k.dst = p.dst;
-		k.sport = p.tcp->source;
-		k.dport = p.tcp->dest;
-	}
+	flowkey_of(&k, &p.src, &p.dst, p.tcp->source, p.tcp->dest, fast_path == FAST_INNER);
 	return bpf_map_lookup_elem(&xskgate_fast, &k) != 0;
 }
 
