@@ -154,14 +154,6 @@ static __always_inline int translate(struct __sk_buff *skb, int in, __u32 l4, __
 	return 0;
 }
 
-static __always_inline void v4to16(struct addr16 *a, __u32 v4)
-{
-	a->w[0] = 0;
-	a->w[1] = 0;
-	a->w[2] = bpf_htonl(0xffff);
-	a->w[3] = v4;
-}
-
 SEC("tc")
 int xskgate_fast_tc(struct __sk_buff *skb)
 {

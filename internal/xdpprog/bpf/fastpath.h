@@ -14,6 +14,15 @@ struct addr16 {
 	__u32 w[4];
 };
 
+// v4to16 is an IPv4 address (network order) as an addr16.
+static __always_inline void v4to16(struct addr16 *a, __u32 v4)
+{
+	a->w[0] = 0;
+	a->w[1] = 0;
+	a->w[2] = bpf_htonl(0xffff);
+	a->w[3] = v4;
+}
+
 // A tracked flow as seen arriving on outer: src is the Internet side.
 struct flowkey {
 	struct addr16 src, dst;

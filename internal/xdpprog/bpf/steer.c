@@ -406,14 +406,6 @@ struct parsed {
 	struct addr16 src, dst;
 };
 
-static __always_inline void v4to16(struct addr16 *a, __u32 v4)
-{
-	a->w[0] = 0;
-	a->w[1] = 0;
-	a->w[2] = bpf_htonl(0xffff);
-	a->w[3] = v4;
-}
-
 // parse accepts Ethernet + IPv4 without options or fragments, or IPv6
 // without extension headers, carrying TCP. Anything else goes to user
 // space, which parses everything.
