@@ -78,10 +78,12 @@ func (c FirstLineConfig) stages() (on, monitor xdpprog.Stage) {
 
 // firstLine is the Inspector's side of the XDP first line.
 type firstLine struct {
-	fl      *xdpprog.FirstLine
-	base    uint64 // CLOCK_MONOTONIC at the Inspector clock's zero
-	penalty int64  // ns
-	hold    int64  // ns
+	fl   *xdpprog.FirstLine
+	base uint64 // CLOCK_MONOTONIC at the Inspector clock's zero
+	// penalty and hold (ns) change at a reload, under reloadMu, while
+	// workers (penalize) and the controller (control) read them.
+	penalty atomic.Int64
+	hold    atomic.Int64
 	// penalized[h] is until when (Inspector clock) the source hashed to h
 	// was last put in the box: each source costs one map update per
 	// penalty, not one per SYN.
@@ -147,7 +149,8 @@ func (i *Inspector) SetFirstLine(fl *xdpprog.FirstLine, txErrors func() (uint64,
 // apply mirrors a ruleset: stages and cookie parameters, the lists, and the
 // rule scopes (their flags kept).
 func (f *firstLine) apply(i *Inspector, rs *ruleset) error {
-	f.penalty, f.hold = int64(rs.firstLine.Penalty), int64(rs.firstLine.Hold)
+	f.penalty.Store(int64(rs.firstLine.Penalty))
+	f.hold.Store(int64(rs.firstLine.Hold))
 	if err := f.configure(f.config(i, rs)); err != nil {
 		return err
 	}
@@ -284,15 +287,16 @@ func scopeFlags(r *rule, old uint32) uint32 {
 // threshold, at most once per half penalty. The first time, the program
 // is told (by the controller, within a tick) to look the box up.
 func (f *firstLine) penalize(slot uint64, src netip.Addr, now int64) {
-	if f.penalty <= 0 {
+	penalty := f.penalty.Load()
+	if penalty <= 0 {
 		return
 	}
 	p := &f.penalized[slot&(srcSlots-1)]
-	if now < p.Load()-f.penalty/2 {
+	if now < p.Load()-penalty/2 {
 		return
 	}
-	p.Store(now + f.penalty)
-	if err := f.fl.Penalize(src, f.base+uint64(now+f.penalty)); err != nil {
+	p.Store(now + penalty)
+	if err := f.fl.Penalize(src, f.base+uint64(now+penalty)); err != nil {
 		f.errs.Add(1)
 	}
 	if !f.penaltyOn.Load() && f.penaltyOn.CompareAndSwap(false, true) {
@@ -369,10 +373,10 @@ func (f *firstLine) control(rs *ruleset, now int64) {
 		dOOS, dSYN := sc.OutOfState-st.last.OutOfState, sc.SYNs-st.last.SYNs
 		st.last = sc
 		if r.oosMode != ModeDisabled && rs.enabled && (peekOver(&r.oos, now) || overRate(dOOS, dt, r.oos.r)) {
-			st.oosUntil = now + f.hold
+			st.oosUntil = now + f.hold.Load()
 		}
 		if r.synMode != ModeDisabled && r.action == ActionChallenge && rs.enabled && (peekOver(&r.syn, now) || overRate(dSYN, dt, r.syn.r)) {
-			st.synUntil = now + f.hold
+			st.synUntil = now + f.hold.Load()
 		}
 		want := scopeFlags(r, 0)
 		if now < st.oosUntil && r.oosMode != ModeDisabled {

@@ -366,3 +366,37 @@ func TestFirstLinePassedSources(t *testing.T) {
 		})
 	}
 }
+
+// TestFirstLineReloadUnderTraffic: reloads every 20 ms, each changing the
+// penalty, hold and blocklist, while clients exchange data and the
+// controller ticks: the exchange completes, the program makes no errors,
+// and it ends configured as the last reload said. Under the race detector
+// (.ci/run) this is where a field the reload writes and the workers or
+// the controller read without a lock shows.
+func TestFirstLineReloadUnderTraffic(t *testing.T) {
+	cfgAt := func(k int) Config {
+		c := labConfig(ModeMitigate)
+		for r := range c.Rules {
+			c.Rules[r].SynFlood = SynFloodRule{Rate: 100000, Burst: 100000, PerSourceRate: 1000, PerSourceBurst: 1000, Action: ActionChallenge}
+		}
+		c.FirstLine.Penalty = time.Duration(10+k%7) * time.Second
+		c.FirstLine.Hold = time.Duration(1+k%5) * time.Second
+		if k%2 == 0 {
+			c.Blocklist = []netip.Prefix{netip.MustParsePrefix("198.19.99.0/24")} // no one in the lab
+		}
+		return c
+	}
+	r := newRigFL(t, cfgAt(1), true)
+	reloads := r.reloadDuring(t, cfgAt, func() { r.exchange(t, 4, 4<<20) })
+	if reloads < 3 {
+		t.Errorf("only %d reloads during the traffic", reloads)
+	}
+	if err := r.i.Reload(cfgAt(1)); err != nil { // no blocklist
+		t.Fatal(err)
+	}
+	st, _ := r.i.FirstLineStats()
+	if st.Errors != 0 || slices.Contains(st.Lookups, "blocklist") {
+		t.Errorf("after %d reloads: %d errors, lookups %v", reloads, st.Errors, st.Lookups)
+	}
+	t.Logf("%d reloads during the exchange", reloads)
+}
