@@ -54,7 +54,11 @@ var (
 // expected resulting state and reason. Departures from conntrack, all
 // deliberate: CLOSE admits only SYN (ALREADY_CLOSED), a SYN reopens CLOSE
 // even without a FIN, a RST with no reply seen deletes the flow (as
-// conntrack's nf_ct_kill_acct).
+// conntrack's nf_ct_kill_acct), and the close is exact: a FIN from the side
+// that already closed is a retransmission (FIN_WAIT and CLOSE_WAIT stay),
+// and LAST_ACK turns to TIME_WAIT only once both FINs are acked (the
+// setups' client closes first, so the server's ACK in LAST_ACK, which
+// acks only the client's FIN, leaves it there).
 func TestTransitions(t *testing.T) {
 	rows := []struct {
 		reply bool
@@ -66,7 +70,7 @@ func TestTransitions(t *testing.T) {
 		{false, classSYNACK, [NumStates]cell{
 			{}, iv(sSS), ok(sSR), iv(sES), iv(sFW), iv(sCW), iv(sLA), closed(sTW), closed(sCL), ok(sSR)}},
 		{false, classFIN, [NumStates]cell{
-			{}, iv(sSS), ok(sFW), ok(sFW), ok(sLA), ok(sLA), ok(sLA), ok(sTW), closed(sCL), iv(sS2)}},
+			{}, iv(sSS), ok(sFW), ok(sFW), ok(sFW), ok(sCW), ok(sLA), ok(sTW), closed(sCL), iv(sS2)}},
 		{false, classACK, [NumStates]cell{
 			{}, iv(sSS), ok(sES), ok(sES), ok(sCW), ok(sCW), ok(sTW), ok(sTW), closed(sCL), iv(sS2)}},
 		{false, classRST, [NumStates]cell{
@@ -78,7 +82,7 @@ func TestTransitions(t *testing.T) {
 		{true, classFIN, [NumStates]cell{
 			{}, iv(sSS), ok(sFW), ok(sFW), ok(sLA), ok(sLA), ok(sLA), ok(sTW), closed(sCL), iv(sS2)}},
 		{true, classACK, [NumStates]cell{
-			{}, ig(sSS), ok(sSR), ok(sES), ok(sCW), ok(sCW), ok(sTW), ok(sTW), closed(sCL), ig(sS2)}},
+			{}, ig(sSS), ok(sSR), ok(sES), ok(sCW), ok(sCW), ok(sLA), ok(sTW), closed(sCL), ig(sS2)}},
 		{true, classRST, [NumStates]cell{
 			{}, killed, ok(sCL), ok(sCL), ok(sCL), ok(sCL), ok(sCL), ok(sCL), closed(sCL), ok(sCL)}},
 	}

@@ -84,6 +84,7 @@ const (
 	tfLiberal                     // accept out-of-window segments (BE_LIBERAL)
 	tfUnack                       // data sent but not acknowledged yet
 	tfMaxAckSet                   // maxack is valid
+	tfFin                         // this side sent a FIN (in window)
 )
 
 // Per-flow flags.

@@ -175,6 +175,23 @@ func (t *Table) packet(sh *shard, e *entry, s *Segment, dir, class uint8, now ui
 		e.lastEnd = segEnd(s)
 		e.lastWin = s.Window
 	}
+	// conntrack takes any FIN in FIN_WAIT or CLOSE_WAIT for the other
+	// side's and any ACK in LAST_ACK for the last one ("might be a
+	// retransmitted FIN as well"). That costs conntrack only a timer, as
+	// it passes data in TIME_WAIT; here TIME_WAIT refuses new data
+	// (ALREADY_CLOSED), so it must mean that both sides sent a FIN and
+	// each was acked. Otherwise a half-closed connection whose closed side
+	// retransmits its FIN (a tail loss probe does) would be cut while its
+	// open side still sends.
+	switch {
+	case ns == StateLastAck && class == classFIN && old != StateLastAck && e.tflags[1-dir]&tfFin == 0:
+		ns = old // the first FIN again: the other side has not closed
+	case ns == StateTimeWait && old == StateLastAck && !(e.finAcked(0) && e.finAcked(1)):
+		ns = old
+	}
+	if class == classFIN {
+		e.tflags[dir] |= tfFin
+	}
 	if old != ns && ns == StateFinWait {
 		e.tflags[dir] |= tfClose
 	}
@@ -218,6 +235,16 @@ func (t *Table) packet(sh *shard, e *entry, s *Segment, dir, class uint8, now ui
 	}
 	e.setDeadline(now + tmo)
 	return v, outKeep
+}
+
+// finAcked reports whether direction d sent a FIN that its peer acked:
+// the peer's highest ACK covers d's highest sequence number, which the
+// FIN ends. Where the window data is unknown (a liberal flow whose
+// segments failed the checks) it reports false, and the flow stays in
+// LAST_ACK until its timer rather than refuse data early.
+func (e *entry) finAcked(d uint8) bool {
+	p := 1 - d
+	return e.tflags[d]&tfFin != 0 && e.tflags[p]&tfMaxAckSet != 0 && !before(e.td[p].maxack, e.td[d].end)
 }
 
 // inWindow is tcp_in_window: bounds I–IV after van Rooij, per-direction

@@ -69,6 +69,48 @@ func TestTimeWaitRejectsNewData(t *testing.T) {
 	x.must(fromC, FlagACK, 0, StateTimeWait, ReasonOk)
 }
 
+// TestHalfCloseRetransmittedFIN: the server closes first while the client
+// still sends, and retransmits its FIN (a tail loss probe, 2 RTTs later)
+// before the client acks it. conntrack's table would take that FIN for the
+// client's and the server's next ACK for the last one, reaching TIME_WAIT,
+// where the client's data would be refused as already closed. The close
+// completes only with the client's FIN and the server's ACK of it.
+func TestHalfCloseRetransmittedFIN(t *testing.T) {
+	x := newConn(t, newTable(t, Config{}))
+	x.handshake()
+	x.must(fromS, FlagFIN|FlagACK|FlagPSH, 688, StateFinWait, ReasonOk)
+	// The client acks older server data: the FIN is still in flight.
+	s := x.seg(fromC, FlagACK, 0)
+	s.Ack -= 689
+	if v := x.t.Track(s, x.now); v.State != StateCloseWait || v.Reason != ReasonOk {
+		t.Fatalf("client ACK: %+v", v)
+	}
+	// The tail loss probe: the same FIN again.
+	s = x.seg(fromS, FlagFIN|FlagACK|FlagPSH, 688)
+	s.Seq -= 689
+	if v := x.t.Track(s, x.now); v.State != StateCloseWait || v.Action != Pass {
+		t.Fatalf("retransmitted FIN: %+v", v)
+	}
+	for range 10 {
+		x.must(fromS, FlagACK, 0, StateCloseWait, ReasonOk)
+		x.must(fromC, FlagACK|FlagPSH, 1428, StateCloseWait, ReasonOk)
+	}
+	x.must(fromC, FlagFIN|FlagACK, 0, StateLastAck, ReasonOk)
+	// The server acks data before the FIN: the client may yet retransmit.
+	s = x.seg(fromS, FlagACK, 0)
+	s.Ack -= 1429
+	if v := x.t.Track(s, x.now); v.State != StateLastAck || v.Action != Pass {
+		t.Fatalf("partial ACK in LAST_ACK: %+v", v)
+	}
+	s = x.seg(fromC, FlagACK|FlagPSH, 1428)
+	s.Seq -= 1429
+	if v := x.t.Track(s, x.now); v.State != StateLastAck || v.Action != Pass {
+		t.Fatalf("client retransmission in LAST_ACK: %+v", v)
+	}
+	x.must(fromS, FlagACK, 0, StateTimeWait, ReasonOk)
+	x.must(fromC, FlagACK|FlagPSH, 10, StateTimeWait, ReasonAlreadyClosed)
+}
+
 func TestSimultaneousOpen(t *testing.T) {
 	for _, lastFromClient := range []bool{true, false} {
 		x := newConn(t, newTable(t, Config{}))
