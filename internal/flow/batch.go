@@ -131,3 +131,50 @@ func (t *Table) LookupBatch(segs []Segment, now uint32, out []LookupResult) {
 		}
 	}
 }
+
+// Prepared is one segment's key and hash, computed by Prepare for a later
+// TrackPrepared. It serves a caller that decides per segment what to do
+// before tracking it, so cannot hand the tracker its whole batch: it still
+// gets the pipeline's overlapping misses, and each segment is hashed once.
+type Prepared struct {
+	q  pipeSlot
+	ok bool
+}
+
+// Prepare computes the key and hash of each segs[i] into out[i] and
+// prefetches the index line and entry Track will read, pipelined as
+// TrackBatch's first two stages. Segments whose Src is not valid (the
+// caller has nothing to track there) are skipped. out must be at least as
+// long as segs.
+func (t *Table) Prepare(segs []Segment, out []Prepared) {
+	_ = out[:len(segs)]
+	n := len(segs)
+	for i := 0; i < n+lookAhead; i++ {
+		if i < n {
+			out[i].ok = segs[i].Src.IsValid()
+			if out[i].ok {
+				t.fetchIndex(&out[i].q, &segs[i])
+			}
+		}
+		if j := i - lookAhead; j >= 0 && j < n && out[j].ok {
+			t.fetchEntry(&out[j].q, true)
+		}
+	}
+}
+
+// TrackPrepared is Track for s, which Prepare saw as it is now and put in
+// p. A p that Prepare skipped is tracked as Track does.
+func (t *Table) TrackPrepared(s *Segment, p *Prepared, now uint32) Verdict {
+	if !p.ok {
+		return t.Track(s, now)
+	}
+	f := s.Flags & flagMask
+	if !validFlags[f] {
+		return Verdict{Action: Drop, Reason: ReasonInvalidFlags}
+	}
+	sh := t.shardOf(p.q.h)
+	sh.mu.Lock()
+	v := t.trackLocked(sh, s, &p.q.k, p.q.h, p.q.lo, flagClass(f), now)
+	sh.mu.Unlock()
+	return v
+}

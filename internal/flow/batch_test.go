@@ -1,8 +1,11 @@
 package flow
 
-import "testing"
+import (
+	"net/netip"
+	"testing"
+)
 
-// TestBatchMatchesSerial: TrackBatch and LookupBatch give exactly what the
+// TestBatchMatchesSerial: TrackBatch, LookupBatch and TrackPrepared give exactly what the
 // per-segment calls give, including several segments of one flow in a
 // chunk, malformed segments and chunk boundaries.
 func TestBatchMatchesSerial(t *testing.T) {
@@ -40,6 +43,20 @@ func TestBatchMatchesSerial(t *testing.T) {
 		s, ok := serialT.Lookup(&segs[i], 1000)
 		if res[i] != (LookupResult{s, ok}) {
 			t.Fatalf("lookup %d: %+v vs %v %v", i, res[i], s, ok)
+		}
+	}
+	// Prepare + TrackPrepared, in chunks that split connections, with a
+	// segment Prepare skips (no Src) tracked as Track would.
+	segs[7].Src = netip.Addr{}
+	serialT, prepT := newTable(t, Config{}), newTable(t, Config{})
+	prep := make([]Prepared, len(segs))
+	for lo := 0; lo < len(segs); lo += 13 {
+		hi := min(lo+13, len(segs))
+		prepT.Prepare(segs[lo:hi], prep[lo:hi])
+		for i := lo; i < hi; i++ {
+			if got, want := prepT.TrackPrepared(&segs[i], &prep[i], 1000), serialT.Track(&segs[i], 1000); got != want {
+				t.Fatalf("segment %d: prepared %+v, serial %+v", i, got, want)
+			}
 		}
 	}
 }

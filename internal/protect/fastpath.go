@@ -70,12 +70,12 @@ func flowOf(s *flow.Segment) xdpprog.Flow {
 func (f *fastPath) offer(t *flow.Table, w *workerState, v flow.Verdict) {
 	switch {
 	case v.Unoffload:
-		w.fast.Release(flowOf(&w.seg))
+		w.fast.Release(flowOf(w.seg))
 	case v.Offloaded || v.Action != flow.Pass || v.Reason != flow.ReasonOk || v.State != flow.StateEstablished:
-	case t.Offload(&w.seg):
+	case t.Offload(w.seg):
 		// An established proxied flow has its real delta (the marker
 		// gave way at the server's SYN-ACK, before it was established).
-		w.fast.Offload(flowOf(&w.seg), v.SeqAdjust)
+		w.fast.Offload(flowOf(w.seg), v.SeqAdjust)
 	}
 }
 

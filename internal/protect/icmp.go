@@ -27,14 +27,14 @@ import (
 // (no address is translated), so its checksum stays valid. The frame is
 // forwarded whatever happens here: this stage judges TCP only.
 func (i *Inspector) icmpError(w *workerState, dir flow.Dir, pk *engine.Packet, now int64) {
-	p := &w.pkt
+	p := w.pkt
 	msg := pk.Data[p.L4Off : p.L3Off+p.IPTotalLen] // the parser checked both bounds
 	q := &w.quoted
 	if len(msg) < 8 || !q.Parse(msg[8:], p.IPVersion) || q.Proto != packet.ProtoTCP || q.L4Off < 0 {
 		return
 	}
-	w.seg = flow.Segment{Src: q.Src, Dst: q.Dst, SrcPort: q.SrcPort, DstPort: q.DstPort}
-	f, ok := i.table.ProxiedOf(&w.seg, tableNow(now))
+	*w.seg = flow.Segment{Src: q.Src, Dst: q.Dst, SrcPort: q.SrcPort, DstPort: q.DstPort}
+	f, ok := i.table.ProxiedOf(w.seg, tableNow(now))
 	if !ok || f.SeqAdjust == 0 || f.State == flow.StateSynSent || f.Reply != (dir == flow.Inbound) {
 		// Not proxied, or its SeqAdjust is still the cookie (nothing of
 		// the server crossed yet), or the error came in by the side the

@@ -90,9 +90,18 @@ type Inspector struct {
 // workerState is one worker's scratch and counters, padded apart so that
 // workers never share a cache line.
 type workerState struct {
-	pkt packet.Packet
-	seg flow.Segment
-	c   counters
+	// pkt, seg and prep are the packet being inspected, its segment and
+	// its prepared flow key: one of pkts, segs and preps, which hold a
+	// chunk of the batch, parsed before any of it is inspected so that
+	// the flow table's misses overlap (flow.Table.Prepare).
+	pkt   *packet.Packet
+	seg   *flow.Segment
+	prep  *flow.Prepared
+	perr  [chunk]error
+	pkts  [chunk]packet.Packet
+	segs  [chunk]flow.Segment
+	preps [chunk]flow.Prepared
+	c     counters
 	// flows created in this batch, for the first line's flow map
 	flows xdpprog.FlowBatch
 	// flows offloaded and released in this batch, for the fast path
@@ -226,35 +235,6 @@ func (i *Inspector) Reload(cfg Config) error {
 // clock; a housekeeping goroutine calls it periodically.
 func (i *Inspector) Expire(budget int) int { return i.table.Expire(i.Now(), budget) }
 
-// FlowFilter selects flows for Flows. Zero fields match everything.
-type FlowFilter struct {
-	States []flow.State
-	Dst    netip.Prefix // matches the original destination
-	Limit  int
-}
-
-// Flows lists the tracked flows matching f (for `xskgate flows`).
-func (i *Inspector) Flows(f FlowFilter) []flow.FlowInfo {
-	var out []flow.FlowInfo
-	i.table.Range(i.Now(), func(fi flow.FlowInfo) bool {
-		if len(f.States) > 0 {
-			ok := false
-			for _, s := range f.States {
-				ok = ok || s == fi.State
-			}
-			if !ok {
-				return true
-			}
-		}
-		if f.Dst.IsValid() && !f.Dst.Contains(fi.Dst) {
-			return true
-		}
-		out = append(out, fi)
-		return f.Limit <= 0 || len(out) < f.Limit
-	})
-	return out
-}
-
 // decision is what happened to one TCP segment, counted once.
 type decision struct {
 	reason           reason
@@ -276,8 +256,14 @@ func (i *Inspector) Inspect(worker int, from engine.Side, pkts []engine.Packet) 
 	if from == engine.Inner {
 		dir = flow.Outbound
 	}
-	for k := range pkts {
-		i.inspect(w, rs, dir, &pkts[k], now)
+	for len(pkts) > 0 {
+		n := min(len(pkts), chunk)
+		i.prepare(w, dir, pkts[:n])
+		for k := range n {
+			w.pkt, w.seg, w.prep = &w.pkts[k], &w.segs[k], &w.preps[k]
+			i.inspect(w, rs, dir, &pkts[k], w.perr[k], now)
+		}
+		pkts = pkts[n:]
 	}
 	if f := i.first.Load(); f != nil {
 		// Before these frames leave: the flows they opened must be in
@@ -294,7 +280,7 @@ func (i *Inspector) Inspect(worker int, from engine.Side, pkts []engine.Packet) 
 func (i *Inspector) tracked(w *workerState, v flow.Verdict) {
 	if v.New {
 		if f := i.first.Load(); f != nil {
-			f.track(&w.flows, &w.seg)
+			f.track(&w.flows, w.seg)
 		}
 	}
 	if f := i.fast.Load(); f != nil {
@@ -308,9 +294,11 @@ func monotonic() int64 {
 	return ts.Nano()
 }
 
-func (i *Inspector) inspect(w *workerState, rs *ruleset, dir flow.Dir, pk *engine.Packet, now int64) {
-	p := &w.pkt
-	if err := p.Parse(pk.Data); err != nil {
+// inspect judges one packet, parsed by prepare into w.pkt (err is what
+// parsing returned) with its segment in w.seg.
+func (i *Inspector) inspect(w *workerState, rs *ruleset, dir flow.Dir, pk *engine.Packet, err error, now int64) {
+	p := w.pkt
+	if err != nil {
 		// Parse returns packet.Error values only; a type assertion (not
 		// errors.As) keeps this allocation-free.
 		if pe, ok := err.(packet.Error); ok && pe < packet.NumErrors { //nolint:errorlint
@@ -379,22 +367,10 @@ func (i *Inspector) logDecision(dir flow.Dir, d *decision, p *packet.Packet) {
 	)
 }
 
-func (i *Inspector) fillSegment(s *flow.Segment, p *packet.Packet, dir flow.Dir) {
-	t := &p.TCP
-	*s = flow.Segment{
-		Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort,
-		Flags: t.Flags, Seq: t.Seq, Ack: t.Ack, Window: t.Window, WScale: -1,
-		SACKPerm: t.Opts.Has&packet.HasSACKPerm != 0, PayloadLen: uint32(p.PayloadLen), Dir: dir,
-	}
-	if t.Opts.Has&packet.HasWScale != 0 {
-		s.WScale = int8(min(t.Opts.WScale, 14))
-	}
-}
-
 const synAckMask = packet.SYN | packet.ACK | packet.RST | packet.FIN
 
 func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, client, server netip.Addr, now int64) decision {
-	p := &w.pkt
+	p := w.pkt
 	if rs.blocked(client) {
 		pk.Verdict = engine.Drop
 		return decision{reason: rBlocklist, verdict: vDrop, outcome: vDrop}
@@ -409,7 +385,6 @@ func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, clie
 		}
 		return i.outOfState(pk, rs, r, rFragment, now)
 	}
-	i.fillSegment(&w.seg, p, flow.Inbound)
 	sec := tableNow(now)
 	allowed := rs.allowed(client)
 	flags := p.TCP.Flags & synAckMask
@@ -420,7 +395,7 @@ func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, clie
 			} else if d.reason != rOK {
 				// Monitor (or admitted retransmission): track, count the
 				// SYN decision.
-				v := i.table.Track(&w.seg, sec)
+				v := i.table.TrackPrepared(w.seg, w.prep, sec)
 				i.tracked(w, v)
 				if v.Action == flow.Drop && d.reason == rRetransmitPassed {
 					return i.trackDrop(w, rs, r, pk, v, now)
@@ -434,7 +409,7 @@ func (i *Inspector) inbound(w *workerState, rs *ruleset, pk *engine.Packet, clie
 			return d
 		}
 	}
-	v := i.table.Track(&w.seg, sec)
+	v := i.table.TrackPrepared(w.seg, w.prep, sec)
 	i.tracked(w, v)
 	if v.SeqAdjust != 0 && !v.Reply {
 		if v.State == flow.StateSynSent {
@@ -496,12 +471,11 @@ func (i *Inspector) outOfState(pk *engine.Packet, rs *ruleset, r *rule, why reas
 // inbound half of the same flow is where a spoofed or stale segment is
 // judged.
 func (i *Inspector) outbound(w *workerState, rs *ruleset, pk *engine.Packet, now int64) decision {
-	p := &w.pkt
+	p := w.pkt
 	if p.L4Off < 0 {
 		return decision{reason: rFragment}
 	}
-	i.fillSegment(&w.seg, p, flow.Outbound)
-	v := i.table.Track(&w.seg, tableNow(now))
+	v := i.table.TrackPrepared(w.seg, w.prep, tableNow(now))
 	i.tracked(w, v)
 	if v.SeqAdjust != 0 && v.Reply {
 		if p.TCP.Flags&synAckMask == packet.SYN|packet.ACK {

@@ -2,6 +2,7 @@ package protect
 
 import (
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -404,4 +405,53 @@ func TestCollector(t *testing.T) {
 	if got["xskgate_tcp_decisions_total"] != 1 || got["xskgate_syncookies_total"] != numCookie || got["xskgate_synproxy_events_total"] != numProxy || got["xskgate_malformed_frames_total"] != int(packet.NumErrors)-1 {
 		t.Fatalf("families %v", got)
 	}
+}
+
+// TestInspectChunks: a batch longer than a chunk, mixing segments of
+// tracked flows (several of one flow), out-of-state ACKs, non-TCP and
+// malformed frames, is judged exactly as the same frames one at a time.
+func TestInspectChunks(t *testing.T) {
+	cfg := noSynFlood(baseConfig(ModeMitigate))
+	batch, single := mustInspector(t, cfg), mustInspector(t, cfg)
+	var frames [][]byte
+	for k := range 60 {
+		for _, i := range []*Inspector{batch, single} {
+			x := &conn{t: t, i: i, c: cli4, s: srv4, cp: uint16(20000 + k), sp: 443, cSeq: 1000, sSeq: 9000}
+			syn := x.fromClient(packet.SYN, nil)
+			syn.ack = 0
+			run(i, engine.Outer, syn.frame())
+			x.cSeq++
+			run(i, engine.Inner, x.fromServer(packet.SYN|packet.ACK, nil).frame())
+			x.sSeq++
+			if i == batch {
+				frames = append(frames, x.fromClient(packet.ACK, nil).frame())
+				frames = append(frames, x.fromClient(packet.ACK|packet.PSH, make([]byte, 100)).frame())
+			}
+		}
+		if k%5 == 0 {
+			stray := &conn{c: cli4, s: srv4, cp: uint16(40000 + k), sp: 443, cSeq: 7, sSeq: 7}
+			frames = append(frames, stray.fromClient(packet.ACK, nil).frame(), []byte{1, 2, 3})
+		}
+	}
+	if len(frames) <= 2*chunk {
+		t.Fatalf("only %d frames", len(frames))
+	}
+	pkts := make([]engine.Packet, len(frames))
+	for k, f := range frames {
+		pkts[k] = engine.Packet{Data: append([]byte(nil), f...), Len: uint32(len(f)), Verdict: engine.Forward}
+	}
+	batch.Inspect(0, engine.Outer, pkts)
+	for k, f := range frames {
+		if got, want := pkts[k].Verdict, run(single, engine.Outer, f).Verdict; got != want {
+			t.Fatalf("frame %d: %v in a batch, %v alone", k, got, want)
+		}
+	}
+	if b, s := batch.Stats(), single.Stats(); !reflect.DeepEqual(b.Decisions, s.Decisions) || !reflect.DeepEqual(b.Malformed, s.Malformed) {
+		t.Fatalf("batch %+v %+v, single %+v %+v", b.Decisions, b.Malformed, s.Decisions, s.Malformed)
+	}
+}
+
+func mustInspector(t *testing.T, cfg Config) *Inspector {
+	i, _ := newTestInspector(t, cfg)
+	return i
 }

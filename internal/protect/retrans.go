@@ -81,7 +81,7 @@ func (i *Inspector) retransmitted(w *workerState, rs *ruleset, r *rule, now int6
 	if t == nil {
 		return false // no rule had the action when the table was built: nothing recorded yet
 	}
-	p := &w.pkt
+	p := w.pkt
 	h := i.retransHash(p)
 	b := t.slots[(h&t.mask)*retransWays:][:retransWays]
 	tag := uint32(h>>32) | 1

@@ -1,6 +1,9 @@
 package protect
 
 import (
+	"net/netip"
+
+	"github.com/xskgate/xskgate/internal/flow"
 	"github.com/xskgate/xskgate/internal/xdpprog"
 )
 
@@ -107,4 +110,33 @@ func (i *Inspector) Status() Status {
 	fl.Maps = maps
 	st.FirstLine = fl
 	return st
+}
+
+// FlowFilter selects flows for Flows. Zero fields match everything.
+type FlowFilter struct {
+	States []flow.State
+	Dst    netip.Prefix // matches the original destination
+	Limit  int
+}
+
+// Flows lists the tracked flows matching f (for `xskgate flows`).
+func (i *Inspector) Flows(f FlowFilter) []flow.FlowInfo {
+	var out []flow.FlowInfo
+	i.table.Range(i.Now(), func(fi flow.FlowInfo) bool {
+		if len(f.States) > 0 {
+			ok := false
+			for _, s := range f.States {
+				ok = ok || s == fi.State
+			}
+			if !ok {
+				return true
+			}
+		}
+		if f.Dst.IsValid() && !f.Dst.Contains(fi.Dst) {
+			return true
+		}
+		out = append(out, fi)
+		return f.Limit <= 0 || len(out) < f.Limit
+	})
+	return out
 }

@@ -10,7 +10,7 @@ import (
 // is final (dropped or bounced); otherwise the caller tracks the SYN, and a
 // non-OK reason in d is what it counts (monitor, admitted retransmission).
 func (i *Inspector) synFlood(w *workerState, rs *ruleset, r *rule, pk *engine.Packet, now int64) (d decision, done bool) {
-	p := &w.pkt
+	p := w.pkt
 	// Both meters see every SYN, so either can trip.
 	over := r.syn.over(now)
 	if r.perSource {
@@ -37,7 +37,7 @@ func (i *Inspector) synFlood(w *workerState, rs *ruleset, r *rule, pk *engine.Pa
 	}
 	// A SYN of a handshake already under way (retransmitted after being
 	// admitted) belongs to the tracker.
-	if st, ok := i.table.Lookup(&w.seg, tableNow(now)); ok && st.Phase() == "new" {
+	if st, ok := i.table.Lookup(w.seg, tableNow(now)); ok && st.Phase() == "new" {
 		return decision{}, false
 	}
 	if r.action == ActionRetransmit {
@@ -108,7 +108,7 @@ func (i *Inspector) tableFull(w *workerState, rs *ruleset, r *rule, pk *engine.P
 // challenge rewrites the SYN in frame (parsed in w.pkt) into the cookie
 // SYN-ACK and returns its length, 0 if it does not fit.
 func (i *Inspector) challenge(w *workerState, rs *ruleset, frame []byte, now int64) int {
-	p := &w.pkt
+	p := w.pkt
 	o := p.TCP.Opts
 	cmss := uint16(536)
 	if p.IPVersion == 6 {
@@ -143,7 +143,7 @@ func (i *Inspector) challenge(w *workerState, rs *ruleset, frame []byte, now int
 // SYN-ACK replaces it with the real delta (serverSynAck). A cookie of
 // exactly zero would not be recognised; its odds are 2^-32 per handshake.
 func (i *Inspector) cookieACK(w *workerState, rs *ruleset, r *rule, pk *engine.Packet, now int64) (decision, bool) {
-	p := &w.pkt
+	p := w.pkt
 	t := tuple{p.Src, p.Dst, p.SrcPort, p.DstPort}
 	isn, cookie := p.TCP.Seq-1, p.TCP.Ack-1
 	o, ok := i.key.checkCookie(&t, isn, cookie, now)
@@ -151,14 +151,14 @@ func (i *Inspector) cookieACK(w *workerState, rs *ruleset, r *rule, pk *engine.P
 		return decision{}, false
 	}
 	sec := tableNow(now)
-	if _, exists := i.table.Lookup(&w.seg, sec); exists {
+	if _, exists := i.table.Lookup(w.seg, sec); exists {
 		return decision{}, false
 	}
 	ws := int8(-1)
 	if o.wscale != wscaleNone {
 		ws = int8(o.wscale)
 	}
-	v := i.table.Insert(&w.seg, flow.Open{State: flow.StateSynSent, ClientISN: isn, ClientWScale: ws,
+	v := i.table.Insert(w.seg, flow.Open{State: flow.StateSynSent, ClientISN: isn, ClientWScale: ws,
 		ClientWindow: clientWindow(p, o), SACKPerm: o.sack, SeqAdjust: cookie}, sec)
 	if v.Reason == flow.ReasonTableFull {
 		pk.Verdict = engine.Drop
@@ -188,7 +188,7 @@ func (i *Inspector) cookieACK(w *workerState, rs *ruleset, r *rule, pk *engine.P
 // or a cookie gone stale (48 s), is not resent for. The SYN goes in the
 // segment's own frame, its payload dropped: the client retransmits data.
 func (i *Inspector) resendSyn(w *workerState, pk *engine.Packet, cookie uint32, now int64) bool {
-	p := &w.pkt
+	p := w.pkt
 	if p.TCP.Flags&(packet.SYN|packet.FIN|packet.RST|packet.ACK) != packet.ACK || p.TCP.Ack != cookie+1 {
 		return false
 	}
@@ -244,13 +244,13 @@ func clientWindow(p *packet.Packet, o cookieOpts) uint16 {
 // is recognised because seq minus the stored delta is again a valid
 // cookie, and is answered the same way, update included.
 func (i *Inspector) serverSynAck(w *workerState, rs *ruleset, pk *engine.Packet, v flow.Verdict, now int64) (decision, bool) {
-	p := &w.pkt
+	p := w.pkt
 	t := tuple{p.Dst, p.Src, p.DstPort, p.SrcPort}
 	isn := p.TCP.Ack - 1
 	cookie := v.SeqAdjust // the marker of a flow whose server has not answered
 	o, ok := i.key.checkCookie(&t, isn, cookie, now)
 	if ok {
-		if !i.table.SetSeqAdjust(&w.seg, p.TCP.Seq-cookie) {
+		if !i.table.SetSeqAdjust(w.seg, p.TCP.Seq-cookie) {
 			return decision{}, false
 		}
 	} else {

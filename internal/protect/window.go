@@ -39,7 +39,7 @@ func (i *Inspector) extraOf(worker int) engine.Extra {
 // spare (engine.Extra). Without one the client's zero-window probe, a
 // persist timer later, gets the server's window in the server's answer.
 func (i *Inspector) windowUpdate(w *workerState, rs *ruleset, frame []byte, o cookieOpts, cookie uint32) {
-	p := &w.pkt
+	p := w.pkt
 	var buf []byte
 	if w.extra != nil {
 		buf = w.extra.Frame(engine.Outer)
