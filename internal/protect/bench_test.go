@@ -20,12 +20,7 @@ func BenchmarkInspectEstablished(b *testing.B) {
 	frames := make([][]byte, n)
 	for k := range n {
 		x := &conn{i: i, c: cli4, s: srv4, cp: uint16(30000 + k), sp: 443, cSeq: 1000, sSeq: 9000}
-		syn := x.fromClient(packet.SYN, nil)
-		syn.ack = 0
-		run(i, engine.Outer, syn.frame())
-		x.cSeq++
-		run(i, engine.Inner, x.fromServer(packet.SYN|packet.ACK, nil).frame())
-		x.sSeq++
+		x.open()
 		frames[k] = x.fromClient(packet.ACK, nil).frame()
 		if v := run(i, engine.Outer, frames[k]).Verdict; v != engine.Forward {
 			b.Fatal(v)
@@ -131,12 +126,7 @@ func BenchmarkInspectPrefixes(b *testing.B) {
 			frames := make([][]byte, batch)
 			for k := range batch {
 				x := &conn{i: i, c: cli4, s: srv, cp: uint16(30000 + k), sp: 443, cSeq: 1000, sSeq: 9000}
-				syn := x.fromClient(packet.SYN, nil)
-				syn.ack = 0
-				run(i, engine.Outer, syn.frame())
-				x.cSeq++
-				run(i, engine.Inner, x.fromServer(packet.SYN|packet.ACK, nil).frame())
-				x.sSeq++
+				x.open()
 				frames[k] = x.fromClient(packet.ACK, nil).frame()
 				if v := run(i, engine.Outer, frames[k]).Verdict; v != engine.Forward {
 					b.Fatal(v)
@@ -183,12 +173,7 @@ func BenchmarkInspectManyFlows(b *testing.B) {
 	for _, k := range rand.New(rand.NewPCG(1, 2)).Perm(flows) {
 		c := netip.AddrFrom4([4]byte{198, 19, byte(k >> 8), byte(k)})
 		x := &conn{i: i, c: c, s: srv4, cp: uint16(10000 + k>>16), sp: 443, cSeq: 1000, sSeq: 9000}
-		syn := x.fromClient(packet.SYN, nil)
-		syn.ack = 0
-		run(i, engine.Outer, syn.frame())
-		x.cSeq++
-		run(i, engine.Inner, x.fromServer(packet.SYN|packet.ACK, nil).frame())
-		x.sSeq++
+		x.open()
 		f := x.fromClient(packet.ACK, nil).frame()
 		if v := run(i, engine.Outer, f).Verdict; v != engine.Forward {
 			b.Fatal(v)

@@ -161,12 +161,7 @@ func ipLen(a netip.Addr) int {
 func TestICMPErrorUnproxied(t *testing.T) {
 	i, _ := newTestInspector(t, noSynFlood(baseConfig(ModeMitigate)))
 	x := &conn{t: t, i: i, c: cli4, s: srv4, cp: 40000, sp: 80, cSeq: 1000, sSeq: 9000}
-	syn := x.fromClient(packet.SYN, nil)
-	syn.ack = 0
-	run(i, engine.Outer, syn.frame())
-	x.cSeq++
-	run(i, engine.Inner, x.fromServer(packet.SYN|packet.ACK, nil).frame())
-	x.sSeq++
+	x.open()
 	in := icmpFrame(t, false, router4, srv4, 3, 4, 1400, quotedSeg(t, srv4, cli4, 80, 40000, x.sSeq, x.cSeq, 0))
 	want := bytes.Clone(in)
 	if pk := run(i, engine.Outer, in); pk.Verdict != engine.Forward || !bytes.Equal(pk.Data[:pk.Len], want) {

@@ -221,6 +221,18 @@ func (x *conn) fromServer(flags uint8, data []byte) tseg {
 	return tseg{src: x.s, dst: x.c, sport: x.sp, dport: x.cp, seq: x.sSeq, ack: x.cSeq, flags: flags, win: 500, ws: -1, payload: data, fromServer: true}
 }
 
+// open runs the handshake through x.i: the client's SYN, the server's
+// SYN-ACK (the client's ACK is the caller's, often the segment a test is
+// about).
+func (x *conn) open() {
+	syn := x.fromClient(packet.SYN, nil)
+	syn.ack = 0
+	run(x.i, engine.Outer, syn.frame())
+	x.cSeq++
+	run(x.i, engine.Inner, x.fromServer(packet.SYN|packet.ACK, nil).frame())
+	x.sSeq++
+}
+
 // noSynFlood sets a SYN threshold the tests never reach.
 func noSynFlood(c Config) Config {
 	for k := range c.Rules {
@@ -352,12 +364,7 @@ func TestSynMonitor(t *testing.T) {
 func TestReloadKeepsFlows(t *testing.T) {
 	i, _ := newTestInspector(t, noSynFlood(baseConfig(ModeMitigate)))
 	x := &conn{t: t, i: i, c: cli4, s: srv4, cp: 40000, sp: 80, cSeq: 1000, sSeq: 9000}
-	syn := x.fromClient(packet.SYN, nil)
-	syn.ack = 0
-	run(i, engine.Outer, syn.frame())
-	x.cSeq++
-	run(i, engine.Inner, x.fromServer(packet.SYN|packet.ACK, nil).frame())
-	x.sSeq++
+	x.open()
 	if err := i.Reload(Config{Enabled: true}); err == nil {
 		t.Fatal("invalid reload accepted")
 	}
@@ -417,12 +424,7 @@ func TestInspectChunks(t *testing.T) {
 	for k := range 60 {
 		for _, i := range []*Inspector{batch, single} {
 			x := &conn{t: t, i: i, c: cli4, s: srv4, cp: uint16(20000 + k), sp: 443, cSeq: 1000, sSeq: 9000}
-			syn := x.fromClient(packet.SYN, nil)
-			syn.ack = 0
-			run(i, engine.Outer, syn.frame())
-			x.cSeq++
-			run(i, engine.Inner, x.fromServer(packet.SYN|packet.ACK, nil).frame())
-			x.sSeq++
+			x.open()
 			if i == batch {
 				frames = append(frames, x.fromClient(packet.ACK, nil).frame())
 				frames = append(frames, x.fromClient(packet.ACK|packet.PSH, make([]byte, 100)).frame())
