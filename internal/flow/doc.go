@@ -54,6 +54,13 @@
 // BenchmarkTrack report rates per wall-clock second and per CPU-second of
 // the benchmark thread.
 //
+// A caller that must decide per segment what comes before tracking (the
+// protection stage: blocklist, SYN meter, cookie ACK) cannot hand over its
+// batch; Prepare runs the pipeline's first two stages over the batch and
+// TrackPrepared then tracks each segment with its key and hash already
+// computed. In the protection stage that halved the time per packet with
+// 256K flows (protect's BenchmarkInspectManyFlows: 451 → 204 ns).
+//
 // # Time
 //
 // Callers pass now, in whole seconds of any monotonic clock that may wrap
