@@ -141,15 +141,16 @@ func (i *Inspector) sweepFast(f *fastPath) {
 }
 
 // releaseFast takes every flow back from the fast path (a reload: new
-// rules must see them).
+// rules must see them). The flows are drained, not deleted: XDP hands
+// their next segments to user space at once, the tc program still carries
+// those already on their way to it, and the next sweep deletes the
+// entries the table no longer offloads.
 func (i *Inspector) releaseFast(f *fastPath) {
-	n := 0
-	if _, err := f.fp.Sweep(func(fl xdpprog.Flow, _ int64) bool {
+	n, err := f.fp.Drain(func(fl xdpprog.Flow) {
 		s := segOf(fl)
 		i.table.Unoffload(&s)
-		n++
-		return false
-	}); err != nil {
+	})
+	if err != nil {
 		f.errs.Add(1)
 	}
 	f.released.Add(uint64(n))

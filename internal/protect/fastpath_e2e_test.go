@@ -80,6 +80,10 @@ func TestLabFastPathReload(t *testing.T) {
 	if reloads < 3 {
 		t.Errorf("only %d reloads during the traffic", reloads)
 	}
+	// fs.Lost (segments between XDP and tc when a flow left the map) was
+	// 7-18 per run when a reload deleted the flows; draining them made it
+	// 0 in 8 runs. Logged, not asserted: a FIN's immediate delete may
+	// still, rarely, catch one (TestFastPathDrain pins the drain itself).
 	if fs.Offloaded <= 8 {
 		t.Errorf("offloaded %d times: the reloads took flows back, and they should have been offloaded again", fs.Offloaded)
 	}

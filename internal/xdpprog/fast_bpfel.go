@@ -23,7 +23,7 @@ type fastFastval struct {
 	_     structs.HostLayout
 	Seen  uint64
 	Delta uint32
-	Pad   uint32
+	Flags uint32
 }
 
 type fastFlowkey struct {

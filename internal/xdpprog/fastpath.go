@@ -211,6 +211,55 @@ func (f *FastPath) Sweep(keep func(fl Flow, seen int64) bool) (kept int, err err
 	return kept, deleteAll(f.flows, stale)
 }
 
+// Drain marks every offloaded flow as being taken back, then calls each
+// for it: XDP stops passing the flow's segments to the fast path, which
+// still carries those XDP passed before, and the next Sweep whose keep
+// returns false for it deletes it. Deleting at once (Sweep) would drop the
+// segments in flight between XDP and tc; a flow offloaded again before
+// that sweep is simply carried again. It returns how many flows it marked.
+// each runs after the mark, so a flow it hands back to user space cannot
+// be offloaded again before the mark and then lose it; it runs for every
+// flow, also when err reports that some were deleted instead of marked.
+func (f *FastPath) Drain(each func(Flow)) (n int, err error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.coll == nil {
+		return 0, errors.New("fast path: closed")
+	}
+	var keys []steerFlowkey
+	var vals []fastFastval
+	var k steerFlowkey
+	var v fastFastval
+	it := f.flows.Iterate()
+	for it.Next(&k, &v) {
+		v.Flags |= fvDraining
+		keys, vals = append(keys, k), append(vals, v)
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("fast path: drain: %w", err)
+	}
+	// A flow a FIN released meanwhile comes back, draining: XDP does not
+	// pass its segments, and the next sweep deletes it. (Batch updates
+	// take no BPF_EXIST.) Flows the update missed are deleted instead, as
+	// before draining existed: every flow is taken back either way.
+	if len(keys) > 0 {
+		m, uerr := f.flows.BatchUpdate(keys, vals, nil)
+		if uerr != nil {
+			err = fmt.Errorf("fast path: drain: %w", uerr)
+			if derr := deleteAll(f.flows, keys[min(max(m, 0), len(keys)):]); derr != nil {
+				err = errors.Join(err, derr)
+			}
+		}
+	}
+	for _, k := range keys {
+		each(flowOf(k))
+	}
+	return len(keys), err
+}
+
+// fvDraining is FV_DRAINING (bpf/fastpath.h).
+const fvDraining = 1
+
 // FastCounters are the fast path's counts, summed over CPUs.
 type FastCounters struct {
 	InPackets, InBytes   uint64 // outer -> inner

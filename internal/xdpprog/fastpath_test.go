@@ -247,3 +247,78 @@ func checkRedirected(t *testing.T, in, out []byte, delta uint32) {
 		}
 	}
 }
+
+// TestFastPathDrain: an offloaded flow's segment passes XDP (XDP_PASS,
+// frame untouched, on to tc). Drained, XDP hands its segments to user
+// space again (the record goes in front) while the tc program still
+// redirects those XDP passed before; a sweep that no longer keeps it
+// deletes it, and tc then drops (counted lost). A flow offloaded again
+// after a drain passes XDP again.
+func TestFastPathDrain(t *testing.T) {
+	requireRoot(t)
+	client := netip.MustParseAddrPort("198.18.0.1:40000")
+	server := netip.MustParseAddrPort("198.18.0.2:443")
+	fl := Flow{Src: client.Addr(), Dst: server.Addr(), SrcPort: client.Port(), DstPort: server.Port()}
+	fp, err := LoadFastPath(1, 2, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	p := loadOpts(t, 1, Options{Carrier: CarrierHead, Fast: fp})
+	in := fastFrame(t, client, server, 5000, 6000, nil)
+	xdp := func() (passed bool) {
+		ret, out, _ := runCtx(t, p, in, &xdpMd{DataEnd: uint32(len(in))})
+		if ret != xdpPassRet {
+			t.Fatalf("XDP verdict %d, want XDP_PASS (to tc, or no socket)", ret)
+		}
+		return bytes.Equal(out[:len(in)], in) // no record in front
+	}
+	tc := func() uint32 {
+		out := make([]byte, len(in)+256)
+		ret, err := fp.prog.Run(&ebpf.RunOptions{Data: in, DataOut: out, Repeat: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ret
+	}
+	offload := func() {
+		var b FastBatch
+		b.Offload(fl, 0)
+		if n, err := fp.Flush(&b, func(Flow) { t.Fatal("not added") }, func(Flow) bool { return true }); n != 1 || err != nil {
+			t.Fatal(n, err)
+		}
+	}
+	if xdp() {
+		t.Fatal("a flow not offloaded passed XDP untouched")
+	}
+	offload()
+	if !xdp() {
+		t.Fatal("an offloaded flow did not pass XDP to the fast path")
+	}
+	var drained []Flow
+	if n, err := fp.Drain(func(f Flow) { drained = append(drained, f) }); n != 1 || err != nil || len(drained) != 1 || drained[0] != fl {
+		t.Fatalf("Drain = %d, %v; each saw %v", n, err, drained)
+	}
+	if xdp() {
+		t.Fatal("a draining flow still passed XDP to the fast path")
+	}
+	if ret := tc(); ret != tcActRedirect {
+		t.Fatalf("tc verdict %d for a draining flow's segment in flight, want TC_ACT_REDIRECT", ret)
+	}
+	offload()
+	if !xdp() {
+		t.Fatal("a flow offloaded again after a drain did not pass XDP")
+	}
+	if _, err := fp.Drain(func(Flow) {}); err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := fp.Sweep(func(Flow, int64) bool { return false }); kept != 0 || err != nil {
+		t.Fatal(kept, err)
+	}
+	if ret := tc(); ret != tcActShot {
+		t.Fatalf("tc verdict %d after the sweep, want TC_ACT_SHOT", ret)
+	}
+	if c, err := fp.Counters(); err != nil || c.Lost != 1 {
+		t.Fatalf("counters %+v, %v: want 1 lost", c, err)
+	}
+}

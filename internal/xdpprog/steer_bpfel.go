@@ -46,7 +46,7 @@ type steerFastval struct {
 	_     structs.HostLayout
 	Seen  uint64
 	Delta uint32
-	Pad   uint32
+	Flags uint32
 }
 
 type steerFlowkey struct {

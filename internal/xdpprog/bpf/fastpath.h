@@ -55,12 +55,18 @@ static __always_inline void flowkey_of(struct flowkey *k, const struct addr16 *s
 // delta is a SYN-proxied flow's sequence offset (server ISN minus cookie
 // ISN; 0 for others): toward the server the ACK and SACK edges gain it,
 // toward the client the sequence number loses it, as user space's
-// translate does.
+// translate does. flags: FV_DRAINING is set when user space takes the flow
+// back without a SYN, FIN or RST to mark the moment (a reload): XDP stops
+// passing its segments to the fast path, while the tc program still
+// carries those XDP passed before, and user space deletes the entry at its
+// next sweep. Deleting it at once would drop those in flight.
 struct fastval {
 	__u64 seen; // ktime ns (coarse) of a recent segment
 	__u32 delta;
-	__u32 pad;
+	__u32 flags;
 };
+
+#define FV_DRAINING 1
 
 #define SEEN_EVERY 100000000ULL // 100 ms
 

@@ -889,7 +889,7 @@ static __always_inline int with_head(struct xdp_md *ctx)
 
 // fast_flow reports whether the frame is a segment of an offloaded flow
 // that the fast path carries: not a SYN, FIN or RST, which the tracker
-// must see.
+// must see, nor one of a flow user space is taking back (draining).
 static __always_inline int fast_flow(struct xdp_md *ctx)
 {
 	struct parsed p = {};
@@ -899,7 +899,8 @@ static __always_inline int fast_flow(struct xdp_md *ctx)
 		return 0;
 	struct flowkey k = {};
 	flowkey_of(&k, &p.src, &p.dst, p.tcp->source, p.tcp->dest, fast_path == FAST_INNER);
-	return bpf_map_lookup_elem(&xskgate_fast, &k) != 0;
+	struct fastval *v = bpf_map_lookup_elem(&xskgate_fast, &k);
+	return v && !(v->flags & FV_DRAINING);
 }
 
 // first returns the first line's verdict, XDP_PASS for the fast path, or
