@@ -476,3 +476,31 @@ func TestKeyNormalisation(t *testing.T) {
 		t.Error("port swap on one side collides")
 	}
 }
+
+// TestSynProxyClose: a SYN-proxied flow, whose client acks in the cookie's
+// sequence space, reaches TIME_WAIT once both FINs are acked, each in its
+// own space.
+func TestSynProxyClose(t *testing.T) {
+	tb := newTable(t, Config{})
+	const cookie, serverISN, clientISN = 0x71000000, 0x70000000, 0x22222222
+	sISN := uint32(serverISN)
+	c := &Segment{Src: client.addr, Dst: server.addr, SrcPort: client.port, DstPort: server.port,
+		Window: 502, WScale: -1, Dir: Inbound}
+	c.Flags, c.Seq, c.Ack = FlagACK, clientISN+1, cookie+1
+	tb.Insert(c, Open{State: StateEstablished, ClientISN: clientISN, ClientWScale: 7, ClientWindow: 502,
+		SACKPerm: true, ServerISN: serverISN, ServerWScale: 7, ServerWindow: 1000, SeqAdjust: sISN - cookie}, 1000)
+	s := &Segment{Src: server.addr, Dst: client.addr, SrcPort: server.port, DstPort: client.port,
+		Window: 1000, WScale: -1, Dir: Outbound}
+	step := func(seg *Segment, flags uint8, seq, ack, n uint32, want State) {
+		t.Helper()
+		seg.Flags, seg.Seq, seg.Ack, seg.PayloadLen = flags, seq, ack, n
+		if v := tb.Track(seg, 1001); v.Action != Pass || v.Reason != ReasonOk || v.State != want {
+			t.Fatalf("%+v: %+v, want %v", seg, v, want)
+		}
+	}
+	step(s, FlagACK|FlagPSH, serverISN+1, clientISN+1, 10, StateEstablished)
+	step(c, FlagFIN|FlagACK, clientISN+1, cookie+11, 0, StateFinWait)
+	step(s, FlagFIN|FlagACK, serverISN+11, clientISN+2, 0, StateLastAck)
+	step(c, FlagACK, clientISN+2, cookie+11, 0, StateLastAck) // not the FIN yet
+	step(c, FlagACK, clientISN+2, cookie+12, 0, StateTimeWait)
+}
