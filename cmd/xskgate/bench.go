@@ -51,6 +51,7 @@ its slots are rewritten per frame (source address, port, checksums).`)
 	gen := fs.String("gen", "auto", "generator: auto (live frames if the kernel allows them, else ring), live, ring")
 	fs.IntVar(&o.GenNice, "gen-nice", -10, "nice value of the generator's thread (0: unchanged): others' work on its CPU would set the offered rate")
 	fs.IntVar(&o.DUTNice, "dut-nice", -10, "nice value of xskgate's worker thread (0: unchanged): others' work on its CPU would set its rate")
+	fs.Float64Var(&o.DUTQuota, "dut-quota", 0, "limit the AF_XDP devices under test (xskgate, the external l2fwd) to this share of their CPU, e.g. 0.4, so that each is saturated and the rates compare capacities (0: no limit)")
 	fs.Float64Var(&o.FloodRate, "flood-rate", 0, "frames/s of the flood paths (0: the generator's full speed)")
 	fs.BoolVar(&o.Legit, "legit", false, "also measure verified TCP through the gate under floods, first line on and off, against no flood")
 	fs.DurationVar(&o.LegitOpts.Duration, "legit-time", 3e9, "verified TCP per --legit run")
@@ -116,6 +117,9 @@ its slots are rewritten per frame (source address, port, checksums).`)
 			return fmt.Errorf("bench --legit-floods: unknown flood %q (want ack, syn)", f)
 		}
 		o.LegitOpts.Floods = append(o.LegitOpts.Floods, f)
+	}
+	if o.DUTQuota < 0 || o.DUTQuota > 1 {
+		return fmt.Errorf("bench --dut-quota: %v is not a share of one CPU (want 0 for none, or above 0 up to 1, e.g. 0.4)", o.DUTQuota)
 	}
 	if o.Size, err = bench.ParseSize(*size); err != nil {
 		return fmt.Errorf("bench --size: %w", err)

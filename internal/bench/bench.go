@@ -150,6 +150,11 @@ type Options struct {
 	External *External
 	// TxBudget is xskgate's XDP_MAX_TX_SKB_BUDGET (0: the gate's default).
 	TxBudget uint32
+	// DUTQuota, when above 0, limits the AF_XDP device under test to that
+	// share of its CPU (limitDUT), so that every such path is saturated
+	// and the rates compare capacities rather than what the generator
+	// offered.
+	DUTQuota float64
 	// TCPStreams are the iperf3 -P values the TCP comparison runs
 	// (default 1 and 8).
 	TCPStreams []int
@@ -262,6 +267,9 @@ func Run(ctx context.Context, o Options) (_ []*Result, err error) {
 	fmt.Fprintf(o.Out, "setting: RPS on outer's rx-0 steers Linux forwarding (and xskgate+fastpath's tc redirect) to CPU %d (mask %x), for those runs only\n", o.GateCPU, 1<<o.GateCPU)
 	if o.TxBudget != 0 {
 		fmt.Fprintf(o.Out, "setting: xskgate's XDP_MAX_TX_SKB_BUDGET %d\n", o.TxBudget)
+	}
+	if o.DUTQuota > 0 {
+		fmt.Fprintf(o.Out, "setting: the AF_XDP devices under test (xskgate's worker thread, the external l2fwd's process) are limited to %.2f of CPU %d (cgroup cpu bandwidth, %v period), so that each is saturated and delivers its capacity times that share; kernel paths are not limited (--dut-quota)\n", o.DUTQuota, o.GateCPU, quotaPeriod)
 	}
 	for _, v := range o.Variants {
 		if v.External {

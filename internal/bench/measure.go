@@ -90,6 +90,11 @@ func (b *bencher) measureAll(ctx context.Context, v Variant, rate float64) (sm s
 		return sm, err
 	}
 	defer d.teardown()
+	unlimit, err := b.limitDUT(d)
+	if err != nil {
+		return sm, err
+	}
+	defer unlimit()
 	if !v.Ceiling {
 		unsink, err := b.sink(v)
 		if err != nil {

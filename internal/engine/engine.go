@@ -102,6 +102,10 @@ func New(umem *xsk.Umem, pairs []Pair, cfg Config) (*Engine, error) {
 // Workers returns the workers, for stats.
 func (e *Engine) Workers() []*Worker { return e.workers }
 
+// Thread is the id of the OS thread running w's loop, 0 when it is not
+// running (a benchmark puts it under a CPU limit).
+func (w *Worker) Thread() int { return int(w.tid.Load()) }
+
 // Start runs every worker in its own goroutine locked to an OS thread.
 func (e *Engine) Start() {
 	for _, w := range e.workers {
@@ -213,6 +217,7 @@ type Worker struct {
 	emptyLoops int
 	err        error
 	failed     atomic.Bool
+	tid        atomic.Int32 // the OS thread running the loop (0: not running)
 	cpu        int
 }
 
@@ -332,6 +337,8 @@ func (w *Worker) run() {
 			w.e.log.Warn("cannot pin worker", "worker", w.id, "cpu", w.cpu, "err", err)
 		}
 	}
+	w.tid.Store(int32(unix.Gettid()))
+	defer w.tid.Store(0)
 	if nice := w.e.cfg.Nice; nice != 0 {
 		// The nice value is a thread's on Linux; the raw getpriority(2)
 		// returns 20 - nice.
