@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -33,6 +34,7 @@ func (b *bencher) limitDUT(d *dut) (func(), error) {
 	if _, err := os.Stat(filepath.Join(cpuCgroupV1, "cpu.cfs_quota_us")); err != nil {
 		return nil, fmt.Errorf("--dut-quota needs the cgroup v1 cpu controller at %s: %w", cpuCgroupV1, err)
 	}
+	removeStaleGroups()
 	dir := filepath.Join(cpuCgroupV1, fmt.Sprintf("xskgate-bench-%d", os.Getpid()))
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("--dut-quota: %w", err)
@@ -99,4 +101,19 @@ func (b *bencher) dutThreads(d *dut) ([]int, error) {
 		tids = append(tids, w.Thread())
 	}
 	return tids, nil
+}
+
+// removeStaleGroups removes the groups of benches that are gone (killed
+// before their undo ran): empty once their threads exited, so rmdir works.
+func removeStaleGroups() {
+	dirs, _ := filepath.Glob(filepath.Join(cpuCgroupV1, "xskgate-bench-*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "xskgate-bench-"))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, os.ErrNotExist) {
+			os.Remove(d)
+		}
+	}
 }
