@@ -47,11 +47,28 @@ func (x *External) Command(cpu, nice int) string {
 
 // startExternal starts the external l2fwd and waits until its XDP program
 // is on outer; the teardown stops it (SIGINT, so it detaches what it
-// attached; SIGKILL after 3 s) and removes any program it left.
+// attached; SIGKILL after 3 s) and removes any program it left. Right
+// after the previous path's sockets closed, the kernel may still hold the
+// queue's buffer pool (released from a work queue): xdpsock's bind then
+// fails with EBUSY and it exits; it is started again, as xskgate's own
+// bind retries (xsk.bindRetry), for up to 2 s.
 func (b *bencher) startExternal() (*dut, error) {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		d, busy, err := b.startExternalOnce()
+		if !busy || time.Now().After(deadline) {
+			return d, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startExternalOnce is one attempt of startExternal; busy reports that the
+// program exited because the queue was still bound (EBUSY).
+func (b *bencher) startExternalOnce() (d *dut, busy bool, err error) {
 	x, l := b.o.External, b.l
 	if x == nil || x.Path == "" {
-		return nil, fmt.Errorf("no external l2fwd program: give its path with --xdpsock")
+		return nil, false, fmt.Errorf("no external l2fwd program: give its path with --xdpsock")
 	}
 	args := append([]string{"-c", strconv.Itoa(b.o.GateCPU), "nice", "-n", strconv.Itoa(b.o.DUTNice), x.Path}, x.args()...)
 	cmd := l.Command(context.Background(), l.GateNS, "taskset", args...)
@@ -59,7 +76,7 @@ func (b *bencher) startExternal() (*dut, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", x.Path, err)
+		return nil, false, fmt.Errorf("start %s: %w", x.Path, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -84,18 +101,19 @@ func (b *bencher) startExternal() (*dut, error) {
 		case err := <-exited:
 			exited <- err
 			stop()
-			return nil, fmt.Errorf("%s exited before attaching (%v): %s", x.Path, err, strings.TrimSpace(lastLines(out.String(), 5)))
+			busy := strings.Contains(out.String(), "Device or resource busy")
+			return nil, busy, fmt.Errorf("%s exited before attaching (%v): %s", x.Path, err, strings.TrimSpace(lastLines(out.String(), 5)))
 		default:
 		}
 		if attached, _ := b.xdpAttached(); attached {
 			// Its sockets are bound once the program is on; give it a
 			// moment to post its FILL ring.
 			time.Sleep(200 * time.Millisecond)
-			return &dut{ext: cmd.Process.Pid, teardown: stop}, nil
+			return &dut{ext: cmd.Process.Pid, teardown: stop}, false, nil
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return nil, fmt.Errorf("%s attached no XDP program to %s within 10 s: %s", x.Path, lab.OuterName, strings.TrimSpace(lastLines(out.String(), 5)))
+			return nil, false, fmt.Errorf("%s attached no XDP program to %s within 10 s: %s", x.Path, lab.OuterName, strings.TrimSpace(lastLines(out.String(), 5)))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
