@@ -80,11 +80,10 @@ type window struct {
 const (
 	tfWScale    uint8 = 1 << iota // window scale option seen
 	tfSACK                        // SACK permitted
-	tfClose                       // this side sent the first FIN (CLOSE_INIT)
+	tfFin                         // this side sent a FIN (in window)
 	tfLiberal                     // accept out-of-window segments (BE_LIBERAL)
 	tfUnack                       // data sent but not acknowledged yet
 	tfMaxAckSet                   // maxack is valid
-	tfFin                         // this side sent a FIN (in window)
 )
 
 // Per-flow flags.

@@ -192,9 +192,6 @@ func (t *Table) packet(sh *shard, e *entry, s *Segment, dir, class uint8, now ui
 	if class == classFIN {
 		e.tflags[dir] |= tfFin
 	}
-	if old != ns && ns == StateFinWait {
-		e.tflags[dir] |= tfClose
-	}
 	sh.setState(e, ns)
 	v.State = ns
 	if inexactRST {
