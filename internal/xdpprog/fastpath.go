@@ -136,7 +136,7 @@ func (f *FastPath) Flush(b *FastBatch, notAdded func(Flow), keep func(Flow) bool
 		b.flows, b.add, b.vals, b.del = b.flows[:0], b.add[:0], b.vals[:0], b.del[:0]
 	}()
 	if f.coll == nil {
-		return 0, errors.New("fast path: closed")
+		return 0, errFastClosed
 	}
 	if err := deleteAll(f.flows, b.del); err != nil {
 		return 0, err
@@ -191,25 +191,39 @@ func deleteAll(m *ebpf.Map, keys []steerFlowkey) error {
 func (f *FastPath) Sweep(keep func(fl Flow, seen int64) bool) (kept int, err error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if f.coll == nil {
-		return 0, errors.New("fast path: closed")
+	keys, vals, err := f.entries()
+	if err != nil {
+		return 0, err
 	}
 	var stale []steerFlowkey
-	var k steerFlowkey
-	var v fastFastval
-	it := f.flows.Iterate()
-	for it.Next(&k, &v) {
-		if keep(flowOf(k), int64(v.Seen)) {
+	for i, k := range keys {
+		if keep(flowOf(k), int64(vals[i].Seen)) {
 			kept++
 		} else {
 			stale = append(stale, k)
 		}
 	}
-	if err := it.Err(); err != nil {
-		return kept, fmt.Errorf("fast path: sweep: %w", err)
-	}
 	return kept, deleteAll(f.flows, stale)
 }
+
+// entries reads every flow in the map, with f.mu held.
+func (f *FastPath) entries() (keys []steerFlowkey, vals []fastFastval, err error) {
+	if f.coll == nil {
+		return nil, nil, errFastClosed
+	}
+	var k steerFlowkey
+	var v fastFastval
+	it := f.flows.Iterate()
+	for it.Next(&k, &v) {
+		keys, vals = append(keys, k), append(vals, v)
+	}
+	if err := it.Err(); err != nil {
+		return nil, nil, fmt.Errorf("fast path: read the flows: %w", err)
+	}
+	return keys, vals, nil
+}
+
+var errFastClosed = errors.New("fast path: closed")
 
 // Drain marks every offloaded flow as being taken back, then calls each
 // for it: XDP stops passing the flow's segments to the fast path, which
@@ -223,20 +237,12 @@ func (f *FastPath) Sweep(keep func(fl Flow, seen int64) bool) (kept int, err err
 func (f *FastPath) Drain(each func(Flow)) (n int, err error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if f.coll == nil {
-		return 0, errors.New("fast path: closed")
+	keys, vals, err := f.entries()
+	if err != nil {
+		return 0, err
 	}
-	var keys []steerFlowkey
-	var vals []fastFastval
-	var k steerFlowkey
-	var v fastFastval
-	it := f.flows.Iterate()
-	for it.Next(&k, &v) {
-		v.Flags |= fvDraining
-		keys, vals = append(keys, k), append(vals, v)
-	}
-	if err := it.Err(); err != nil {
-		return 0, fmt.Errorf("fast path: drain: %w", err)
+	for i := range vals {
+		vals[i].Flags |= fvDraining
 	}
 	// A flow a FIN released meanwhile comes back, draining: XDP does not
 	// pass its segments, and the next sweep deletes it. (Batch updates
@@ -279,7 +285,7 @@ func (f *FastPath) Counters() (FastCounters, error) {
 	defer f.mu.RUnlock()
 	var c FastCounters
 	if f.coll == nil {
-		return c, errors.New("fast path: closed")
+		return c, errFastClosed
 	}
 	for i, dst := range [][2]*uint64{{&c.InPackets, &c.InBytes}, {&c.OutPackets, &c.OutBytes}, {&c.Lost, nil}, {&c.TranslateErrors, nil}} {
 		var per []fastCounters
