@@ -98,25 +98,15 @@ struct sackscan {
 static long scan_sack(__u32 i, void *arg)
 {
 	struct sackscan *s = arg;
-	__u32 off = s->off;
-	if (off >= s->len || off >= 40)
-		return 1;
-	__u8 kind = s->buf[off & 63];
-	if (kind == 0)
-		return 1;
-	if (kind == 1) {
-		s->off = off + 1;
-		return 0;
-	}
-	__u8 len = s->buf[(off + 1) & 63];
-	if (len < 2 || off + len > s->len)
+	__u8 kind, len;
+	if (opt_at(s->buf, s->off, s->len, &kind, &len))
 		return 1;
 	if (kind == 5 && len >= 10) {
-		s->at = off + 2;
+		s->at = s->off + 2;
 		s->blocks = (len - 2) / 8;
 		return 1;
 	}
-	s->off = off + len;
+	s->off += len;
 	return 0;
 }
 

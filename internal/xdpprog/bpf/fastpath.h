@@ -82,4 +82,25 @@ struct fastval {
 		__uint(max_entries, 1);               \
 	} xskgate_fast SEC(".maps")
 
+// opt_at reads the TCP option at off in buf, the len bytes of a segment's
+// options copied to the stack (the mask keeps every read inside buf for
+// the verifier): its kind and length, 1 for a NOP. It returns 1 where the
+// walk ends: the end, an end-of-options, or a malformed length. Both
+// option walkers (steer.c's SYN options, fastpath.c's SACK edges) step
+// through it, one bpf_loop callback per option.
+static __always_inline int opt_at(const __u8 *buf, __u32 off, __u32 len, __u8 *kind, __u8 *olen)
+{
+	if (off >= len || off >= 40)
+		return 1;
+	*kind = buf[off & 63];
+	if (*kind == 0)
+		return 1;
+	if (*kind == 1) {
+		*olen = 1;
+		return 0;
+	}
+	*olen = buf[(off + 1) & 63];
+	return *olen < 2 || off + *olen > len;
+}
+
 #endif

@@ -360,17 +360,8 @@ static long scan_opt(__u32 i, void *arg)
 {
 	struct optscan *s = arg;
 	__u32 off = s->off;
-	if (off >= s->len || off >= 40)
-		return 1;
-	__u8 kind = s->buf[off & 63];
-	if (kind == 0)
-		return 1;
-	if (kind == 1) {
-		s->off = off + 1;
-		return 0;
-	}
-	__u8 len = s->buf[(off + 1) & 63];
-	if (len < 2 || off + len > s->len)
+	__u8 kind, len;
+	if (opt_at(s->buf, off, s->len, &kind, &len))
 		return 1;
 	if (kind == 2 && len == 4)
 		s->o.mss = (__u16)s->buf[(off + 2) & 63] << 8 | s->buf[(off + 3) & 63];
