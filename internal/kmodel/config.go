@@ -260,6 +260,11 @@ type Injection struct {
 	// for SpuriousCompletion and LostCompletion, the TX descriptor number
 	// (0-based, valid transmitted descriptors of this port).
 	N uint64
+	// Drawn is the frame whose fault draw decided the injection: N, except
+	// for a VethRace drawn for a frame alone in its poll, which happens at
+	// the next frame that has a successor. Drawn is what the seed fixes;
+	// N and Slot then also depend on how the polls fell (timing).
+	Drawn uint64
 	// Slot is the free-running index of the first ring entry user space
 	// finds wrong: an RX index for RX kinds (for Drop and SkipFill, the slot
 	// the next produced descriptor takes; for VethRace, slot s holding F2

@@ -26,9 +26,10 @@ type Port struct {
 	maxRx  int    // RX frame size: chunk - headroom - 256
 	txSkb  []byte // the frame as sent, when TX metadata changes it (tx.go)
 	prefix int    // bytes the modelled program prepends to every frame (RecordHead)
-	// racePending: a veth race was drawn for a frame alone in its poll
-	// and waits for the next frame that has a successor.
+	// racePending: a veth race was drawn for frame raceDrawn, alone in its
+	// poll, and waits for the next frame that has a successor.
 	racePending bool
+	raceDrawn   uint64
 	closed      atomic.Bool
 	peer        Receiver
 
@@ -322,6 +323,9 @@ func (p *Port) Injected() []Injection {
 }
 
 func (p *Port) record(in Injection) {
+	if in.Kind != VethRace {
+		in.Drawn = in.N
+	}
 	p.injMu.Lock()
 	p.injected = append(p.injected, in)
 	p.injMu.Unlock()

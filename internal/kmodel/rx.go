@@ -194,6 +194,9 @@ func (p *Port) rcv(i, end uint64) uint64 {
 	d := xsk.Desc{Addr: p.descAddr(raw), Len: uint32(n)}
 	switch kind {
 	case VethRace:
+		if !p.racePending {
+			p.raceDrawn = num
+		}
 		if used, ok := p.vethRace(raw, frame, num, d, i, end); ok {
 			p.racePending = false
 			return used
@@ -263,7 +266,7 @@ func (p *Port) vethRace(f1 uint64, frame []byte, num uint64, d1 xsk.Desc, i, end
 	*p.rx.slot(s) = d2
 	p.rx.cachedProd += 2
 	p.counters.rxDescs.Add(2)
-	p.injectRx(Injection{Kind: VethRace, N: num, Slot: s, Addr: d2.Addr, Len: d2.Len, Fill: f1})
+	p.injectRx(Injection{Kind: VethRace, N: num, Drawn: p.raceDrawn, Slot: s, Addr: d2.Addr, Len: d2.Len, Fill: f1})
 	return 2, true
 }
 
